@@ -1,0 +1,47 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Backend plugins are dynamic libraries loaded at run time through the C ABI in
+// Sources/CEFTBackend; nothing links them. `swift build` builds every product, plugins included.
+let package = Package(
+  name: "EFTRuntime",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "eft", targets: ["eft"]),
+    .library(name: "EFTCore", targets: ["EFTCore"]),
+    .library(name: "BigramBackend", type: .dynamic, targets: ["BigramBackend"]),
+    // Broken plugins, one per refusal path of the plugin host (used by the tests).
+    .library(name: "FixtureWrongMajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
+    .library(name: "FixtureNoEntry", type: .dynamic, targets: ["FixtureNoEntry"]),
+    .library(name: "FixtureShortTable", type: .dynamic, targets: ["FixtureShortTable"]),
+    .library(name: "FixtureNullSlot", type: .dynamic, targets: ["FixtureNullSlot"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+  ],
+  targets: [
+    // The C ABI between host and backends: one header, nothing else.
+    .target(name: "CEFTBackend"),
+    // Message code generated from proto/ by scripts/generate-proto.sh. Never edited by hand.
+    .target(name: "EFTProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+    .target(name: "EFTTokenizer"),
+    .target(name: "EFTCore", dependencies: ["CEFTBackend", "EFTProto", "EFTTokenizer"]),
+    // What a backend written in Swift links: turns a Swift model type into the C function table.
+    .target(name: "EFTPluginKit", dependencies: ["CEFTBackend"]),
+    .executableTarget(name: "eft", dependencies: [
+      "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+
+    .target(name: "BigramBackend", dependencies: ["EFTPluginKit", "EFTProto"], path: "Plugins/BigramBackend"),
+
+    .target(name: "FixtureWrongMajor", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/WrongMajor", publicHeadersPath: "."),
+    .target(name: "FixtureNoEntry", path: "Tests/Fixtures/NoEntry", publicHeadersPath: "."),
+    .target(name: "FixtureShortTable", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/ShortTable", publicHeadersPath: "."),
+    .target(name: "FixtureNullSlot", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/NullSlot", publicHeadersPath: "."),
+
+    .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
+    .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore"]),
+    .testTarget(name: "EFTCLITests", dependencies: ["EFTCore"]),
+  ]
+)

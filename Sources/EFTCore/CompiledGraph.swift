@@ -1,0 +1,139 @@
+import EFTTokenizer
+
+/// A validated graph, ready to evaluate: nodes in topological order (inputs before the nodes that
+/// read them), each reading the outputs of earlier nodes by index.
+public struct CompiledGraph: Sendable {
+  public let name: String
+  public let description: String
+  /// Node names, in evaluation order.
+  public let nodeNames: [String]
+  let operations: [Operation]
+  /// Index of the output node.
+  let output: Int
+  public let parameters: [GraphParameter]
+  /// The graph's sampling defaults.
+  public let defaults: GenerationSettings
+  /// One session per distinct (model, template, add_special_tokens) of the model nodes.
+  let sessions: [SessionSpec]
+  /// The shared tokenizer of every model in the graph.
+  public let tokenizer: Tokenizer
+  /// Entries of every vector: the tokenizer's vocabulary size.
+  public let vocabSize: Int
+  /// Token ids that end generation (each model's EOS).
+  public let eosTokens: Set<Int32>
+  /// The shortest context length of the graph's models.
+  public let contextLength: Int
+
+  public var outputName: String { nodeNames[output] }
+  /// The distinct models the graph reads, in session order.
+  public var models: [Model] {
+    var seen = Set<ObjectIdentifier>()
+    return sessions.map(\.model).filter { seen.insert(ObjectIdentifier($0)).inserted }
+  }
+
+  /// A one-line summary of node `i` ("linear(large_base·1, small_ft·beta, small_base·-beta)").
+  public func describeNode(_ i: Int) -> String {
+    func n(_ j: Int) -> String { nodeNames[j] }
+    switch operations[i] {
+    case .model(let s):
+      let spec = sessions[s]
+      let template = spec.template == "{prompt}" ? "" : ", template \(String(reflecting: spec.template))"
+      return "model(\(spec.model.name)\(template))"
+    case .linear(let terms):
+      return "linear(" + terms.map { "\(n($0.input))·\($0.weight)" }.joined(separator: " + ") + ")"
+    case .normalize(let x): return "normalize(\(n(x)))"
+    case .temperature(let x, let t): return "temperature(\(n(x)), \(t))"
+    case .topK(let x, let k): return "top_k(\(n(x)), \(k))"
+    case .topP(let x, let p): return "top_p(\(n(x)), \(p))"
+    case .minP(let x, let p): return "min_p(\(n(x)), \(p))"
+    case .plausibility(let x, let r, let a): return "plausibility(\(n(x)), reference \(n(r)), alpha \(a))"
+    case .max(let xs): return "max(" + xs.map(n).joined(separator: ", ") + ")"
+    case .min(let xs): return "min(" + xs.map(n).joined(separator: ", ") + ")"
+    }
+  }
+}
+
+/// A named scalar a request may override.
+public struct GraphParameter: Sendable, Equatable {
+  public let name: String
+  public let defaultValue: Double
+  public let description: String
+}
+
+/// Everything that decides how one request decodes, after request overrides.
+public struct GenerationSettings: Sendable, Equatable {
+  public var sampling = SamplingOptions()
+  public var maxTokens = 256
+  public var stop: [String] = []
+  public var stopAtEOS = true
+
+  public init() {}
+}
+
+/// A model node's session: which model, and how it sees the prompt.
+struct SessionSpec: Sendable, Hashable {
+  let model: Model
+  /// The prompt wrapping, with "{prompt}" where the request's prompt goes.
+  let template: String
+  let addSpecialTokens: Bool
+
+  static func == (a: SessionSpec, b: SessionSpec) -> Bool {
+    a.model === b.model && a.template == b.template && a.addSpecialTokens == b.addSpecialTokens
+  }
+
+  func hash(into hasher: inout Hasher) {
+    hasher.combine(ObjectIdentifier(model))
+    hasher.combine(template)
+    hasher.combine(addSpecialTokens)
+  }
+
+  func render(_ prompt: String) -> String { template.replacingOccurrences(of: "{prompt}", with: prompt) }
+}
+
+/// One operator, reading earlier nodes by index.
+enum Operation: Sendable {
+  case model(session: Int)
+  case linear([LinearTerm])
+  case normalize(Int)
+  case temperature(Int, Float)
+  case topK(Int, Int)
+  case topP(Int, Double)
+  case minP(Int, Double)
+  case plausibility(input: Int, reference: Int, alpha: Double)
+  case max([Int])
+  case min([Int])
+
+  var inputs: [Int] {
+    switch self {
+    case .model: return []
+    case .linear(let terms): return terms.map(\.input)
+    case .normalize(let x), .temperature(let x, _), .topK(let x, _), .topP(let x, _), .minP(let x, _): return [x]
+    case .plausibility(let x, let r, _): return [x, r]
+    case .max(let xs), .min(let xs): return xs
+    }
+  }
+}
+
+struct LinearTerm: Sendable {
+  let input: Int
+  let weight: Weight
+}
+
+enum Weight: Sendable, CustomStringConvertible {
+  case constant(Double)
+  case expression(WeightExpression, source: String)
+
+  func value(_ parameters: [String: Double]) -> Double {
+    switch self {
+    case .constant(let v): return v
+    case .expression(let e, _): return e.evaluate(parameters)
+    }
+  }
+
+  var description: String {
+    switch self {
+    case .constant(let v): return v == v.rounded() ? String(Int(v)) : String(v)
+    case .expression(_, let source): return "(\(source))"
+    }
+  }
+}

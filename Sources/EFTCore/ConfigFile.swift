@@ -1,0 +1,129 @@
+import EFTProto
+import Foundation
+import SwiftProtobuf
+
+/// A config file read from disk: the decoded message, and enough of the text to say on which
+/// line something is. swift-protobuf's text-format errors carry no position, so on failure the
+/// failing line is found by decoding ever longer prefixes of the file (each closed with the
+/// brackets still open) until one fails: the last line of that prefix is the culprit.
+public struct ConfigFile: Sendable {
+  /// The file's path as given.
+  public let path: String
+  /// The directory relative paths in the config are resolved against.
+  public let directory: URL
+  public let config: Eft_V1_Config
+  let lines: [Substring]
+
+  /// Reads and decodes `path`.
+  public init(path: String) throws {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw RuntimeError(.config, .notFound, "\(path): cannot read the config file")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw RuntimeError(.config, .invalidArgument, "\(path): the config file is not UTF-8 text")
+    }
+    try self.init(text: text, path: path)
+  }
+
+  /// Decodes `text` as if read from `path`.
+  public init(text: String, path: String) throws {
+    ConfigFile.registerOptionTypes
+    self.path = path
+    self.directory = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL
+    self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    do {
+      self.config = try Eft_V1_Config(textFormatString: text)
+    } catch {
+      throw ConfigFile.locate(error, text: text, lines: lines, path: path)
+    }
+  }
+
+  /// The options messages shipped with the runtime, so `[type.googleapis.com/…] { … }` parses.
+  private static let registerOptionTypes: Void = {
+    Google_Protobuf_Any.register(messageType: Eft_V1_BigramOptions.self)
+  }()
+
+  /// Resolves a path from the config against the config's directory.
+  public func resolve(_ relative: String) -> String {
+    if relative.hasPrefix("/") { return relative }
+    return directory.appendingPathComponent(relative).standardizedFileURL.path
+  }
+
+  /// "file:line: " for the first line at or after `after` holding `name: "value"`, else "file: ".
+  public func location(ofName value: String, after: Int = 0) -> String {
+    guard let line = line(ofName: value, after: after) else { return "\(path): " }
+    return "\(path):\(line): "
+  }
+
+  /// The 1-based line of the first `name: "value"` at or after line `after`.
+  public func line(ofName value: String, after: Int = 0) -> Int? {
+    let needle = "\"\(value)\""
+    for (i, line) in lines.enumerated() where i + 1 >= after {
+      let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+      guard let range = code.range(of: needle) else { continue }
+      let before = code[..<range.lowerBound].trimmingCharacters(in: .whitespaces)
+      if before.hasSuffix("name:") || before.hasSuffix("name :") { return i + 1 }
+    }
+    return nil
+  }
+
+  // MARK: - Locating a text-format error
+
+  static func locate(_ error: any Error, text: String, lines: [Substring], path: String) -> RuntimeError {
+    let what = describe(error)
+    var opened: [Character] = []
+    for k in lines.indices {
+      opened = openBrackets(afterScanning: lines[k], startingWith: opened)
+      let prefix = lines[...k].joined(separator: "\n") + "\n" + opened.reversed().map(closing).joined()
+      if (try? Eft_V1_Config(textFormatString: prefix)) == nil {
+        let shown = lines[k].trimmingCharacters(in: .whitespaces)
+        var message = "\(path):\(k + 1): \(what)"
+        if case TextFormatDecodingError.unknownField = error, let field = shown.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "_" }).first {
+          message = "\(path):\(k + 1): unknown field '\(field)'"
+        }
+        return RuntimeError(.config, .invalidArgument, "\(message): \(shown)")
+      }
+    }
+    return RuntimeError(.config, .invalidArgument, "\(path):\(lines.count): \(what) (at the end of the file: an unclosed '{'?)")
+  }
+
+  private static func closing(_ open: Character) -> String { open == "<" ? ">" : (open == "[" ? "]" : "}") }
+
+  /// The stack of brackets open after `line`, skipping strings and comments.
+  static func openBrackets(afterScanning line: Substring, startingWith stack: [Character]) -> [Character] {
+    var stack = stack
+    var quote: Character? = nil
+    var escaped = false
+    for c in line {
+      if let q = quote {
+        if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == q { quote = nil }
+        continue
+      }
+      switch c {
+      case "\"", "'": quote = c
+      case "#": return stack
+      case "{", "<", "[": stack.append(c)
+      case "}", ">", "]": if !stack.isEmpty { stack.removeLast() }
+      default: break
+      }
+    }
+    return stack
+  }
+
+  static func describe(_ error: any Error) -> String {
+    guard let e = error as? TextFormatDecodingError else { return "\(error)" }
+    switch e {
+    case .malformedText: return "syntax error"
+    case .malformedNumber: return "malformed number"
+    case .trailingGarbage: return "unexpected text after the end of the config"
+    case .truncated: return "the file ends in the middle of a value"
+    case .invalidUTF8: return "invalid UTF-8 in a string"
+    case .unknownField: return "unknown field"
+    case .unrecognizedEnumValue: return "unknown enum value"
+    case .conflictingOneOf: return "two operators set in one node (a node holds exactly one of model, linear, normalize, …)"
+    case .missingFieldNames: return "field names are required"
+    case .messageDepthLimit: return "nested too deeply"
+    default: return "\(e)"
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import CEFTBackend
+import EFTTokenizer
+import Foundation
+
+/// A model opened through a plugin, with the tokenizer it reads. Shared across threads (the ABI
+/// makes models thread-safe); freed when the last reference (including its sessions') goes.
+public final class Model: @unchecked Sendable {
+  public let name: String
+  public let plugin: Plugin
+  public let tokenizer: Tokenizer
+  /// Rows of the output head (may exceed `tokenizer.vocabSize`: padded heads).
+  public let vocabSize: Int
+  public let contextLength: Int
+  public let bosTokenID: Int32?
+  public let eosTokenID: Int32?
+  public let architecture: String
+  let handle: OpaquePointer
+
+  /// Opens `path` with `plugin`, passing `options` (serialized protobuf) through the ABI.
+  public init(name: String, plugin: Plugin, path: String, options: [UInt8], tokenizer: Tokenizer) throws {
+    let table = plugin.table.pointee
+    var handle: OpaquePointer? = nil
+    var error: OpaquePointer? = nil
+    let status = options.withUnsafeBufferPointer { bytes in
+      table.model_open(path, bytes.count == 0 ? nil : bytes.baseAddress, bytes.count, &handle, &error)
+    }
+    guard status == EFT_OK, let handle else {
+      throw plugin.error(status, error, "model '\(name)' (\(path)) via plugin '\(plugin.name)'")
+    }
+    var info = eft_model_info()
+    info.struct_size = MemoryLayout<eft_model_info>.size
+    let describeStatus = table.model_describe(handle, &info, &error)
+    guard describeStatus == EFT_OK else {
+      table.model_free(handle)
+      throw plugin.error(describeStatus, error, "model '\(name)': describe")
+    }
+    guard info.vocab_size > 0, info.context_length > 0 else {
+      table.model_free(handle)
+      throw RuntimeError(.backend, .internal, "model '\(name)': the backend reports vocab_size \(info.vocab_size) and context_length \(info.context_length); both must be positive")
+    }
+    self.name = name
+    self.plugin = plugin
+    self.tokenizer = tokenizer
+    self.handle = handle
+    self.vocabSize = Int(info.vocab_size)
+    self.contextLength = Int(info.context_length)
+    self.bosTokenID = info.bos_token_id >= 0 ? info.bos_token_id : nil
+    self.eosTokenID = info.eos_token_id >= 0 ? info.eos_token_id : nil
+    self.architecture = info.architecture.map { String(cString: $0) } ?? "unknown"
+  }
+
+  deinit { plugin.table.pointee.model_free(handle) }
+
+  /// A new empty session.
+  public func makeSession() throws -> Session {
+    var session: OpaquePointer? = nil
+    var error: OpaquePointer? = nil
+    let status = plugin.table.pointee.session_new(handle, &session, &error)
+    guard status == EFT_OK, let session else { throw plugin.error(status, error, "model '\(name)': session_new") }
+    return Session(model: self, handle: session)
+  }
+}
+
+/// One token sequence's state in a backend (a KV cache). Used by one thread at a time.
+public final class Session {
+  public let model: Model
+  let handle: OpaquePointer
+
+  init(model: Model, handle: OpaquePointer) {
+    self.model = model
+    self.handle = handle
+  }
+
+  deinit { model.plugin.table.pointee.session_free(handle) }
+
+  /// Tokens held.
+  public var count: Int { model.plugin.table.pointee.session_length(handle) }
+
+  /// Appends tokens. With `allPositions` false returns the logits after the last token
+  /// ([vocabSize]); with true, after each token ([tokens.count × vocabSize], row-major).
+  @discardableResult
+  public func append(_ tokens: [Int32], allPositions: Bool = false) throws -> [Float] {
+    guard !tokens.isEmpty else {
+      throw RuntimeError(.request, .invalidArgument, "model '\(model.name)': nothing to append")
+    }
+    let rows = allPositions ? tokens.count : 1
+    var logits = [Float](repeating: 0, count: rows * model.vocabSize)
+    var error: OpaquePointer? = nil
+    let status = tokens.withUnsafeBufferPointer { t in
+      logits.withUnsafeMutableBufferPointer { l in
+        model.plugin.table.pointee.session_append(
+          handle, t.baseAddress, t.count, allPositions ? EFT_LOGITS_ALL : EFT_LOGITS_LAST, l.baseAddress, &error)
+      }
+    }
+    guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': append") }
+    return logits
+  }
+
+  /// Keeps the first `n` tokens.
+  public func truncate(to n: Int) throws {
+    var error: OpaquePointer? = nil
+    let status = model.plugin.table.pointee.session_truncate(handle, n, &error)
+    guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': truncate") }
+  }
+}

@@ -1,0 +1,118 @@
+import EFTProto
+import EFTTokenizer
+import Foundation
+
+/// A loaded config: its plugins, open models and compiled graphs. Immutable and shared across
+/// threads; every request makes its own sessions.
+///
+///     let runtime = try Runtime(configPath: "examples/configs/upscale.pbtxt")
+///     let result = try runtime.generate(GenerationRequest(prompt: "Tomas lives in")) { event in
+///       print(event.text, terminator: "")
+///       return true  // false stops the generation
+///     }
+public final class Runtime: Sendable {
+  public let file: ConfigFile
+  public let plugins: [String: Plugin]
+  public let models: [String: Model]
+  /// In config order.
+  public let graphs: [CompiledGraph]
+  /// The graph used when a request names none (nil when the config has several and names no default).
+  public let defaultGraph: String?
+
+  /// Loads the config at `configPath`: plugins, models, tokenizers; compiles and validates every
+  /// graph. `pluginDirectories` are searched (before the config's `plugin_dirs` and the
+  /// executable's directory) for plugins declared without a path.
+  public init(configPath: String, pluginDirectories: [String] = []) throws {
+    let file = try ConfigFile(path: configPath)
+    let config = file.config
+    self.file = file
+    func at(_ name: String) -> String { file.location(ofName: name) }
+
+    // Plugins.
+    let locator = PluginLocator(directories: pluginDirectories + config.pluginDirs.map(file.resolve))
+    var plugins: [String: Plugin] = [:]
+    for p in config.plugins {
+      guard !p.name.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(file.path): a plugin has no name") }
+      guard plugins[p.name] == nil else { throw RuntimeError(.config, .invalidArgument, "\(at(p.name))plugin '\(p.name)' is declared twice") }
+      do {
+        let path = p.path.isEmpty ? try locator.locate(p.name) : file.resolve(p.path)
+        plugins[p.name] = try Plugin(path: path)
+      } catch let e as RuntimeError {
+        throw RuntimeError(e.domain, e.code, "\(at(p.name))\(e.message)")
+      }
+    }
+
+    // Models, each with its tokenizer (one Tokenizer object per tokenizer file).
+    var tokenizers: [String: Tokenizer] = [:]
+    var models: [String: Model] = [:]
+    for m in config.models {
+      guard !m.name.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(file.path): a model has no name") }
+      let here = at(m.name)
+      guard models[m.name] == nil else { throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)' is declared twice") }
+      guard let plugin = plugins[m.plugin] else {
+        throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': plugin '\(m.plugin)' is not declared (plugins: \(plugins.keys.sorted().joined(separator: ", ")))")
+      }
+      guard !m.path.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': path is empty") }
+      let path = file.resolve(m.path)
+      let tokenizerPath = m.tokenizer.isEmpty ? Runtime.defaultTokenizerPath(forModel: path) : file.resolve(m.tokenizer)
+      let tokenizer: Tokenizer
+      if let cached = tokenizers[tokenizerPath] {
+        tokenizer = cached
+      } else {
+        do {
+          tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
+        } catch {
+          throw RuntimeError(.tokenizer, .invalidArgument, "\(here)model '\(m.name)': \(error)")
+        }
+        tokenizers[tokenizerPath] = tokenizer
+      }
+      do {
+        models[m.name] = try Model(name: m.name, plugin: plugin, path: path, options: [UInt8](m.options.value), tokenizer: tokenizer)
+      } catch let e as RuntimeError {
+        throw RuntimeError(e.domain, e.code, "\(here)\(e.message)")
+      }
+    }
+
+    // Graphs.
+    guard !config.graphs.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(file.path): the config declares no graph") }
+    let compiler = GraphCompiler(file: file, models: models)
+    var graphs: [CompiledGraph] = []
+    for g in config.graphs {
+      guard !g.name.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(file.path): a graph has no name") }
+      guard !graphs.contains(where: { $0.name == g.name }) else {
+        throw RuntimeError(.config, .invalidArgument, "\(at(g.name))graph '\(g.name)' is declared twice")
+      }
+      graphs.append(try compiler.compile(g))
+    }
+    if !config.defaultGraph.isEmpty {
+      guard graphs.contains(where: { $0.name == config.defaultGraph }) else {
+        throw RuntimeError(.config, .invalidArgument, "\(file.path): default_graph '\(config.defaultGraph)' is not a graph (graphs: \(graphs.map(\.name).joined(separator: ", ")))")
+      }
+      defaultGraph = config.defaultGraph
+    } else {
+      defaultGraph = graphs.count == 1 ? graphs[0].name : nil
+    }
+    self.plugins = plugins
+    self.models = models
+    self.graphs = graphs
+  }
+
+  /// `tokenizer.json` beside a model: in `path` when it is a directory, else in its directory.
+  static func defaultTokenizerPath(forModel path: String) -> String {
+    var isDirectory: ObjCBool = false
+    let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+    let directory = exists && isDirectory.boolValue ? URL(fileURLWithPath: path) : URL(fileURLWithPath: path).deletingLastPathComponent()
+    return directory.appendingPathComponent("tokenizer.json").path
+  }
+
+  /// The graph called `name`, or the default graph when `name` is nil or empty.
+  public func graph(named name: String?) throws -> CompiledGraph {
+    guard let wanted = (name?.isEmpty == false ? name : defaultGraph) else {
+      throw RuntimeError(.request, .invalidArgument, "\(file.path) declares several graphs and no default_graph; choose one with --graph (graphs: \(graphs.map(\.name).joined(separator: ", ")))")
+    }
+    guard let g = graphs.first(where: { $0.name == wanted }) else {
+      throw RuntimeError(.request, .notFound, "no graph '\(wanted)' in \(file.path) (graphs: \(graphs.map(\.name).joined(separator: ", ")))")
+    }
+    return g
+  }
+}

@@ -1,0 +1,61 @@
+/// The `added_tokens` of tokenizer.json: strings matched in the raw text before any other stage
+/// (longest first) and mapped straight to their ids.
+struct AddedTokens: Sendable {
+  struct Token: Sendable {
+    let id: Int32
+    let content: String
+    let special: Bool
+  }
+
+  enum Piece {
+    case text(Substring)
+    case added(Int32)
+  }
+
+  let tokens: [Token]
+  let byID: [Int32: Token]
+  let byContent: [String: Int32]
+  let maxID: Int
+  /// Contents, longest first, so that "<|assistant|>" wins over a shorter token it starts with.
+  private let ordered: [Token]
+
+  init(json: [[String: Any]], source: String) throws {
+    var tokens: [Token] = []
+    for (i, entry) in json.enumerated() {
+      guard let id = entry["id"] as? Int, let content = entry["content"] as? String, !content.isEmpty else {
+        throw TokenizerError("\(source): added_tokens[\(i)] needs an integer 'id' and a non-empty 'content'")
+      }
+      tokens.append(Token(id: Int32(id), content: content, special: entry["special"] as? Bool ?? false))
+    }
+    self.tokens = tokens
+    byID = Dictionary(tokens.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+    byContent = Dictionary(tokens.map { ($0.content, $0.id) }, uniquingKeysWith: { a, _ in a })
+    maxID = tokens.map { Int($0.id) }.max() ?? -1
+    ordered = tokens.sorted { $0.content.utf8.count > $1.content.utf8.count }
+  }
+
+  /// Splits text into runs of plain text and added tokens.
+  func split(_ text: String) -> [Piece] {
+    guard !ordered.isEmpty else { return text.isEmpty ? [] : [.text(text[...])] }
+    var pieces: [Piece] = []
+    var plainStart = text.startIndex
+    var i = text.startIndex
+    while i < text.endIndex {
+      var matched: Token? = nil
+      for token in ordered where text[i...].hasPrefix(token.content) {
+        matched = token
+        break
+      }
+      if let matched {
+        if plainStart < i { pieces.append(.text(text[plainStart..<i])) }
+        pieces.append(.added(matched.id))
+        i = text.index(i, offsetBy: matched.content.count)
+        plainStart = i
+      } else {
+        i = text.index(after: i)
+      }
+    }
+    if plainStart < text.endIndex { pieces.append(.text(text[plainStart...])) }
+    return pieces
+  }
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+/// The `BPE` model of tokenizer.json: a vocabulary and ranked merges, applied to each
+/// pre-tokenized word (lowest rank first). Reference: huggingface/tokenizers
+/// `tokenizers/src/models/bpe/word.rs` (`merge_all`).
+final class BPEModel: Sendable {
+  let vocab: [String: Int32]
+  let idToToken: [String?]
+  let mergeList: [(String, String)]
+  /// "left right" → (rank, merged id)
+  let ranks: [Pair: (rank: Int, id: Int32)]
+  let unkID: Int32?
+  let cache = WordCache()
+
+  struct Pair: Hashable, Sendable {
+    let left: Int32
+    let right: Int32
+  }
+
+  init(json: [String: Any], source: String) throws {
+    let type = json["type"] as? String ?? "?"
+    guard type == "BPE" else {
+      throw TokenizerError("\(source): model type '\(type)' is not supported yet (supported: BPE)")
+    }
+    if json["byte_fallback"] as? Bool == true {
+      throw TokenizerError("\(source): BPE byte_fallback is not supported yet")
+    }
+    guard let vocabJSON = json["vocab"] as? [String: Any] else {
+      throw TokenizerError("\(source): model.vocab is missing or not an object")
+    }
+    var vocab: [String: Int32] = [:]
+    var maxID = -1
+    for (token, value) in vocabJSON {
+      guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
+        throw TokenizerError("\(source): model.vocab['\(token)'] is not a non-negative integer")
+      }
+      vocab[token] = Int32(id)
+      maxID = max(maxID, id)
+    }
+    var idToToken = [String?](repeating: nil, count: maxID + 1)
+    for (token, id) in vocab { idToToken[Int(id)] = token }
+
+    var mergeList: [(String, String)] = []
+    for (i, entry) in (json["merges"] as? [Any] ?? []).enumerated() {
+      if let s = entry as? String {
+        let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw TokenizerError("\(source): model.merges[\(i)] '\(s)' is not 'left right'") }
+        mergeList.append((String(parts[0]), String(parts[1])))
+      } else if let pair = entry as? [String], pair.count == 2 {
+        mergeList.append((pair[0], pair[1]))
+      } else {
+        throw TokenizerError("\(source): model.merges[\(i)] is neither 'left right' nor [left, right]")
+      }
+    }
+    var ranks: [Pair: (rank: Int, id: Int32)] = [:]
+    for (rank, (left, right)) in mergeList.enumerated() {
+      guard let l = vocab[left], let r = vocab[right], let m = vocab[left + right] else {
+        throw TokenizerError("\(source): model.merges[\(rank)] '\(left) \(right)' uses tokens missing from the vocabulary")
+      }
+      if ranks[Pair(left: l, right: r)] == nil { ranks[Pair(left: l, right: r)] = (rank, m) }
+    }
+    if let unk = json["unk_token"] as? String {
+      unkID = vocab[unk]
+    } else {
+      unkID = nil
+    }
+    self.vocab = vocab
+    self.idToToken = idToToken
+    self.mergeList = mergeList
+    self.ranks = ranks
+  }
+
+  func token(for id: Int32) -> String? {
+    guard id >= 0, Int(id) < idToToken.count else { return nil }
+    return idToToken[Int(id)]
+  }
+
+  /// Appends the ids of one pre-tokenized word.
+  func tokenize(_ word: String, into ids: inout [Int32]) {
+    if let cached = cache.get(word) {
+      ids.append(contentsOf: cached)
+      return
+    }
+    // Start from single characters; a character missing from the vocabulary becomes unk (or is
+    // dropped when the model has none, as HF does).
+    var symbols: [Int32] = []
+    for c in word {
+      if let id = vocab[String(c)] {
+        symbols.append(id)
+      } else if let unkID {
+        symbols.append(unkID)
+      }
+    }
+    // Repeatedly merge the lowest-ranked adjacent pair (all its occurrences, left to right).
+    while symbols.count > 1 {
+      var best: (rank: Int, id: Int32)? = nil
+      for i in 0..<(symbols.count - 1) {
+        if let m = ranks[Pair(left: symbols[i], right: symbols[i + 1])], m.rank < (best?.rank ?? .max) {
+          best = m
+        }
+      }
+      guard let best else { break }
+      var merged: [Int32] = []
+      merged.reserveCapacity(symbols.count)
+      var i = 0
+      while i < symbols.count {
+        if i + 1 < symbols.count, let m = ranks[Pair(left: symbols[i], right: symbols[i + 1])], m.rank == best.rank {
+          merged.append(m.id)
+          i += 2
+        } else {
+          merged.append(symbols[i])
+          i += 1
+        }
+      }
+      symbols = merged
+    }
+    cache.put(word, symbols)
+    ids.append(contentsOf: symbols)
+  }
+}
+
+/// A bounded word → ids cache shared by threads.
+final class WordCache: @unchecked Sendable {
+  private let lock = NSLock()
+  private var storage: [String: [Int32]] = [:]
+  private let capacity = 50_000
+
+  func get(_ word: String) -> [Int32]? {
+    lock.lock()
+    defer { lock.unlock() }
+    return storage[word]
+  }
+
+  func put(_ word: String, _ ids: [Int32]) {
+    lock.lock()
+    defer { lock.unlock() }
+    if storage.count >= capacity { storage.removeAll(keepingCapacity: true) }
+    storage[word] = ids
+  }
+}

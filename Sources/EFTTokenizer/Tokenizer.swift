@@ -1,0 +1,147 @@
+import Foundation
+
+/// An error reading or applying a `tokenizer.json`.
+public struct TokenizerError: Error, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// A Hugging Face `tokenizer.json` tokenizer: added tokens, normalizer, pre-tokenizer, model,
+/// post-processor and decoder, each a stage in its own file and chosen by the exact `type`
+/// strings of tokenizer.json. Unknown stage types throw `TokenizerError`.
+///
+/// Supported now: byte-level BPE (GPT-2 style `ByteLevel` pre-tokenizer and decoder),
+/// `TemplateProcessing` and `ByteLevel` post-processors, no normalizer.
+/// Reference: huggingface/tokenizers, `tokenizers/src/tokenizer/mod.rs`.
+public final class Tokenizer: Sendable {
+  let model: BPEModel
+  let preTokenizer: ByteLevelPreTokenizer?
+  let postProcessor: TemplateProcessing?
+  let decoder: ByteLevelDecoder?
+  let added: AddedTokens
+
+  /// Number of token ids (one past the largest id of the vocabulary or of an added token).
+  public let vocabSize: Int
+  /// A stable hash of everything that decides how text maps to ids (vocabulary, merges, added
+  /// tokens, stages); equal fingerprints mean interchangeable tokenizers.
+  public let fingerprint: String
+
+  public convenience init(contentsOf url: URL) throws {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+      throw TokenizerError("\(url.path): cannot read the tokenizer file")
+    }
+    try self.init(json: data, source: url.path)
+  }
+
+  public init(json data: Data, source: String = "tokenizer.json") throws {
+    let root: [String: Any]
+    do {
+      guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw TokenizerError("\(source): the top level is not a JSON object")
+      }
+      root = object
+    } catch let error as TokenizerError {
+      throw error
+    } catch {
+      throw TokenizerError("\(source): not valid JSON (\(error.localizedDescription))")
+    }
+    func section(_ key: String) -> [String: Any]? { root[key] as? [String: Any] }
+
+    if let normalizer = section("normalizer") {
+      throw TokenizerError("\(source): normalizer type '\(normalizer["type"] ?? "?")' is not supported yet")
+    }
+    guard let modelJSON = section("model") else { throw TokenizerError("\(source): no 'model' section") }
+    model = try BPEModel(json: modelJSON, source: source)
+    added = try AddedTokens(json: root["added_tokens"] as? [[String: Any]] ?? [], source: source)
+
+    if let pre = section("pre_tokenizer") {
+      preTokenizer = try ByteLevelPreTokenizer(json: pre, source: source)
+    } else {
+      preTokenizer = nil
+    }
+    if let post = section("post_processor") {
+      postProcessor = try TemplateProcessing.make(json: post, source: source)
+    } else {
+      postProcessor = nil
+    }
+    if let dec = section("decoder") {
+      decoder = try ByteLevelDecoder(json: dec, source: source)
+    } else {
+      decoder = nil
+    }
+    vocabSize = max(model.vocab.count, (model.idToToken.indices.last ?? -1) + 1, added.maxID + 1)
+
+    var hasher = FNV1a()
+    for token in model.idToToken { hasher.combine(token ?? "\u{0}") }
+    for merge in model.mergeList { hasher.combine(merge.0); hasher.combine(merge.1) }
+    for token in added.tokens { hasher.combine("\(token.id):\(token.content):\(token.special)") }
+    hasher.combine("pre:\(preTokenizer.map { "\($0.addPrefixSpace),\($0.useRegex)" } ?? "none")")
+    hasher.combine("post:\(postProcessor?.fingerprint ?? "none")")
+    fingerprint = hasher.hex
+  }
+
+  /// The id of a token string (vocabulary or added token), if any.
+  public func id(of token: String) -> Int32? {
+    if let id = added.byContent[token] { return id }
+    return model.vocab[token]
+  }
+
+  /// Text to ids, like HF `tokenizer.encode(text, add_special_tokens:)`.
+  public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
+    var ids: [Int32] = []
+    for piece in added.split(text) {
+      switch piece {
+      case .added(let id):
+        ids.append(id)
+      case .text(let segment):
+        let words = preTokenizer?.split(segment) ?? [ByteLevel.encode(segment)]
+        for word in words { model.tokenize(word, into: &ids) }
+      }
+    }
+    if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
+    return ids
+  }
+
+  /// Ids to text, like HF `tokenizer.decode(ids, skip_special_tokens:)`.
+  public func decode(_ ids: [Int32], skipSpecialTokens: Bool = false) -> String {
+    String(decoding: bytes(of: ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
+  }
+
+  /// The bytes a sequence of ids stands for (before UTF-8 decoding).
+  public func bytes(of ids: [Int32], skipSpecialTokens: Bool = false) -> [UInt8] {
+    var out: [UInt8] = []
+    for id in ids { appendBytes(of: id, skipSpecialTokens: skipSpecialTokens, to: &out) }
+    return out
+  }
+
+  func appendBytes(of id: Int32, skipSpecialTokens: Bool, to out: inout [UInt8]) {
+    if let token = added.byID[id] {
+      if !(skipSpecialTokens && token.special) { out.append(contentsOf: Array(token.content.utf8)) }
+      return
+    }
+    guard let token = model.token(for: id) else { return }
+    if decoder != nil {
+      ByteLevel.decode(token, into: &out)
+    } else {
+      out.append(contentsOf: Array(token.utf8))
+    }
+  }
+
+  /// Whether `id` is a special added token (BOS, EOS, chat markers marked special).
+  public func isSpecial(_ id: Int32) -> Bool { added.byID[id]?.special ?? false }
+}
+
+/// 64-bit FNV-1a over strings, each followed by a separator byte. Stable across runs and machines
+/// (Swift's Hasher is seeded per process, so it cannot be used for fingerprints).
+struct FNV1a {
+  var state: UInt64 = 0xcbf2_9ce4_8422_2325
+  mutating func combine(_ s: String) {
+    for b in s.utf8 { state = (state ^ UInt64(b)) &* 0x100_0000_01b3 }
+    state = (state ^ 0xff) &* 0x100_0000_01b3
+  }
+  var hex: String {
+    let s = String(state, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+  }
+}

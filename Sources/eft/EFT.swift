@@ -1,0 +1,59 @@
+import ArgumentParser
+import EFTCore
+import Foundation
+
+@main
+struct EFT: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eft",
+    abstract: "Compose language models at decoding time (EFT up-scaling, proxy-tuning, contrastive decoding, ensembles).",
+    subcommands: [Check.self, Run.self, Score.self])
+}
+
+/// Options every command that loads a config shares.
+struct ConfigOptions: ParsableArguments {
+  @Argument(help: "The config file (.pbtxt).")
+  var config: String
+
+  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable; searched before the config's plugin_dirs and the executable's directory).")
+  var pluginDirs: [String] = []
+
+  func load() throws -> Runtime {
+    try Runtime(configPath: config, pluginDirectories: pluginDirs)
+  }
+}
+
+/// Graph selection and parameter overrides.
+struct GraphOptions: ParsableArguments {
+  @Option(help: "The graph to use (default: the config's default graph, or its only graph).")
+  var graph: String?
+
+  @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
+  var assignments: [String] = []
+
+  func parameters() throws -> [String: Double] {
+    var values: [String: Double] = [:]
+    for a in assignments {
+      let parts = a.split(separator: "=", maxSplits: 1)
+      guard parts.count == 2, let v = Double(parts[1].trimmingCharacters(in: .whitespaces)) else {
+        throw ValidationError("--set \(a): expected name=number, e.g. --set beta=0.5")
+      }
+      values[parts[0].trimmingCharacters(in: .whitespaces)] = v
+    }
+    return values
+  }
+}
+
+/// Runs a command body, turning runtime errors into one readable line and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+  do {
+    try body()
+  } catch let error as RuntimeError {
+    FileHandle.standardError.write(Data("eft: error: \(error.message)\n".utf8))
+    throw ExitCode(1)
+  }
+}
+
+func writeError(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}

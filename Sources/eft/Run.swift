@@ -1,0 +1,66 @@
+import ArgumentParser
+import EFTCore
+import Foundation
+
+struct Run: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Generate from a graph, streaming the generated text to stdout (diagnostics go to stderr).")
+
+  @OptionGroup var options: ConfigOptions
+  @OptionGroup var graphOptions: GraphOptions
+
+  @Option(help: "The prompt text.")
+  var prompt: String
+
+  @Option(help: "Maximum tokens to generate (default: the graph's, else 256).")
+  var maxTokens: Int?
+
+  @Option(help: "Random seed; the same seed reproduces a run.")
+  var seed: UInt64?
+
+  @Option(help: "Sampling temperature; 0 is greedy.")
+  var temperature: Double?
+
+  @Option(help: "Top-k sampling (0 = off).")
+  var topK: Int?
+
+  @Option(help: "Top-p (nucleus) sampling (0 or 1 = off).")
+  var topP: Double?
+
+  @Option(help: "Min-p sampling (0 = off).")
+  var minP: Double?
+
+  @Option(help: "Stop when the text contains this string (repeatable).")
+  var stop: [String] = []
+
+  @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
+  var verbose = false
+
+  func run() throws {
+    try reportingErrors {
+      let runtime = try options.load()
+      var request = GenerationRequest(graph: graphOptions.graph, prompt: prompt)
+      request.parameters = try graphOptions.parameters()
+      request.maxTokens = maxTokens
+      request.seed = seed
+      request.temperature = temperature
+      request.topK = topK
+      request.topP = topP
+      request.minP = minP
+      if !stop.isEmpty { request.stop = stop }
+      let result = try runtime.generate(request) { event in
+        if !event.text.isEmpty {
+          FileHandle.standardOutput.write(Data(event.text.utf8))
+        }
+        return true
+      }
+      FileHandle.standardOutput.write(Data("\n".utf8))
+      if verbose {
+        writeError(String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s)",
+                          result.tokens.count, result.finishReason.rawValue,
+                          result.promptTokens.map(String.init).joined(separator: "/"),
+                          result.prefillSeconds, result.decodeSeconds, result.decodeTokensPerSecond))
+      }
+    }
+  }
+}
