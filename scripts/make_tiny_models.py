@@ -11,6 +11,7 @@ The models are token bigram tables (the test backend's format), trained on a syn
   small_base   prose, a small sample of it
   large_base   prose, all of it (knows more pairs)
   small_chat   small_base + question/answer turns in the chat format (the "fine-tune")
+  large_chat   large_base + the same turns (the reference EFT emulates; used for down-scaling)
   small_terse  small_base + terse answers in the chat format (a second fine-tune, for interpolation)
 
 Run from the repository root:  python3 scripts/make_tiny_models.py
@@ -113,6 +114,7 @@ def main():
     write_bigram(os.path.join(OUT, "small_base.bigram"), tok, small_docs, "small base: 40 prose documents")
     write_bigram(os.path.join(OUT, "large_base.bigram"), tok, large_docs, "large base: 400 prose documents")
     write_bigram(os.path.join(OUT, "small_chat.bigram"), tok, small_docs + chat * 3, "small base + chat answers")
+    write_bigram(os.path.join(OUT, "large_chat.bigram"), tok, large_docs + chat * 3, "large base + chat answers")
     write_bigram(os.path.join(OUT, "small_terse.bigram"), tok, small_docs + terse * 3, "small base + terse answers")
 
     texts = [

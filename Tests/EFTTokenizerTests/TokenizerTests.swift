@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+@testable import EFTTokenizer
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let tinyTokenizerURL = repoRoot.appendingPathComponent("examples/models/tiny/tokenizer.json")
+
+struct Golden: Decodable {
+  let text: String
+  let ids: [Int32]
+  let ids_plain: [Int32]
+  let decoded: String
+}
+
+func goldens() throws -> [Golden] {
+  let data = try Data(contentsOf: repoRoot.appendingPathComponent("Tests/EFTTokenizerTests/Goldens/tiny.json"))
+  return try JSONDecoder().decode([Golden].self, from: data)
+}
+
+@Suite struct TokenizerGoldenTests {
+  let tokenizer: Tokenizer
+
+  init() throws { tokenizer = try Tokenizer(contentsOf: tinyTokenizerURL) }
+
+  @Test func encodeMatchesHFTokenizers() throws {
+    let cases = try goldens()
+    #expect(cases.count >= 10)
+    for g in cases {
+      #expect(tokenizer.encode(g.text) == g.ids, "with special tokens: \(String(reflecting: g.text))")
+      #expect(tokenizer.encode(g.text, addSpecialTokens: false) == g.ids_plain, "plain: \(String(reflecting: g.text))")
+    }
+  }
+
+  @Test func decodeMatchesHFTokenizers() throws {
+    for g in try goldens() {
+      #expect(tokenizer.decode(g.ids_plain) == g.decoded, "\(String(reflecting: g.text))")
+    }
+  }
+
+  @Test func streamingDecodeEmitsWholeCharactersOnly() throws {
+    let text = "Emoji: 👋🌍 family: 👨‍👩‍👧 naïve 日本語"
+    let ids = tokenizer.encode(text, addSpecialTokens: false)
+    // The tiny vocabulary splits these characters into single-byte tokens.
+    #expect(ids.count > text.unicodeScalars.count)
+    var decoder = StreamingDecoder(tokenizer: tokenizer)
+    var pieces: [String] = []
+    for id in ids { pieces.append(decoder.push(id)) }
+    pieces.append(decoder.finish())
+    #expect(pieces.joined() == text)
+    #expect(!pieces.joined().contains("\u{FFFD}"))
+    // Some token produced no text: its character was not complete yet.
+    #expect(pieces.contains(""))
+  }
+
+  @Test func streamingDecodeFlushesAnIncompleteCharacterAsReplacement() throws {
+    let bytes = Array("👋".utf8)
+    let firstByteToken = try #require(tokenizer.id(of: String(ByteLevel.byteToChar[Int(bytes[0])])))
+    var decoder = StreamingDecoder(tokenizer: tokenizer)
+    #expect(decoder.push(firstByteToken) == "")
+    #expect(decoder.finish() == "\u{FFFD}")
+  }
+
+  @Test func fingerprintIsStableAndContentBased() throws {
+    let again = try Tokenizer(contentsOf: tinyTokenizerURL)
+    #expect(again.fingerprint == tokenizer.fingerprint)
+    #expect(tokenizer.vocabSize == 420)
+  }
+
+  @Test func specialTokensAreAddedAndMatchedInText() throws {
+    let bos = try #require(tokenizer.id(of: "<s>"))
+    let user = try #require(tokenizer.id(of: "<|user|>"))
+    let ids = tokenizer.encode("<|user|>hi")
+    #expect(ids.first == bos)
+    #expect(ids[1] == user)
+    #expect(tokenizer.isSpecial(bos))
+  }
+}
+
+@Suite struct TokenizerRefusalTests {
+  func load(_ mutate: (inout [String: Any]) -> Void) throws -> Tokenizer {
+    var json = try JSONSerialization.jsonObject(with: Data(contentsOf: tinyTokenizerURL)) as! [String: Any]
+    mutate(&json)
+    return try Tokenizer(json: JSONSerialization.data(withJSONObject: json), source: "t.json")
+  }
+
+  @Test(arguments: ["normalizer", "pre_tokenizer", "decoder", "post_processor", "model"])
+  func unknownStageTypeThrowsNamingIt(stage: String) throws {
+    do {
+      _ = try load { $0[stage] = ["type": "Frobnicate"] }
+      Issue.record("expected an error for \(stage)")
+    } catch let error as TokenizerError {
+      #expect(error.message.contains("Frobnicate"))
+      #expect(error.message.contains("t.json"))
+    }
+  }
+
+  @Test func notJSONIsAClearError() {
+    #expect(throws: TokenizerError.self) { try Tokenizer(json: Data("{oops".utf8), source: "x.json") }
+  }
+
+  @Test func mergeWithUnknownTokenIsRefused() throws {
+    do {
+      _ = try load { json in
+        var model = json["model"] as! [String: Any]
+        model["merges"] = ["Q Z"]
+        json["model"] = model
+      }
+      Issue.record("expected an error")
+    } catch let error as TokenizerError {
+      #expect(error.message.contains("merges[0]"))
+    }
+  }
+}
+
+@Suite struct PreTokenizerTests {
+  @Test func gpt2PatternSplits() {
+    func pieces(_ s: String) -> [String] { ByteLevelPreTokenizer.gpt2Pieces(s).map(String.init) }
+    #expect(pieces("Hello world") == ["Hello", " world"])
+    #expect(pieces("it's 42!") == ["it", "'s", " 42", "!"])
+    #expect(pieces("a   b") == ["a", "  ", " b"])
+    #expect(pieces("x\n\ny") == ["x", "\n", "\n", "y"])  // as Python regex splits it
+    #expect(pieces("trailing  ") == ["trailing", "  "])
+    #expect(pieces("we'RE") == ["we", "'", "RE"])
+  }
+}
