@@ -41,7 +41,7 @@ let package = Package(
     .target(name: "FixtureNullSlot", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/NullSlot", publicHeadersPath: "."),
 
     .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
-    .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore"]),
+    .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),
     .testTarget(name: "EFTCLITests", dependencies: ["EFTCore"]),
   ]
 )
