@@ -117,7 +117,6 @@ struct GraphCompiler {
     guard let outputDeclared = indexByName[graph.output] else {
       throw fail(nil, "output '\(graph.output)' is not a node of this graph")
     }
-    guard !sessionSpecs.isEmpty else { throw fail(nil, "has no model node") }
 
     // Topological order (depth-first; a node on the current path seen again closes a cycle).
     var order: [Int] = []
@@ -127,8 +126,9 @@ struct GraphCompiler {
       if state[i] == 2 { return }
       if state[i] == 1 {
         let start = path.firstIndex(of: i) ?? 0
-        let names = (path[start...] + [i]).map { graph.nodes[$0].name }
-        throw fail(graph.nodes[i].name, "cycle: \(names.joined(separator: " → "))")
+        // The path runs from readers to their inputs; show it the way data flows.
+        let names = (path[start...] + [i]).reversed().map { graph.nodes[$0].name }
+        throw fail(graph.nodes[i].name, "cycle: \(names.joined(separator: " → ")) (each node feeds the next)")
       }
       state[i] = 1
       path.append(i)
@@ -154,6 +154,8 @@ struct GraphCompiler {
       case .min(let xs): return .min(xs.map { position[$0] })
       }
     }
+
+    guard !sessionSpecs.isEmpty else { throw fail(nil, "has no model node") }
 
     // One vocabulary: every model reads the same tokenizer, and its head covers it.
     let first = sessionSpecs[0].model
