@@ -42,6 +42,6 @@ let package = Package(
 
     .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
     .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),
-    .testTarget(name: "EFTCLITests", dependencies: ["EFTCore"]),
+    .testTarget(name: "EFTCLITests"),
   ]
 )

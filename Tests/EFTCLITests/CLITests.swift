@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+
+/// The `eft` executable end to end: exit codes, stdout/stderr, through the real plugin loader.
+/// Needs `swift build` to have built `eft` and the plugins (swift test builds every product).
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+let buildDirectory: String = {
+  let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+  let beside = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+  if FileManager.default.fileExists(atPath: beside + "/eft") { return beside }
+  return repoRoot.appendingPathComponent(".build/debug").path
+}()
+
+struct Outcome {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+}
+
+func eft(_ arguments: [String]) throws -> Outcome {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: buildDirectory + "/eft")
+  process.arguments = arguments
+  process.currentDirectoryURL = repoRoot
+  let out = Pipe(), err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let stdout = out.fileHandleForReading.readDataToEndOfFile()
+  let stderr = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return Outcome(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                 stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+func scratchConfig(_ text: String) throws -> String {
+  let path = FileManager.default.temporaryDirectory.appendingPathComponent("eft-cli-\(UUID().uuidString).pbtxt").path
+  try text.write(toFile: path, atomically: true, encoding: .utf8)
+  return path
+}
+
+let upscale = "examples/configs/upscale.pbtxt"
+
+@Suite struct CLITests {
+  @Test func checkPrintsTheGraph() throws {
+    let r = try eft(["check", upscale])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("graph upscale (default)"))
+    #expect(r.stdout.contains("eft = linear(large·1 + ft·(beta) + base·(-beta))  ← output"))
+  }
+
+  @Test func checkNamesFileAndLineOfATypo() throws {
+    var text = try String(contentsOfFile: repoRoot.appendingPathComponent(upscale).path, encoding: .utf8)
+    text = text.replacingOccurrences(of: "  output: \"eft\"", with: "  outptu: \"eft\"")
+    let line = text.components(separatedBy: "\n").firstIndex { $0.contains("outptu") }! + 1
+    let path = try scratchConfig(text)
+    let r = try eft(["check", path])
+    #expect(r.status == 1)
+    #expect(r.stderr == "eft: error: \(path):\(line): unknown field 'outptu': outptu: \"eft\"\n")
+  }
+
+  @Test func checkNamesTheNodesOfACycle() throws {
+    let text = """
+      plugins { name: "BigramBackend" }
+      models { name: "m" plugin: "BigramBackend" path: "\(repoRoot.path)/examples/models/tiny/large_base.bigram" }
+      graphs {
+        name: "g"
+        nodes { name: "lm" model { model: "m" } }
+        nodes { name: "a" linear { terms { input: "lm" } terms { input: "b" } } }
+        nodes { name: "b" normalize { input: "a" } }
+        output: "b"
+      }
+      """
+    let r = try eft(["check", try scratchConfig(text)])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("cycle: a → b → a") || r.stderr.contains("cycle: b → a → b"), "\(r.stderr)")
+    #expect(!r.stderr.contains("Stack"))
+  }
+
+  @Test func runStreamsTextAndASeedReproducesIt() throws {
+    let args = ["run", upscale, "--prompt", "Where does Tomas live?", "--seed", "5", "--max-tokens", "20", "--temperature", "1"]
+    let a = try eft(args), b = try eft(args)
+    #expect(a.status == 0, "\(a.stderr)")
+    #expect(!a.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+    #expect(a.stdout == b.stdout)
+    #expect(a.stderr.isEmpty)
+    let other = try eft(["run", upscale, "--prompt", "Where does Tomas live?", "--seed", "6", "--max-tokens", "20", "--temperature", "1"])
+    #expect(other.stdout != a.stdout)
+    let verbose = try eft(args + ["-v"])
+    #expect(verbose.stdout == a.stdout)
+    #expect(verbose.stderr.contains("tokens/s"))
+  }
+
+  @Test func runWithOverridesAndErrors() throws {
+    let ok = try eft(["run", upscale, "--prompt", "Tomas", "--set", "beta=0.5", "--max-tokens", "5"])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    let badParam = try eft(["run", upscale, "--prompt", "Tomas", "--set", "gamma=1"])
+    #expect(badParam.status == 1)
+    #expect(badParam.stderr.contains("no parameter 'gamma'"))
+    let badSyntax = try eft(["run", upscale, "--prompt", "Tomas", "--set", "beta"])
+    #expect(badSyntax.status != 0)
+    #expect(badSyntax.stderr.contains("name=number"))
+    let noGraph = try eft(["run", upscale, "--graph", "nope", "--prompt", "x"])
+    #expect(noGraph.status == 1)
+    #expect(noGraph.stderr.contains("no graph 'nope'"))
+  }
+
+  @Test func scoreJSON() throws {
+    let r = try eft(["score", upscale, "--prompt", "Where does Tomas live?", "--continuation", " Tomas lives in Oakridge.", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    let tokens = try #require(object["tokens"] as? [Int])
+    let logprobs = try #require(object["logprobs"] as? [Double])
+    let total = try #require(object["total"] as? Double)
+    #expect(tokens.count == logprobs.count)
+    #expect(!tokens.isEmpty)
+    #expect(abs(logprobs.reduce(0, +) - total) < 1e-9)
+    #expect(logprobs.allSatisfy { $0 < 0 })
+
+    let text = try eft(["score", upscale, "--prompt", "Tomas", "--continuation", " lives"])
+    #expect(text.status == 0)
+    #expect(text.stdout.contains("total"))
+  }
+
+  @Test func missingConfigIsOneLine() throws {
+    let r = try eft(["check", "/nonexistent.pbtxt"])
+    #expect(r.status == 1)
+    #expect(r.stderr == "eft: error: /nonexistent.pbtxt: cannot read the config file\n")
+  }
+}
