@@ -36,6 +36,9 @@ struct Run: ParsableCommand {
   @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
   var verbose = false
 
+  @Flag(help: "Print, per generated token, its id, text, log-prob and every node's value at it to stderr.")
+  var trace = false
+
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
@@ -47,8 +50,15 @@ struct Run: ParsableCommand {
       request.topK = topK
       request.topP = topP
       request.minP = minP
+      request.returnNodeValues = trace
       if !stop.isEmpty { request.stop = stop }
+      let graph = try runtime.graph(named: graphOptions.graph)
+      if trace { writeError("token  text  logprob  " + graph.nodeNames.joined(separator: "  ")) }
       let result = try runtime.generate(request) { event in
+        if trace, let values = event.nodeValues {
+          let piece = graph.tokenizer.decode([event.token])
+          writeError("\(event.token)  \(String(reflecting: piece))  " + ([event.logProb] + values).map { String(format: "%.4f", $0) }.joined(separator: "  "))
+        }
         if !event.text.isEmpty {
           FileHandle.standardOutput.write(Data(event.text.utf8))
         }
