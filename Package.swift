@@ -10,6 +10,8 @@ let package = Package(
     .executable(name: "eft", targets: ["eft"]),
     .library(name: "EFTCore", targets: ["EFTCore"]),
     .library(name: "BigramBackend", type: .dynamic, targets: ["BigramBackend"]),
+    .library(name: "CPUBackend", type: .dynamic, targets: ["CPUBackend"]),
+    .library(name: "BLASBackend", type: .dynamic, targets: ["BLASBackend"]),
     // Broken plugins, one per refusal path of the plugin host (used by the tests).
     .library(name: "FixtureWrongMajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
     .library(name: "FixtureNoEntry", type: .dynamic, targets: ["FixtureNoEntry"]),
@@ -34,6 +36,14 @@ let package = Package(
     ]),
 
     .target(name: "BigramBackend", dependencies: ["EFTPluginKit", "EFTProto"], path: "Plugins/BigramBackend"),
+    // Llama-family and GPT-2 forward passes over safetensors, generic over the matrix kernels;
+    // linked into both transformer plugins. `-target-cpu haswell` lets SIMD code use AVX2, FMA
+    // and F16C (without it `addingProduct` becomes a libm call per lane; see TOOLCHAIN notes).
+    .target(name: "Transformer", dependencies: ["EFTPluginKit", "EFTProto"], path: "Plugins/Transformer",
+            swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),
+    .target(name: "CPUBackend", dependencies: ["Transformer", "EFTPluginKit"], path: "Plugins/CPUBackend"),
+    .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+    .target(name: "BLASBackend", dependencies: ["Transformer", "EFTPluginKit", "COpenBLAS"], path: "Plugins/BLASBackend"),
 
     .target(name: "FixtureWrongMajor", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/WrongMajor", publicHeadersPath: "."),
     .target(name: "FixtureNoEntry", path: "Tests/Fixtures/NoEntry", publicHeadersPath: "."),
@@ -42,6 +52,7 @@ let package = Package(
 
     .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
     .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),
+    .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer"]),
     .testTarget(name: "EFTCLITests"),
   ]
 )

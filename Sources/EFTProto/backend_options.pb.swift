@@ -53,6 +53,27 @@ public nonisolated struct Eft_V1_BigramOptions: Sendable {
   fileprivate var _smoothing: Double? = nil
 }
 
+/// Options of the transformer backends (Plugins/CPUBackend, Plugins/BLASBackend), which open a
+/// Hugging Face model directory: config.json, model.safetensors (or its shards and index),
+/// generation_config.json.
+public nonisolated struct Eft_V1_TransformerOptions: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Worker threads for matrix products and attention. Range: ≥ 0. Default: 0, which means one per
+  /// available core.
+  public var threads: UInt32 = 0
+
+  /// Cap on the context length a session can hold, in tokens. Range: ≥ 0. Default: 0, which
+  /// means the checkpoint's max_position_embeddings (n_positions for GPT-2).
+  public var contextLength: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "eft.v1"
@@ -91,6 +112,41 @@ nonisolated extension Eft_V1_BigramOptions: SwiftProtobuf.Message, SwiftProtobuf
   public static func ==(lhs: Eft_V1_BigramOptions, rhs: Eft_V1_BigramOptions) -> Bool {
     if lhs._smoothing != rhs._smoothing {return false}
     if lhs.delayUsPerToken != rhs.delayUsPerToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TransformerOptions"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}threads\0\u{3}context_length\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.threads) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.contextLength) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.threads != 0 {
+      try visitor.visitSingularUInt32Field(value: self.threads, fieldNumber: 1)
+    }
+    if self.contextLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.contextLength, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_TransformerOptions, rhs: Eft_V1_TransformerOptions) -> Bool {
+    if lhs.threads != rhs.threads {return false}
+    if lhs.contextLength != rhs.contextLength {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

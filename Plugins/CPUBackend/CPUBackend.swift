@@ -1,0 +1,11 @@
+import EFTPluginKit
+import Transformer
+
+/// The pure-Swift CPU backend: transformer checkpoints with SIMD kernels (f32, f16 and bf16
+/// weights read in place from the memory-mapped safetensors).
+@_cdecl("eft_backend_entry")
+public func eftBackendEntry() -> UnsafePointer<eft_backend> {
+  PluginExport.table(name: "cpu", version: "1.0.0", open: { path, options in
+    try TransformerModel(path: path, options: options, kernels: { SIMDKernels(threads: $0) })
+  })
+}

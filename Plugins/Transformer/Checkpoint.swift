@@ -1,0 +1,110 @@
+import EFTPluginKit
+import Foundation
+
+/// A Hugging Face model directory: `config.json`, the weights (`model.safetensors`, or shards
+/// listed in `model.safetensors.index.json`) and optionally `generation_config.json`.
+final class Checkpoint: @unchecked Sendable {
+  let directory: URL
+  let config: [String: Any]
+  let generationConfig: [String: Any]
+  private let files: [SafeTensorsFile]
+  private let tensors: [String: (file: Int, entry: SafeTensorsFile.Entry)]
+
+  init(directory path: String) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      throw BackendError(EFT_NOT_FOUND, "\(path): no such model directory")
+    }
+    guard isDirectory.boolValue else {
+      throw BackendError(EFT_INVALID_ARGUMENT, "\(path): expected a Hugging Face model directory (config.json + *.safetensors), got a file")
+    }
+    directory = URL(fileURLWithPath: path)
+    config = try Checkpoint.json(directory.appendingPathComponent("config.json"), required: true)
+    generationConfig = try Checkpoint.json(directory.appendingPathComponent("generation_config.json"), required: false)
+
+    let single = directory.appendingPathComponent("model.safetensors").path
+    let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
+    var shardNames: [String]
+    var expected: [String: String] = [:]
+    if FileManager.default.fileExists(atPath: indexURL.path) {
+      let index = try Checkpoint.json(indexURL, required: true)
+      guard let map = index["weight_map"] as? [String: String] else {
+        throw BackendError(EFT_DATA_LOSS, "\(indexURL.path): no weight_map object")
+      }
+      expected = map
+      shardNames = Array(Set(map.values)).sorted()
+    } else if FileManager.default.fileExists(atPath: single) {
+      shardNames = ["model.safetensors"]
+    } else {
+      throw BackendError(EFT_NOT_FOUND, "\(path): neither model.safetensors nor model.safetensors.index.json")
+    }
+    var files: [SafeTensorsFile] = []
+    var tensors: [String: (Int, SafeTensorsFile.Entry)] = [:]
+    for name in shardNames {
+      let file = try SafeTensorsFile(path: directory.appendingPathComponent(name).path)
+      for (tensor, entry) in file.entries { tensors[tensor] = (files.count, entry) }
+      files.append(file)
+    }
+    for (tensor, shard) in expected.sorted(by: { $0.key < $1.key }) where tensors[tensor] == nil {
+      throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(tensor)' is listed in the index under \(shard) but that file does not hold it")
+    }
+    self.files = files
+    self.tensors = tensors
+  }
+
+  static func json(_ url: URL, required: Bool) throws -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+      if required { throw BackendError(EFT_NOT_FOUND, "\(url.path): missing") }
+      return [:]
+    }
+    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+      throw BackendError(EFT_DATA_LOSS, "\(url.path): not a JSON object")
+    }
+    return object
+  }
+
+  func has(_ name: String) -> Bool { tensors[name] != nil }
+
+  /// The tensor `name`, checked to have `shape` (1-D shapes give a 1 × n weight).
+  func weight(_ name: String, shape: [Int]) throws -> Weight {
+    guard let (file, entry) = tensors[name] else {
+      throw BackendError(EFT_DATA_LOSS, "\(directory.path): missing tensor '\(name)'")
+    }
+    guard entry.shape == shape else {
+      throw BackendError(EFT_DATA_LOSS, "\(directory.path): tensor '\(name)' has shape \(entry.shape), expected \(shape) from config.json")
+    }
+    let rows = shape.count == 2 ? shape[0] : 1
+    let cols = shape.last ?? 1
+    return Weight(dtype: entry.dtype, rows: rows, cols: cols, data: files[file].pointer(entry), owner: files[file])
+  }
+
+  /// A 1-D tensor as Floats (norm weights, biases).
+  func vector(_ name: String, count: Int) throws -> [Float] { try weight(name, shape: [count]).floats() }
+
+  /// An optional 1-D tensor.
+  func optionalVector(_ name: String, count: Int) throws -> [Float]? {
+    has(name) ? try vector(name, count: count) : nil
+  }
+
+  // MARK: config.json
+
+  func int(_ key: String) throws -> Int {
+    guard let v = (config[key] as? NSNumber)?.intValue else {
+      throw BackendError(EFT_DATA_LOSS, "\(directory.path)/config.json: missing integer '\(key)'")
+    }
+    return v
+  }
+
+  func int(_ key: String, default value: Int) -> Int { (config[key] as? NSNumber)?.intValue ?? value }
+  func double(_ key: String, default value: Double) -> Double { (config[key] as? NSNumber)?.doubleValue ?? value }
+  func bool(_ key: String, default value: Bool) -> Bool { (config[key] as? NSNumber)?.boolValue ?? value }
+
+  /// BOS/EOS: generation_config.json first, then config.json; a list counts by its first id.
+  func tokenID(_ key: String) -> Int32 {
+    for source in [generationConfig, config] {
+      if let n = source[key] as? NSNumber { return n.int32Value }
+      if let list = source[key] as? [NSNumber], let first = list.first { return first.int32Value }
+    }
+    return -1
+  }
+}

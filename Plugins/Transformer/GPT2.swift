@@ -1,0 +1,119 @@
+import EFTPluginKit
+import Foundation
+
+/// GPT-2: learned absolute positions, pre-LayerNorm blocks, fused q/k/v projection, GELU (tanh)
+/// MLP, output head tied to the token embedding. GPT-2 stores its projections as Conv1D weights
+/// ([in × out]); they are transposed once at load into the [out × in] layout the kernels read.
+/// Reference: HF transformers `models/gpt2/modeling_gpt2.py`.
+struct GPT2: Network {
+  struct Layer {
+    let ln1Weight: [Float], ln1Bias: [Float]   // h.N.ln_1.{weight,bias}
+    let qkv: Weight, qkvBias: [Float]          // h.N.attn.c_attn.{weight [hidden × 3·hidden], bias}
+    let proj: Weight, projBias: [Float]        // h.N.attn.c_proj.{weight [hidden × hidden], bias}
+    let ln2Weight: [Float], ln2Bias: [Float]   // h.N.ln_2.{weight,bias}
+    let fc: Weight, fcBias: [Float]            // h.N.mlp.c_fc.{weight [hidden × inner], bias}
+    let out: Weight, outBias: [Float]          // h.N.mlp.c_proj.{weight [inner × hidden], bias}
+  }
+
+  let hidden: Int
+  let heads: Int
+  let inner: Int
+  let vocabSize: Int
+  let contextLength: Int
+  let eps: Float
+  let tokenEmbedding: Weight     // wte.weight [vocab × hidden]; also the output head
+  let head: Weight
+  let positionEmbedding: Weight  // wpe.weight [positions × hidden]
+  let blocks: [Layer]
+  let finalNormWeight: [Float], finalNormBias: [Float]  // ln_f.{weight,bias}
+  let kernels: any MatrixKernels
+  let architecture = "gpt2"
+
+  var layers: Int { blocks.count }
+  var kvWidth: Int { hidden }
+
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+    hidden = try ckpt.int("n_embd")
+    heads = try ckpt.int("n_head")
+    inner = ckpt.int("n_inner", default: 4 * hidden)
+    vocabSize = try ckpt.int("vocab_size")
+    contextLength = try ckpt.int("n_positions")
+    eps = Float(ckpt.double("layer_norm_epsilon", default: 1e-5))
+    let activation = ckpt.config["activation_function"] as? String ?? "gelu_new"
+    guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
+      throw BackendError(EFT_UNIMPLEMENTED, "\(ckpt.directory.path)/config.json: activation_function '\(activation)' is not supported (supported: gelu_new)")
+    }
+    guard hidden % heads == 0 else { throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: n_embd \(hidden) is not a multiple of n_head \(heads)") }
+    self.kernels = kernels
+    // Hub checkpoints name tensors "h.0…"; GPT2LMHeadModel.save_pretrained writes "transformer.h.0…".
+    let prefix = ckpt.has("transformer.wte.weight") ? "transformer." : ""
+    let (d, inner) = (hidden, self.inner)
+    func conv(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
+      kernels.prepare(try ckpt.weight(prefix + name, shape: [rows, cols]).transposedF32())
+    }
+    func vector(_ name: String, _ count: Int) throws -> [Float] { try ckpt.vector(prefix + name, count: count) }
+    tokenEmbedding = try ckpt.weight(prefix + "wte.weight", shape: [vocabSize, d])
+    positionEmbedding = try ckpt.weight(prefix + "wpe.weight", shape: [contextLength, d])
+    blocks = try (0..<(try ckpt.int("n_layer"))).map { i in
+      let p = "h.\(i)."
+      return Layer(
+        ln1Weight: try vector(p + "ln_1.weight", d), ln1Bias: try vector(p + "ln_1.bias", d),
+        qkv: try conv(p + "attn.c_attn.weight", d, 3 * d), qkvBias: try vector(p + "attn.c_attn.bias", 3 * d),
+        proj: try conv(p + "attn.c_proj.weight", d, d), projBias: try vector(p + "attn.c_proj.bias", d),
+        ln2Weight: try vector(p + "ln_2.weight", d), ln2Bias: try vector(p + "ln_2.bias", d),
+        fc: try conv(p + "mlp.c_fc.weight", d, inner), fcBias: try vector(p + "mlp.c_fc.bias", inner),
+        out: try conv(p + "mlp.c_proj.weight", inner, d), outBias: try vector(p + "mlp.c_proj.bias", d))
+    }
+    finalNormWeight = try vector("ln_f.weight", d)
+    finalNormBias = try vector("ln_f.bias", d)
+    head = ckpt.has("lm_head.weight") ? kernels.prepare(try ckpt.weight("lm_head.weight", shape: [vocabSize, d])) : kernels.prepare(tokenEmbedding)
+  }
+
+  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
+               into out: UnsafeMutablePointer<Float>?) {
+    let n = tokens.count, d = hidden, start = cache.count, headDim = hidden / heads
+    cache.reserve(n)
+    let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)        // residual [n × hidden]
+    let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    let qkv = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * d)  // [n × (q | k | v)]
+    let q = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    let attn = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    let mlp = UnsafeMutablePointer<Float>.allocate(capacity: n * inner)
+    let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    defer { [x, h, qkv, q, attn, mlp, o].forEach { $0.deallocate() } }
+
+    for (t, token) in tokens.enumerated() {
+      for i in 0..<d {
+        x[t * d + i] = tokenEmbedding.value(Int(token) * d + i) + positionEmbedding.value((start + t) * d + i)
+      }
+    }
+    for (l, layer) in blocks.enumerated() {
+      Layers.layerNorm(x, layer.ln1Weight, layer.ln1Bias, eps: eps, n: n, into: h)
+      kernels.multiply(layer.qkv, h, n: n, into: qkv)
+      Layers.addBias(qkv, layer.qkvBias, n: n)
+      let keys = cache.keys[l], values = cache.values[l]
+      for t in 0..<n {
+        (q + t * d).update(from: qkv + t * 3 * d, count: d)
+        (keys + (start + t) * d).update(from: qkv + t * 3 * d + d, count: d)
+        (values + (start + t) * d).update(from: qkv + t * 3 * d + 2 * d, count: d)
+      }
+      Layers.attention(q: q, keys: keys, values: values, n: n, start: start,
+                       heads: heads, kvHeads: heads, headDim: headDim, kernels: kernels, into: attn)
+      kernels.multiply(layer.proj, attn, n: n, into: o)
+      Layers.addBias(o, layer.projBias, n: n)
+      for i in 0..<(n * d) { x[i] += o[i] }
+
+      Layers.layerNorm(x, layer.ln2Weight, layer.ln2Bias, eps: eps, n: n, into: h)
+      kernels.multiply(layer.fc, h, n: n, into: mlp)
+      Layers.addBias(mlp, layer.fcBias, n: n)
+      for i in 0..<(n * inner) { mlp[i] = Layers.geluTanh(mlp[i]) }
+      kernels.multiply(layer.out, mlp, n: n, into: o)
+      Layers.addBias(o, layer.outBias, n: n)
+      for i in 0..<(n * d) { x[i] += o[i] }
+    }
+    cache.advance(n)
+    guard let out, !logitRows.isEmpty else { return }
+    Layers.layerNorm(x + logitRows.lowerBound * d, finalNormWeight, finalNormBias, eps: eps, n: logitRows.count, into: h)
+    kernels.multiply(head, h, n: logitRows.count, into: out)
+  }
+}

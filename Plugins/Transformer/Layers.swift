@@ -1,0 +1,150 @@
+import Foundation
+
+/// The per-token pieces shared by the architectures. Each reads and writes [n × width] row-major
+/// buffers. Reference: HF transformers `modeling_llama.py` / `modeling_gpt2.py`.
+enum Layers {
+  /// RMSNorm: x · rsqrt(mean(x²) + eps) · w (HF LlamaRMSNorm; mean in Float).
+  static func rmsNorm(_ x: UnsafePointer<Float>, _ w: [Float], eps: Float, n: Int, into out: UnsafeMutablePointer<Float>) {
+    let d = w.count
+    for t in 0..<n {
+      let row = x + t * d
+      var sumSquares: Float = 0
+      for i in 0..<d { sumSquares += row[i] * row[i] }
+      let scale = 1 / (sumSquares / Float(d) + eps).squareRoot()
+      for i in 0..<d { out[t * d + i] = w[i] * (row[i] * scale) }
+    }
+  }
+
+  /// LayerNorm: (x − mean) / sqrt(var + eps) · w + b (biased variance, as torch).
+  static func layerNorm(_ x: UnsafePointer<Float>, _ w: [Float], _ b: [Float], eps: Float, n: Int, into out: UnsafeMutablePointer<Float>) {
+    let d = w.count
+    for t in 0..<n {
+      let row = x + t * d
+      var mean: Float = 0
+      for i in 0..<d { mean += row[i] }
+      mean /= Float(d)
+      var variance: Float = 0
+      for i in 0..<d { variance += (row[i] - mean) * (row[i] - mean) }
+      variance /= Float(d)
+      let scale = 1 / (variance + eps).squareRoot()
+      for i in 0..<d { out[t * d + i] = (row[i] - mean) * scale * w[i] + b[i] }
+    }
+  }
+
+  /// Adds `bias` to each of the n rows.
+  static func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: [Float]?, n: Int) {
+    guard let bias else { return }
+    let d = bias.count
+    for t in 0..<n { for i in 0..<d { y[t * d + i] += bias[i] } }
+  }
+
+  static func silu(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+
+  /// GELU, tanh approximation ("gelu_new", "gelu_pytorch_tanh").
+  static func geluTanh(_ x: Float) -> Float {
+    0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+  }
+
+  /// Rotary position embedding in HF's "rotate half" layout: within each head, element i pairs
+  /// with i + headDim/2. `x` is [n × heads × headDim]; token t sits at position `start + t`.
+  static func rope(_ x: UnsafeMutablePointer<Float>, n: Int, heads: Int, headDim: Int, start: Int, invFreq: [Float]) {
+    let half = headDim / 2
+    for t in 0..<n {
+      let position = Float(start + t)
+      for i in 0..<half {
+        // HF: freqs = position * inv_freq in float32, then cos/sin.
+        let angle = position * invFreq[i]
+        let c = Foundation.cos(angle), s = Foundation.sin(angle)
+        for h in 0..<heads {
+          let p = x + (t * heads + h) * headDim
+          let a = p[i], b = p[i + half]
+          p[i] = a * c - b * s
+          p[i + half] = b * c + a * s
+        }
+      }
+    }
+  }
+
+  /// Causal attention of n new tokens (positions start..<start+n) over the cache, which already
+  /// holds their keys and values. q is [n × heads × headDim]; the cache rows are
+  /// [position × kvHeads × headDim]; heads share KV heads in groups (GQA). Writes [n × heads × headDim].
+  static func attention(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                        n: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int,
+                        kernels: some MatrixKernels, into out: UnsafeMutablePointer<Float>) {
+    let group = heads / kvHeads
+    let kvWidth = kvHeads * headDim
+    let scale = 1 / Float(headDim).squareRoot()
+    kernels.parallelFor(n * heads, work: n * heads * (start + n) * headDim) { job in
+      let t = job / heads, h = job % heads
+      let kvh = h / group
+      let length = start + t + 1
+      let qh = q + (t * heads + h) * headDim
+      var scores = [Float](repeating: 0, count: length)
+      var maxScore = -Float.infinity
+      for p in 0..<length {
+        let k = keys + p * kvWidth + kvh * headDim
+        var s: Float = 0
+        for i in 0..<headDim { s += qh[i] * k[i] }
+        s *= scale
+        scores[p] = s
+        maxScore = max(maxScore, s)
+      }
+      var total: Float = 0
+      for p in 0..<length {
+        scores[p] = Foundation.exp(scores[p] - maxScore)
+        total += scores[p]
+      }
+      let o = out + (t * heads + h) * headDim
+      for i in 0..<headDim { o[i] = 0 }
+      for p in 0..<length {
+        let weight = scores[p] / total
+        let v = values + p * kvWidth + kvh * headDim
+        for i in 0..<headDim { o[i] += weight * v[i] }
+      }
+    }
+  }
+}
+
+/// The keys and values of every layer for the tokens a session holds: per layer,
+/// [capacity × kvWidth] Floats, grown by doubling.
+final class KVCache {
+  let layers: Int
+  let width: Int
+  private(set) var count = 0
+  private(set) var capacity = 0
+  var keys: [UnsafeMutablePointer<Float>] = []
+  var values: [UnsafeMutablePointer<Float>] = []
+
+  init(layers: Int, width: Int) {
+    self.layers = layers
+    self.width = width
+  }
+
+  deinit {
+    keys.forEach { $0.deallocate() }
+    values.forEach { $0.deallocate() }
+  }
+
+  /// Makes room for `extra` more tokens.
+  func reserve(_ extra: Int) {
+    let needed = count + extra
+    guard needed > capacity else { return }
+    let newCapacity = max(needed, capacity * 2, 16)
+    func grow(_ old: [UnsafeMutablePointer<Float>]) -> [UnsafeMutablePointer<Float>] {
+      (0..<layers).map { l in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * width)
+        if !old.isEmpty {
+          p.update(from: old[l], count: count * width)
+          old[l].deallocate()
+        }
+        return p
+      }
+    }
+    keys = grow(keys)
+    values = grow(values)
+    capacity = newCapacity
+  }
+
+  func advance(_ n: Int) { count += n }
+  func truncate(_ n: Int) { count = n }
+}

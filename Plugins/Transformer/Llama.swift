@@ -1,0 +1,207 @@
+import EFTPluginKit
+import Foundation
+
+/// Llama-family decoder: RMSNorm, rotary embeddings (with Llama-3 / linear rope scaling),
+/// grouped-query attention, SwiGLU MLP, tied or untied output head, optional q/k/v(/o) biases.
+/// Covers Llama 1/2/3, Mistral (without sliding windows), Qwen2/2.5, SmolLM, TinyLlama.
+/// Reference: HF transformers `models/llama/modeling_llama.py`, `models/qwen2/modeling_qwen2.py`,
+/// `modeling_rope_utils.py`.
+struct Llama: Network {
+  struct Config {
+    let hidden: Int
+    let intermediate: Int
+    let layers: Int
+    let heads: Int
+    let kvHeads: Int
+    let headDim: Int
+    let vocab: Int
+    let contextLength: Int
+    let eps: Float
+    let invFreq: [Float]
+    let tied: Bool
+    let qkvBias: Bool
+    let oBias: Bool
+    let mlpBias: Bool
+  }
+
+  struct Layer {
+    let attentionNorm: [Float]   // model.layers.N.input_layernorm.weight
+    let q: Weight                // model.layers.N.self_attn.q_proj.weight [heads·headDim × hidden]
+    let k: Weight                // model.layers.N.self_attn.k_proj.weight [kvHeads·headDim × hidden]
+    let v: Weight                // model.layers.N.self_attn.v_proj.weight [kvHeads·headDim × hidden]
+    let o: Weight                // model.layers.N.self_attn.o_proj.weight [hidden × heads·headDim]
+    let qBias: [Float]?          // model.layers.N.self_attn.q_proj.bias (Qwen2, attention_bias)
+    let kBias: [Float]?
+    let vBias: [Float]?
+    let oBias: [Float]?          // model.layers.N.self_attn.o_proj.bias (attention_bias)
+    let mlpNorm: [Float]         // model.layers.N.post_attention_layernorm.weight
+    let gate: Weight             // model.layers.N.mlp.gate_proj.weight [intermediate × hidden]
+    let up: Weight               // model.layers.N.mlp.up_proj.weight [intermediate × hidden]
+    let down: Weight             // model.layers.N.mlp.down_proj.weight [hidden × intermediate]
+    let gateBias: [Float]?       // model.layers.N.mlp.*.bias (mlp_bias)
+    let upBias: [Float]?
+    let downBias: [Float]?
+  }
+
+  let config: Config
+  let embedding: Weight          // model.embed_tokens.weight [vocab × hidden]
+  let blocks: [Layer]
+  let finalNorm: [Float]         // model.norm.weight
+  let head: Weight               // lm_head.weight [vocab × hidden], or the embedding when tied
+  let kernels: any MatrixKernels
+
+  var vocabSize: Int { config.vocab }
+  var contextLength: Int { config.contextLength }
+  var layers: Int { config.layers }
+  var kvWidth: Int { config.kvHeads * config.headDim }
+  let architecture: String
+
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+    let type = ckpt.config["model_type"] as? String ?? "llama"
+    let hidden = try ckpt.int("hidden_size")
+    let heads = try ckpt.int("num_attention_heads")
+    let kvHeads = ckpt.int("num_key_value_heads", default: heads)
+    let headDim = ckpt.int("head_dim", default: hidden / heads)
+    guard heads > 0, kvHeads > 0, heads % kvHeads == 0, headDim % 2 == 0 else {
+      throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: \(heads) heads, \(kvHeads) KV heads, head_dim \(headDim) do not fit together")
+    }
+    let attentionBias = ckpt.bool("attention_bias", default: false)
+    let config = Config(
+      hidden: hidden, intermediate: try ckpt.int("intermediate_size"), layers: try ckpt.int("num_hidden_layers"),
+      heads: heads, kvHeads: kvHeads, headDim: headDim, vocab: try ckpt.int("vocab_size"),
+      contextLength: ckpt.int("max_position_embeddings", default: 2048),
+      eps: Float(ckpt.double("rms_norm_eps", default: 1e-6)),
+      invFreq: try Llama.inverseFrequencies(ckpt, headDim: headDim),
+      tied: ckpt.bool("tie_word_embeddings", default: false),
+      qkvBias: type == "qwen2" || attentionBias, oBias: attentionBias,
+      mlpBias: ckpt.bool("mlp_bias", default: false))
+    self.config = config
+    self.architecture = type
+    self.kernels = kernels
+
+    func w(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight { kernels.prepare(try ckpt.weight(name, shape: [rows, cols])) }
+    func bias(_ name: String, _ present: Bool, _ count: Int) throws -> [Float]? { present ? try ckpt.vector(name, count: count) : nil }
+    let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+    embedding = try ckpt.weight("model.embed_tokens.weight", shape: [config.vocab, hidden])
+    blocks = try (0..<config.layers).map { i in
+      let p = "model.layers.\(i)."
+      return Layer(
+        attentionNorm: try ckpt.vector(p + "input_layernorm.weight", count: hidden),
+        q: try w(p + "self_attn.q_proj.weight", qWidth, hidden),
+        k: try w(p + "self_attn.k_proj.weight", kvWidth, hidden),
+        v: try w(p + "self_attn.v_proj.weight", kvWidth, hidden),
+        o: try w(p + "self_attn.o_proj.weight", hidden, qWidth),
+        qBias: try bias(p + "self_attn.q_proj.bias", config.qkvBias, qWidth),
+        kBias: try bias(p + "self_attn.k_proj.bias", config.qkvBias, kvWidth),
+        vBias: try bias(p + "self_attn.v_proj.bias", config.qkvBias, kvWidth),
+        oBias: try bias(p + "self_attn.o_proj.bias", config.oBias, hidden),
+        mlpNorm: try ckpt.vector(p + "post_attention_layernorm.weight", count: hidden),
+        gate: try w(p + "mlp.gate_proj.weight", config.intermediate, hidden),
+        up: try w(p + "mlp.up_proj.weight", config.intermediate, hidden),
+        down: try w(p + "mlp.down_proj.weight", hidden, config.intermediate),
+        gateBias: try bias(p + "mlp.gate_proj.bias", config.mlpBias, config.intermediate),
+        upBias: try bias(p + "mlp.up_proj.bias", config.mlpBias, config.intermediate),
+        downBias: try bias(p + "mlp.down_proj.bias", config.mlpBias, hidden))
+    }
+    finalNorm = try ckpt.vector("model.norm.weight", count: hidden)
+    if ckpt.has("lm_head.weight") {
+      head = try w("lm_head.weight", config.vocab, hidden)
+    } else if config.tied {
+      head = kernels.prepare(embedding)
+    } else {
+      throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path): missing tensor 'lm_head.weight' (and tie_word_embeddings is false)")
+    }
+  }
+
+  /// RoPE inverse frequencies θ^(−2i/d), with `rope_scaling` / `rope_parameters` applied.
+  static func inverseFrequencies(_ ckpt: Checkpoint, headDim: Int) throws -> [Float] {
+    // Older configs: rope_theta + rope_scaling; transformers ≥ 5 writes rope_parameters.
+    var scaling = ckpt.config["rope_scaling"] as? [String: Any] ?? [:]
+    var theta = ckpt.double("rope_theta", default: 10000)
+    if let parameters = ckpt.config["rope_parameters"] as? [String: Any] {
+      scaling = parameters
+      theta = (parameters["rope_theta"] as? NSNumber)?.doubleValue ?? theta
+    }
+    let base: [Double] = (0..<(headDim / 2)).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
+    let type = (scaling["rope_type"] ?? scaling["type"]) as? String ?? "default"
+    func number(_ key: String) throws -> Double {
+      guard let v = (scaling[key] as? NSNumber)?.doubleValue else {
+        throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: rope scaling '\(type)' needs '\(key)'")
+      }
+      return v
+    }
+    switch type {
+    case "default":
+      return base.map { Float($0) }
+    case "linear":
+      let factor = try number("factor")
+      return base.map { Float($0 / factor) }
+    case "llama3":
+      // modeling_rope_utils._compute_llama3_parameters
+      let factor = try number("factor"), low = try number("low_freq_factor"), high = try number("high_freq_factor")
+      let original = try number("original_max_position_embeddings")
+      let lowWavelength = original / low, highWavelength = original / high
+      return base.map { f in
+        let wavelength = 2 * Double.pi / f
+        if wavelength < highWavelength { return Float(f) }
+        if wavelength > lowWavelength { return Float(f / factor) }
+        let smooth = (original / wavelength - low) / (high - low)
+        return Float((1 - smooth) * f / factor + smooth * f)
+      }
+    default:
+      throw BackendError(EFT_UNIMPLEMENTED, "\(ckpt.directory.path)/config.json: rope scaling type '\(type)' is not supported (supported: default, linear, llama3)")
+    }
+  }
+
+  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
+               into out: UnsafeMutablePointer<Float>?) {
+    let c = config
+    let n = tokens.count, d = c.hidden, start = cache.count
+    let qWidth = c.heads * c.headDim
+    cache.reserve(n)
+    let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // residual stream [n × hidden]
+    let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // normed input [n × hidden]
+    let q = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)     // [n × heads × headDim]
+    let attn = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)  // [n × heads × headDim]
+    let gate = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
+    let up = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
+    let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
+    defer { [x, h, q, attn, gate, up, o].forEach { $0.deallocate() } }
+
+    for (t, token) in tokens.enumerated() {
+      for i in 0..<d { x[t * d + i] = embedding.value(Int(token) * d + i) }
+    }
+    for (l, layer) in blocks.enumerated() {
+      Layers.rmsNorm(x, layer.attentionNorm, eps: c.eps, n: n, into: h)
+      kernels.multiply(layer.q, h, n: n, into: q)
+      Layers.addBias(q, layer.qBias, n: n)
+      // New keys and values go straight into the cache rows start..<start+n.
+      let k = cache.keys[l] + start * kvWidth, v = cache.values[l] + start * kvWidth
+      kernels.multiply(layer.k, h, n: n, into: k)
+      Layers.addBias(k, layer.kBias, n: n)
+      kernels.multiply(layer.v, h, n: n, into: v)
+      Layers.addBias(v, layer.vBias, n: n)
+      Layers.rope(q, n: n, heads: c.heads, headDim: c.headDim, start: start, invFreq: c.invFreq)
+      Layers.rope(k, n: n, heads: c.kvHeads, headDim: c.headDim, start: start, invFreq: c.invFreq)
+      Layers.attention(q: q, keys: cache.keys[l], values: cache.values[l], n: n, start: start,
+                       heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, kernels: kernels, into: attn)
+      kernels.multiply(layer.o, attn, n: n, into: o)
+      Layers.addBias(o, layer.oBias, n: n)
+      for i in 0..<(n * d) { x[i] += o[i] }
+
+      Layers.rmsNorm(x, layer.mlpNorm, eps: c.eps, n: n, into: h)
+      kernels.multiply(layer.gate, h, n: n, into: gate)
+      Layers.addBias(gate, layer.gateBias, n: n)
+      kernels.multiply(layer.up, h, n: n, into: up)
+      Layers.addBias(up, layer.upBias, n: n)
+      for i in 0..<(n * c.intermediate) { gate[i] = Layers.silu(gate[i]) * up[i] }
+      kernels.multiply(layer.down, gate, n: n, into: o)
+      Layers.addBias(o, layer.downBias, n: n)
+      for i in 0..<(n * d) { x[i] += o[i] }
+    }
+    cache.advance(n)
+    guard let out, !logitRows.isEmpty else { return }
+    Layers.rmsNorm(x + logitRows.lowerBound * d, finalNorm, eps: c.eps, n: logitRows.count, into: h)
+    kernels.multiply(head, h, n: logitRows.count, into: out)
+  }
+}

@@ -1,0 +1,49 @@
+import EFTPluginKit
+import Foundation
+
+/// A decoder-only transformer over a KV cache.
+protocol Network: Sendable {
+  var vocabSize: Int { get }
+  var contextLength: Int { get }
+  var layers: Int { get }
+  /// Floats per token per layer in the cache (kvHeads × headDim).
+  var kvWidth: Int { get }
+  var architecture: String { get }
+  /// Runs `tokens` at positions cache.count..<cache.count+n, appends their keys and values to
+  /// the cache, and writes the logits of the tokens in `logitRows` (indices into `tokens`),
+  /// consecutively, into `out`.
+  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
+               into out: UnsafeMutablePointer<Float>?)
+}
+
+/// The architectures by config.json `model_type`.
+enum Architectures {
+  static func load(_ checkpoint: Checkpoint, kernels: some MatrixKernels) throws -> any Network {
+    let type = checkpoint.config["model_type"] as? String ?? "?"
+    switch type {
+    case "llama", "mistral", "qwen2":
+      return try Llama(checkpoint, kernels: kernels)
+    case "gpt2":
+      return try GPT2(checkpoint, kernels: kernels)
+    default:
+      throw BackendError(EFT_UNIMPLEMENTED, "\(checkpoint.directory.path)/config.json: model_type '\(type)' is not supported (supported: llama, mistral, qwen2, gpt2)")
+    }
+  }
+}
+
+/// A scratch buffer of Floats, reused across calls that fit.
+struct Scratch {
+  private(set) var pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+  private var capacity = 1
+
+  mutating func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
+    if count > capacity {
+      pointer.deallocate()
+      pointer = .allocate(capacity: count)
+      capacity = count
+    }
+    return pointer
+  }
+
+  func free() { pointer.deallocate() }
+}

@@ -1,0 +1,93 @@
+import EFTPluginKit
+import Foundation
+
+/// A memory-mapped `.safetensors` file: an 8-byte little-endian header length, a JSON header
+/// `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {…}}`, then the data.
+/// Tensors point into the mapping; nothing is copied. Every size in the header is checked against
+/// the file so that a truncated or lying file is refused naming the tensor.
+/// Format: https://github.com/huggingface/safetensors (README, "Format").
+final class SafeTensorsFile: @unchecked Sendable {
+  struct Entry {
+    let dtype: DType
+    let shape: [Int]
+    /// Byte range within the data section.
+    let begin: Int
+    let end: Int
+  }
+
+  let path: String
+  let entries: [String: Entry]
+  private let base: UnsafeMutableRawPointer
+  private let length: Int
+  private let dataStart: Int
+
+  init(path: String) throws {
+    self.path = path
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw BackendError(EFT_NOT_FOUND, "\(path): cannot open (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw BackendError(EFT_NOT_FOUND, "\(path): cannot stat") }
+    let length = Int(st.st_size)
+    guard length >= 8 else { throw BackendError(EFT_DATA_LOSS, "\(path): \(length) bytes is too short for a safetensors file (cut short?)") }
+    guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+      throw BackendError(EFT_RESOURCE_EXHAUSTED, "\(path): mmap failed (\(String(cString: strerror(errno))))")
+    }
+    self.base = base
+    self.length = length
+    var fail: BackendError? = nil
+    var entries: [String: Entry] = [:]
+    var dataStart = 0
+    do {
+      let headerLength = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
+      guard headerLength > 0, headerLength <= length - 8 else {
+        throw BackendError(EFT_DATA_LOSS, "\(path): the header claims \(headerLength) bytes but the file holds \(length - 8) after the length field (cut short or not safetensors)")
+      }
+      dataStart = 8 + headerLength
+      let header = Data(bytes: base + 8, count: headerLength)
+      guard let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
+        throw BackendError(EFT_DATA_LOSS, "\(path): the header is not a JSON object")
+      }
+      let dataLength = length - dataStart
+      for (name, value) in json where name != "__metadata__" {
+        guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
+              let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+          throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' has a malformed header entry")
+        }
+        guard let dtype = DType(rawValue: dtypeName) else {
+          throw BackendError(EFT_UNIMPLEMENTED, "\(path): tensor '\(name)' has dtype \(dtypeName); supported: F32, F16, BF16")
+        }
+        let count = shape.reduce(1, *)
+        guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == count * dtype.size else {
+          throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' of shape \(shape) \(dtypeName) needs \(count * dtype.size) bytes but its offsets span \(offsets[1] - offsets[0])")
+        }
+        guard offsets[1] <= dataLength else {
+          throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' ends at byte \(offsets[1]) of the data section, which holds \(dataLength) (file cut short?)")
+        }
+        entries[name] = Entry(dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
+      }
+    } catch let e as BackendError {
+      fail = e
+    }
+    if let fail {
+      munmap(base, length)
+      throw fail
+    }
+    self.entries = entries
+    self.dataStart = dataStart
+  }
+
+  deinit { munmap(base, length) }
+
+  /// A view of a tensor's bytes (valid while this file object lives).
+  func pointer(_ entry: Entry) -> UnsafeRawPointer { UnsafeRawPointer(base + dataStart + entry.begin) }
+}
+
+/// Element types a checkpoint may hold.
+public enum DType: String, Sendable {
+  case f32 = "F32"
+  case f16 = "F16"
+  case bf16 = "BF16"
+
+  var size: Int { self == .f32 ? 4 : 2 }
+}

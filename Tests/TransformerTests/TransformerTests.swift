@@ -1,0 +1,177 @@
+import CEFTBackend
+import EFTCore
+import EFTPluginKit
+import EFTTokenizer
+import Foundation
+import Testing
+
+@testable import Transformer
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let checkpoints = repoRoot.appendingPathComponent("Tests/Fixtures/Checkpoints")
+let variants = ["llama_gqa", "llama_tied", "qwen2", "gpt2", "llama_bf16_sharded"]
+
+let buildDirectory: String = {
+  let beside = PluginLocator.executableDirectory
+  if FileManager.default.fileExists(atPath: beside + "/libCPUBackend.so") { return beside }
+  return repoRoot.appendingPathComponent(".build/debug").path
+}()
+
+struct GoldenPrompt: Decodable {
+  let ids: [Int32]
+  let logits: [[Float]]
+  let greedy: [Int32]
+}
+
+func golden(_ variant: String) throws -> [GoldenPrompt] {
+  struct File: Decodable { let prompts: [GoldenPrompt] }
+  let data = try Data(contentsOf: checkpoints.appendingPathComponent("\(variant)/golden.json"))
+  return try JSONDecoder().decode(File.self, from: data).prompts
+}
+
+/// Appends `ids` in one call, returning every position's logits.
+func allLogits(_ session: any BackendSession, _ ids: [Int32], vocab: Int) throws -> [Float] {
+  var out = [Float](repeating: .nan, count: ids.count * vocab)
+  try ids.withUnsafeBufferPointer { t in
+    try out.withUnsafeMutableBufferPointer { try session.append(t, mode: EFT_LOGITS_ALL, logits: $0.baseAddress) }
+  }
+  return out
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+  zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+}
+
+/// Logits of HF transformers (golden files from scripts/make_transformer_goldens.py) against
+/// the Swift forward pass, for every architecture variant, with the reference and SIMD kernels.
+@Suite struct GoldenParityTests {
+  static let kernelSets: [(String, @Sendable (Int) -> any MatrixKernels)] = [
+    ("reference", { _ in ReferenceKernels() }),
+    ("simd-1", { _ in SIMDKernels(threads: 1) }),
+    ("simd-2", { _ in SIMDKernels(threads: 2) }),
+  ]
+
+  @Test(arguments: variants)
+  func logitsMatchTransformers(variant: String) throws {
+    for (kernelName, kernels) in Self.kernelSets {
+      let model = try TransformerModel(path: checkpoints.appendingPathComponent(variant).path, options: [], kernels: kernels)
+      let vocab = model.description.vocabSize
+      for prompt in try golden(variant) {
+        let got = try allLogits(try model.makeSession(), prompt.ids, vocab: vocab)
+        let want = prompt.logits.flatMap { $0 }
+        #expect(got.count == want.count)
+        let diff = maxAbsDiff(got, want)
+        #expect(diff <= 1e-4, "\(variant) \(kernelName): max abs diff \(diff)")
+      }
+    }
+  }
+
+  @Test(arguments: variants)
+  func greedyContinuationsMatchTransformers(variant: String) throws {
+    let model = try TransformerModel(path: checkpoints.appendingPathComponent(variant).path, options: [], kernels: { SIMDKernels(threads: $0) })
+    let vocab = model.description.vocabSize
+    for prompt in try golden(variant) {
+      let session = try model.makeSession()
+      var logits = try allLogits(session, prompt.ids, vocab: vocab).suffix(vocab).map { $0 }
+      var generated: [Int32] = []
+      for _ in prompt.greedy {
+        let next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+        generated.append(next)
+        logits = try allLogits(session, [next], vocab: vocab)
+      }
+      #expect(generated == prompt.greedy, "\(variant)")
+    }
+  }
+
+  @Test func describesItselfFromConfigJSON() throws {
+    let model = try TransformerModel(path: checkpoints.appendingPathComponent("llama_gqa").path, options: [], kernels: { SIMDKernels(threads: $0) })
+    #expect(model.description.vocabSize == 420)
+    #expect(model.description.contextLength == 256)
+    #expect(model.description.bosTokenID == 1)
+    #expect(model.description.eosTokenID == 2)
+    #expect(model.description.architecture == "llama")
+  }
+}
+
+/// The invariants every backend keeps: one call or token by token gives the same logits;
+/// truncating and appending again gives the same logits.
+@Suite struct SessionInvariantTests {
+  @Test(arguments: ["llama_gqa", "gpt2"])
+  func incrementalEqualsBatchedAndTruncateRestores(variant: String) throws {
+    let model = try TransformerModel(path: checkpoints.appendingPathComponent(variant).path, options: [], kernels: { SIMDKernels(threads: $0) })
+    let vocab = model.description.vocabSize
+    let ids: [Int32] = [1, 44, 81, 77, 69, 83, 266, 93, 73, 12]
+    let batched = try allLogits(try model.makeSession(), ids, vocab: vocab)
+    let session = try model.makeSession()
+    var stepwise: [Float] = []
+    for id in ids { stepwise += try allLogits(session, [id], vocab: vocab) }
+    #expect(maxAbsDiff(batched, stepwise) <= 1e-5)
+    try session.truncate(to: 4)
+    let again = try allLogits(session, Array(ids[4...]), vocab: vocab)
+    #expect(maxAbsDiff(Array(batched[(4 * vocab)...]), again) <= 1e-5)
+  }
+}
+
+@Suite struct KernelTests {
+  /// A [rows × cols] weight of `dtype` from deterministic values, plus its exact Float values.
+  func weight(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> (Weight, [Float]) {
+    var state = seed
+    func next() -> Float {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1
+    }
+    let values = (0..<(rows * cols)).map { _ in next() }
+    switch dtype {
+    case .f32:
+      return (Weight(rows: rows, cols: cols, values: values), values)
+    case .f16, .bf16:
+      let bits: [UInt16] = values.map { dtype == .f16 ? Float16($0).bitPattern : UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
+      let buffer = Buffer(bits)
+      let w = Weight(dtype: dtype, rows: rows, cols: cols, data: UnsafeRawPointer(buffer.pointer), owner: buffer)
+      return (w, w.floats())
+    }
+  }
+
+  final class Buffer {
+    let pointer: UnsafeMutablePointer<UInt16>
+    init(_ bits: [UInt16]) {
+      pointer = .allocate(capacity: bits.count)
+      pointer.initialize(from: bits, count: bits.count)
+    }
+    deinit { pointer.deallocate() }
+  }
+
+  @Test(arguments: [DType.f32, .f16, .bf16])
+  func simdMatchesReference(dtype: DType) {
+    for (rows, cols, n) in [(7, 37, 1), (64, 64, 3), (130, 200, 5), (1, 16, 2), (300, 513, 1)] {
+      let (w, exact) = weight(dtype, rows: rows, cols: cols, seed: UInt64(rows * cols))
+      let x = (0..<(n * cols)).map { Float(($0 * 7919) % 100) / 50 - 1 }
+      var reference = [Float](repeating: 0, count: n * rows)
+      var fast = [Float](repeating: 0, count: n * rows)
+      x.withUnsafeBufferPointer { xp in
+        ReferenceKernels().multiply(w, xp.baseAddress!, n: n, into: &reference)
+        SIMDKernels(threads: 2).multiply(w, xp.baseAddress!, n: n, into: &fast)
+      }
+      // Exact values in Double as a third opinion.
+      for t in 0..<n {
+        for r in 0..<rows {
+          var sum = 0.0
+          for c in 0..<cols { sum += Double(exact[r * cols + c]) * Double(x[t * cols + c]) }
+          #expect(abs(Double(reference[t * rows + r]) - sum) <= 1e-4 * max(1, abs(sum)))
+        }
+      }
+      #expect(maxAbsDiff(reference, fast) <= 1e-4, "\(dtype) \(rows)×\(cols)")
+    }
+  }
+
+  @Test func sixteenBitUpcastIsExact() {
+    let (f16, _) = weight(.f16, rows: 1, cols: 3, seed: 1)
+    let (bf16, _) = weight(.bf16, rows: 1, cols: 3, seed: 1)
+    for i in 0..<3 {
+      let h = f16.data.load(fromByteOffset: i * 2, as: UInt16.self)
+      #expect(f16.value(i) == Float(Float16(bitPattern: h)))
+      let b = bf16.data.load(fromByteOffset: i * 2, as: UInt16.self)
+      #expect(bf16.value(i) == Float(bitPattern: UInt32(b) << 16))
+    }
+  }
+}
