@@ -1,0 +1,152 @@
+import EFTCore
+import EFTPluginKit
+import EFTTokenizer
+import Foundation
+import Testing
+
+@testable import Transformer
+
+/// Both transformer plugins, loaded through the real host and C ABI, against the HF goldens.
+@Suite struct PluginParityTests {
+  @Test(arguments: ["CPUBackend", "BLASBackend"])
+  func logitsAndGreedyMatchTransformers(plugin name: String) throws {
+    let plugin = try Plugin(path: "\(buildDirectory)/lib\(name).so")
+    for variant in variants {
+      let dir = checkpoints.appendingPathComponent(variant)
+      let tokenizer = try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json"))
+      let model = try EFTCore.Model(name: variant, plugin: plugin, path: dir.path, options: [], tokenizer: tokenizer)
+      for prompt in try golden(variant) {
+        let session = try model.makeSession()
+        let got = try session.append(prompt.ids, allPositions: true)
+        let diff = maxAbsDiff(got, prompt.logits.flatMap { $0 })
+        #expect(diff <= 1e-4, "\(name) \(variant): max abs diff \(diff)")
+        var last = Array(got.suffix(model.vocabSize))
+        var generated: [Int32] = []
+        for _ in prompt.greedy {
+          let next = try Sampler.argmax(last)
+          generated.append(next)
+          last = try session.append([next])
+        }
+        #expect(generated == prompt.greedy, "\(name) \(variant)")
+      }
+    }
+  }
+
+  @Test func badInputsThroughTheABIAreErrors() throws {
+    let plugin = try Plugin(path: "\(buildDirectory)/libCPUBackend.so")
+    let dir = checkpoints.appendingPathComponent("llama_gqa")
+    let model = try EFTCore.Model(name: "m", plugin: plugin, path: dir.path, options: [],
+                                  tokenizer: try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json")))
+    let session = try model.makeSession()
+    #expect(throws: RuntimeError.self) { try session.append([420]) }
+    #expect(throws: RuntimeError.self) { try session.append([-1]) }
+    #expect(throws: RuntimeError.self) { try session.truncate(to: 1) }
+    #expect(session.count == 0)
+    // The context length option caps sessions.
+    var options: [UInt8] = [0x10, 8]  // TransformerOptions { context_length: 8 }
+    let capped = try EFTCore.Model(name: "c", plugin: plugin, path: dir.path, options: options,
+                                   tokenizer: model.tokenizer)
+    #expect(capped.contextLength == 8)
+    let s = try capped.makeSession()
+    let e = try #require(try? { () -> RuntimeError? in
+      do { try s.append(Array(repeating: 5, count: 9)); return nil } catch let e as RuntimeError { return e }
+    }())
+    #expect(e.code == .outOfRange)
+    options = [0xFF]
+    #expect(throws: RuntimeError.self) {
+      _ = try EFTCore.Model(name: "x", plugin: plugin, path: dir.path, options: options, tokenizer: model.tokenizer)
+    }
+  }
+}
+
+/// Broken checkpoints are refused with the file and the tensor named.
+@Suite struct CheckpointErrorTests {
+  /// A copy of the llama_gqa checkpoint in a temporary directory, changed by `edit`.
+  func broken(_ edit: (URL) throws -> Void) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-ckpt-\(UUID().uuidString)")
+    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent("llama_gqa"), to: dir)
+    try edit(dir)
+    var message = ""
+    do {
+      _ = try TransformerModel(path: dir.path, options: [], kernels: { _ in ReferenceKernels() })
+    } catch let e as BackendError {
+      message = e.message
+    }
+    try? FileManager.default.removeItem(at: dir)
+    return message
+  }
+
+  func editConfig(_ dir: URL, _ change: (inout [String: Any]) -> Void) throws {
+    let url = dir.appendingPathComponent("config.json")
+    var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    change(&json)
+    try JSONSerialization.data(withJSONObject: json).write(to: url)
+  }
+
+  @Test func truncatedFileNamesTheTensorThatRunsPastTheEnd() throws {
+    let message = try broken { dir in
+      let url = dir.appendingPathComponent("model.safetensors")
+      let data = try Data(contentsOf: url)
+      try data.prefix(data.count - 1000).write(to: url)
+    }
+    #expect(message.contains("model.safetensors"))
+    #expect(message.contains("tensor '"))
+    #expect(message.contains("cut short"))
+  }
+
+  @Test func headerThatLiesAboutItsLength() throws {
+    let message = try broken { dir in
+      let url = dir.appendingPathComponent("model.safetensors")
+      var data = try Data(contentsOf: url)
+      data.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian) { Data($0) })
+      try data.write(to: url)
+    }
+    #expect(message.contains("header claims"))
+  }
+
+  @Test func missingTensorAndWrongShapeAreNamed() throws {
+    let missing = try broken { try editConfig($0) { $0["num_hidden_layers"] = 3 } }
+    #expect(missing.contains("missing tensor 'model.layers.2.input_layernorm.weight'"), "\(missing)")
+    let shape = try broken { try editConfig($0) { $0["intermediate_size"] = 100 } }
+    #expect(shape.contains("mlp.gate_proj.weight"), "\(shape)")
+    #expect(shape.contains("[160, 64]") && shape.contains("[100, 64]"), "\(shape)")
+  }
+
+  @Test func unsupportedArchitectureAndRopeAreUnimplemented() throws {
+    let arch = try broken { try editConfig($0) { $0["model_type"] = "mamba" } }
+    #expect(arch.contains("model_type 'mamba' is not supported"))
+    // transformers ≥ 5 writes rope_parameters; older checkpoints rope_theta + rope_scaling.
+    let rope = try broken { try editConfig($0) { $0["rope_parameters"] = ["rope_type": "yarn", "factor": 2, "rope_theta": 10000] } }
+    #expect(rope.contains("'yarn'"))
+    let oldStyle = try broken {
+      try editConfig($0) {
+        $0["rope_parameters"] = nil
+        $0["rope_theta"] = 10000
+        $0["rope_scaling"] = ["type": "dynamic", "factor": 2]
+      }
+    }
+    #expect(oldStyle.contains("'dynamic'"))
+  }
+
+  @Test func notADirectoryOrNoWeights() throws {
+    #expect(try broken { try FileManager.default.removeItem(at: $0.appendingPathComponent("model.safetensors")) }
+      .contains("neither model.safetensors"))
+    #expect(throws: BackendError.self) { _ = try Checkpoint(directory: "/nonexistent") }
+  }
+
+  @Test func shardIndexListingATensorItsShardLacks() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-ckpt-\(UUID().uuidString)")
+    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent("llama_bf16_sharded"), to: dir)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("model.safetensors.index.json")
+    var index = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    var map = index["weight_map"] as! [String: String]
+    map["model.layers.9.extra.weight"] = "model-00001-of-00002.safetensors"
+    index["weight_map"] = map
+    try JSONSerialization.data(withJSONObject: index).write(to: url)
+    let e = try #require(try? { () -> BackendError? in
+      do { _ = try Checkpoint(directory: dir.path); return nil } catch let e as BackendError { return e }
+    }())
+    #expect(e.message.contains("model.layers.9.extra.weight"))
+  }
+}
