@@ -16,7 +16,9 @@ public final class TransformerModel: BackendModel {
     } catch {
       throw BackendError(EFT_INVALID_ARGUMENT, "\(path): options are not a valid eft.v1.TransformerOptions message: \(error)")
     }
-    let threads = opts.threads > 0 ? Int(opts.threads) : ProcessInfo.processInfo.activeProcessorCount
+    // threads: the options, else EFT_THREADS (set by `eft bench --threads`), else one per core.
+    let environment = ProcessInfo.processInfo.environment["EFT_THREADS"].flatMap { Int($0) }
+    let threads = opts.threads > 0 ? Int(opts.threads) : environment ?? ProcessInfo.processInfo.activeProcessorCount
     let checkpoint = try Checkpoint(directory: path)
     network = try Architectures.load(checkpoint, kernels: makeKernels(threads))
     var context = network.contextLength

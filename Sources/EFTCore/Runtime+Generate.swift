@@ -205,13 +205,24 @@ final class DecodeState {
   let promptLengths: [Int]
 
   /// Opens one session per session spec and prefills it with its templated prompt.
-  init(graph: CompiledGraph, prompt: String) throws {
+  convenience init(graph: CompiledGraph, prompt: String) throws {
+    try self.init(graph: graph, prompts: graph.sessions.map {
+      graph.tokenizer.encode($0.render(prompt), addSpecialTokens: $0.addSpecialTokens)
+    })
+  }
+
+  /// Every session prefilled with the same token ids (no templates; for benchmarks).
+  convenience init(graph: CompiledGraph, promptTokens: [Int32]) throws {
+    try self.init(graph: graph, prompts: graph.sessions.map { _ in promptTokens })
+  }
+
+  /// Session i prefilled with prompts[i].
+  init(graph: CompiledGraph, prompts: [[Int32]]) throws {
     self.graph = graph
     var sessions: [Session] = []
     var logits: [[Float]] = []
     var lengths: [Int] = []
-    for spec in graph.sessions {
-      let ids = graph.tokenizer.encode(spec.render(prompt), addSpecialTokens: spec.addSpecialTokens)
+    for (spec, ids) in zip(graph.sessions, prompts) {
       guard !ids.isEmpty else {
         throw RuntimeError(.request, .invalidArgument, "the prompt is empty for model '\(spec.model.name)' (after its template, with no BOS token added); give a prompt")
       }

@@ -7,7 +7,7 @@ struct EFT: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eft",
     abstract: "Compose language models at decoding time (EFT up-scaling, proxy-tuning, contrastive decoding, ensembles).",
-    subcommands: [Check.self, Run.self, Score.self])
+    subcommands: [Check.self, Run.self, Score.self, Bench.self])
 }
 
 /// Options every command that loads a config shares.
