@@ -34,28 +34,39 @@ struct AddedTokens: Sendable {
     ordered = tokens.sorted { $0.content.utf8.count > $1.content.utf8.count }
   }
 
-  /// Splits text into runs of plain text and added tokens.
+  /// Splits text into runs of plain text and added tokens. Matching is by Unicode scalars, as
+  /// HF does (a Swift Character comparison would miss a token followed by a combining mark).
   func split(_ text: String) -> [Piece] {
     guard !ordered.isEmpty else { return text.isEmpty ? [] : [.text(text[...])] }
+    let scalars = text.unicodeScalars
     var pieces: [Piece] = []
-    var plainStart = text.startIndex
-    var i = text.startIndex
-    while i < text.endIndex {
-      var matched: Token? = nil
-      for token in ordered where text[i...].hasPrefix(token.content) {
-        matched = token
-        break
+    var plainStart = scalars.startIndex
+    var i = scalars.startIndex
+    while i < scalars.endIndex {
+      var matched: (id: Int32, end: String.Index)? = nil
+      for token in ordered {
+        var j = i
+        var k = token.content.unicodeScalars.startIndex
+        let content = token.content.unicodeScalars
+        while j < scalars.endIndex, k < content.endIndex, scalars[j] == content[k] {
+          j = scalars.index(after: j)
+          k = content.index(after: k)
+        }
+        if k == content.endIndex {
+          matched = (token.id, j)
+          break
+        }
       }
       if let matched {
         if plainStart < i { pieces.append(.text(text[plainStart..<i])) }
         pieces.append(.added(matched.id))
-        i = text.index(i, offsetBy: matched.content.count)
+        i = matched.end
         plainStart = i
       } else {
-        i = text.index(after: i)
+        i = scalars.index(after: i)
       }
     }
-    if plainStart < text.endIndex { pieces.append(.text(text[plainStart...])) }
+    if plainStart < scalars.endIndex { pieces.append(.text(text[plainStart...])) }
     return pieces
   }
 }

@@ -10,6 +10,12 @@ final class BPEModel: Sendable {
   /// "left right" → (rank, merged id)
   let ranks: [Pair: (rank: Int, id: Int32)]
   let unkID: Int32?
+  /// Characters missing from the vocabulary become their UTF-8 bytes as `<0xHH>` tokens.
+  let byteFallback: Bool
+  /// Consecutive unknown characters become one unk token.
+  let fuseUnknown: Bool
+  /// A word that is itself in the vocabulary is one token, whatever the merges say (Llama-3).
+  let ignoreMerges: Bool
   let cache = WordCache()
 
   struct Pair: Hashable, Sendable {
@@ -22,9 +28,14 @@ final class BPEModel: Sendable {
     guard type == "BPE" else {
       throw TokenizerError("\(source): model type '\(type)' is not supported yet (supported: BPE)")
     }
-    if json["byte_fallback"] as? Bool == true {
-      throw TokenizerError("\(source): BPE byte_fallback is not supported yet")
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+      if let v = json[key] as? String, !v.isEmpty {
+        throw TokenizerError("\(source): BPE \(key) is not supported")
+      }
     }
+    byteFallback = json["byte_fallback"] as? Bool ?? false
+    fuseUnknown = json["fuse_unk"] as? Bool ?? false
+    ignoreMerges = json["ignore_merges"] as? Bool ?? false
     guard let vocabJSON = json["vocab"] as? [String: Any] else {
       throw TokenizerError("\(source): model.vocab is missing or not an object")
     }
@@ -81,13 +92,30 @@ final class BPEModel: Sendable {
       ids.append(contentsOf: cached)
       return
     }
-    // Start from single characters; a character missing from the vocabulary becomes unk (or is
-    // dropped when the model has none, as HF does).
+    if ignoreMerges, let id = vocab[word] {
+      cache.put(word, [id])
+      ids.append(id)
+      return
+    }
+    // Start from single characters. One missing from the vocabulary becomes its bytes as
+    // <0xHH> tokens (byte fallback), else unk (fused when consecutive), else is dropped, as HF does.
+    // Characters are Unicode scalars, as in HF (a Swift Character may hold several: "e\u{301}").
     var symbols: [Int32] = []
-    for c in word {
-      if let id = vocab[String(c)] {
+    for c in word.unicodeScalars {
+      let s = String(c)
+      if let id = vocab[s] {
         symbols.append(id)
-      } else if let unkID {
+        continue
+      }
+      if byteFallback {
+        let bytes = s.utf8.compactMap { vocab[String(format: "<0x%02X>", $0)] }
+        if bytes.count == s.utf8.count {
+          symbols += bytes
+          continue
+        }
+      }
+      if let unkID {
+        if fuseUnknown, symbols.last == unkID { continue }
         symbols.append(unkID)
       }
     }

@@ -39,29 +39,10 @@ enum ByteLevel {
   }
 }
 
-/// The `ByteLevel` pre-tokenizer: splits text with GPT-2's pattern
+/// GPT-2's split pattern
 /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-/// (written out as a scanner below, branch by branch), then maps each piece to byte-level form.
-struct ByteLevelPreTokenizer: Sendable {
-  let addPrefixSpace: Bool
-  let useRegex: Bool
-
-  init(json: [String: Any], source: String) throws {
-    let type = json["type"] as? String ?? "?"
-    guard type == "ByteLevel" else {
-      throw TokenizerError("\(source): pre_tokenizer type '\(type)' is not supported yet (supported: ByteLevel)")
-    }
-    addPrefixSpace = json["add_prefix_space"] as? Bool ?? true
-    useRegex = json["use_regex"] as? Bool ?? true
-  }
-
-  func split(_ text: Substring) -> [String] {
-    var text = String(text)
-    if addPrefixSpace, let first = text.first, first != " " { text = " " + text }
-    guard useRegex else { return [ByteLevel.encode(text)] }
-    return Self.gpt2Pieces(text).map { ByteLevel.encode($0) }
-  }
-
+/// written out as a scanner, branch by branch (the `ByteLevel` pre-tokenizer with use_regex).
+enum ByteLevelPreTokenizer {
   static func isLetter(_ s: Unicode.Scalar) -> Bool {
     switch s.properties.generalCategory {
     case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
@@ -134,15 +115,5 @@ struct ByteLevelPreTokenizer: Sendable {
       i = end
     }
     return pieces
-  }
-}
-
-/// The `ByteLevel` decoder: byte-level characters back to bytes.
-struct ByteLevelDecoder: Sendable {
-  init(json: [String: Any], source: String) throws {
-    let type = json["type"] as? String ?? "?"
-    guard type == "ByteLevel" else {
-      throw TokenizerError("\(source): decoder type '\(type)' is not supported yet (supported: ByteLevel)")
-    }
   }
 }

@@ -3,12 +3,14 @@
 public struct StreamingDecoder {
   let tokenizer: Tokenizer
   var pending: [UInt8] = []
+  var started = false
 
   public init(tokenizer: Tokenizer) { self.tokenizer = tokenizer }
 
   /// The text that became complete with `id` (possibly empty).
   public mutating func push(_ id: Int32) -> String {
-    tokenizer.appendBytes(of: id, skipSpecialTokens: false, to: &pending)
+    tokenizer.appendBytes(of: id, first: !started, skipSpecialTokens: false, to: &pending)
+    started = true
     let complete = Self.completePrefixLength(pending)
     let text = String(decoding: pending[..<complete], as: UTF8.self)
     pending.removeFirst(complete)

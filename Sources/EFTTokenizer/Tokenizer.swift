@@ -11,14 +11,16 @@ public struct TokenizerError: Error, CustomStringConvertible {
 /// post-processor and decoder, each a stage in its own file and chosen by the exact `type`
 /// strings of tokenizer.json. Unknown stage types throw `TokenizerError`.
 ///
-/// Supported now: byte-level BPE (GPT-2 style `ByteLevel` pre-tokenizer and decoder),
-/// `TemplateProcessing` and `ByteLevel` post-processors, no normalizer.
+/// Covers byte-level BPE (GPT-2, Llama-3, Qwen2: ByteLevel and regex Split pre-tokenizers) and
+/// SentencePiece-style BPE with `▁` and byte fallback (Llama-2, TinyLlama: Prepend/Replace
+/// normalizers or Metaspace; Replace/ByteFallback/Fuse/Strip decoders).
 /// Reference: huggingface/tokenizers, `tokenizers/src/tokenizer/mod.rs`.
 public final class Tokenizer: Sendable {
   let model: BPEModel
-  let preTokenizer: ByteLevelPreTokenizer?
+  let normalizer: Normalizer?
+  let preTokenizer: PreTokenizer?
   let postProcessor: TemplateProcessing?
-  let decoder: ByteLevelDecoder?
+  let decoder: [DecoderStep]
   let added: AddedTokens
 
   /// Number of token ids (one past the largest id of the vocabulary or of an added token).
@@ -48,35 +50,30 @@ public final class Tokenizer: Sendable {
     }
     func section(_ key: String) -> [String: Any]? { root[key] as? [String: Any] }
 
-    if let normalizer = section("normalizer") {
-      throw TokenizerError("\(source): normalizer type '\(normalizer["type"] ?? "?")' is not supported yet")
-    }
+    normalizer = try section("normalizer").map { try Normalizer.make(json: $0, source: source) }
     guard let modelJSON = section("model") else { throw TokenizerError("\(source): no 'model' section") }
     model = try BPEModel(json: modelJSON, source: source)
     added = try AddedTokens(json: root["added_tokens"] as? [[String: Any]] ?? [], source: source)
 
-    if let pre = section("pre_tokenizer") {
-      preTokenizer = try ByteLevelPreTokenizer(json: pre, source: source)
-    } else {
-      preTokenizer = nil
-    }
+    preTokenizer = try section("pre_tokenizer").map { try PreTokenizer.make(json: $0, source: source) }
     if let post = section("post_processor") {
       postProcessor = try TemplateProcessing.make(json: post, source: source)
     } else {
       postProcessor = nil
     }
-    if let dec = section("decoder") {
-      decoder = try ByteLevelDecoder(json: dec, source: source)
-    } else {
-      decoder = nil
-    }
+    decoder = try section("decoder").map { try DecoderStep.make(json: $0, source: source) } ?? []
     vocabSize = max(model.vocab.count, (model.idToToken.indices.last ?? -1) + 1, added.maxID + 1)
 
     var hasher = FNV1a()
     for token in model.idToToken { hasher.combine(token ?? "\u{0}") }
     for merge in model.mergeList { hasher.combine(merge.0); hasher.combine(merge.1) }
     for token in added.tokens { hasher.combine("\(token.id):\(token.content):\(token.special)") }
-    hasher.combine("pre:\(preTokenizer.map { "\($0.addPrefixSpace),\($0.useRegex)" } ?? "none")")
+    for stage in ["normalizer", "pre_tokenizer", "decoder"] {
+      // The stage definitions, canonically serialised (sorted keys), so different settings differ.
+      // (Only objects: JSONSerialization traps on a top-level NSNull, which is how `null` reads.)
+      let text = (root[stage] as? [String: Any]).flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
+      hasher.combine("\(stage):" + (text.map { String(decoding: $0, as: UTF8.self) } ?? "none"))
+    }
     hasher.combine("post:\(postProcessor?.fingerprint ?? "none")")
     fingerprint = hasher.hex
   }
@@ -90,13 +87,14 @@ public final class Tokenizer: Sendable {
   /// Text to ids, like HF `tokenizer.encode(text, add_special_tokens:)`.
   public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
     var ids: [Int32] = []
-    for piece in added.split(text) {
+    for (index, piece) in added.split(text).enumerated() {
       switch piece {
       case .added(let id):
         ids.append(id)
       case .text(let segment):
-        let words = preTokenizer?.split(segment) ?? [ByteLevel.encode(segment)]
-        for word in words { model.tokenize(word, into: &ids) }
+        let normalized = normalizer?.apply(String(segment)) ?? String(segment)
+        let words = preTokenizer?.apply([normalized], atStart: index == 0) ?? [normalized]
+        for word in words where !word.isEmpty { model.tokenize(word, into: &ids) }
       }
     }
     if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
@@ -111,21 +109,18 @@ public final class Tokenizer: Sendable {
   /// The bytes a sequence of ids stands for (before UTF-8 decoding).
   public func bytes(of ids: [Int32], skipSpecialTokens: Bool = false) -> [UInt8] {
     var out: [UInt8] = []
-    for id in ids { appendBytes(of: id, skipSpecialTokens: skipSpecialTokens, to: &out) }
+    for (i, id) in ids.enumerated() { appendBytes(of: id, first: i == 0, skipSpecialTokens: skipSpecialTokens, to: &out) }
     return out
   }
 
-  func appendBytes(of id: Int32, skipSpecialTokens: Bool, to out: inout [UInt8]) {
+  /// Appends one token's bytes; `first`: the token starts the decoded text.
+  func appendBytes(of id: Int32, first: Bool, skipSpecialTokens: Bool, to out: inout [UInt8]) {
     if let token = added.byID[id] {
       if !(skipSpecialTokens && token.special) { out.append(contentsOf: Array(token.content.utf8)) }
       return
     }
     guard let token = model.token(for: id) else { return }
-    if decoder != nil {
-      ByteLevel.decode(token, into: &out)
-    } else {
-      out.append(contentsOf: Array(token.utf8))
-    }
+    out += DecoderStep.apply(decoder, to: Array(token.utf8), first: first)
   }
 
   /// Whether `id` is a special added token (BOS, EOS, chat markers marked special).

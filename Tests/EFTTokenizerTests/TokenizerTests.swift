@@ -13,9 +13,38 @@ struct Golden: Decodable {
   let decoded: String
 }
 
-func goldens() throws -> [Golden] {
-  let data = try Data(contentsOf: repoRoot.appendingPathComponent("Tests/EFTTokenizerTests/Goldens/tiny.json"))
+let goldensDirectory = repoRoot.appendingPathComponent("Tests/EFTTokenizerTests/Goldens")
+
+func goldens(_ style: String = "tiny") throws -> [Golden] {
+  let data = try Data(contentsOf: goldensDirectory.appendingPathComponent("\(style).json"))
   return try JSONDecoder().decode([Golden].self, from: data)
+}
+
+/// Tokenizers in the styles of real checkpoints (scripts/make_tokenizer_goldens.py), against HF
+/// tokenizers' ids and decodings.
+@Suite struct TokenizerStyleTests {
+  @Test(arguments: ["sentencepiece", "metaspace", "llama3", "qwen2"])
+  func encodeAndDecodeMatchHFTokenizers(style: String) throws {
+    let tokenizer = try Tokenizer(contentsOf: goldensDirectory.appendingPathComponent("\(style).tokenizer.json"))
+    let cases = try goldens(style)
+    #expect(cases.count >= 10)
+    for g in cases {
+      #expect(tokenizer.encode(g.text) == g.ids, "\(style) with special tokens: \(String(reflecting: g.text))")
+      #expect(tokenizer.encode(g.text, addSpecialTokens: false) == g.ids_plain, "\(style) plain: \(String(reflecting: g.text))")
+      #expect(tokenizer.decode(g.ids_plain) == g.decoded, "\(style) decode: \(String(reflecting: g.text))")
+      // Streaming gives the same text as decoding at once.
+      var stream = StreamingDecoder(tokenizer: tokenizer)
+      let streamed = g.ids_plain.map { stream.push($0) }.joined() + stream.finish()
+      #expect(streamed == tokenizer.decode(g.ids_plain), "\(style) streamed: \(String(reflecting: g.text))")
+    }
+  }
+
+  @Test func stylesHaveDistinctFingerprints() throws {
+    let prints = try ["sentencepiece", "metaspace", "llama3", "qwen2"].map {
+      try Tokenizer(contentsOf: goldensDirectory.appendingPathComponent("\($0).tokenizer.json")).fingerprint
+    }
+    #expect(Set(prints).count == 4)
+  }
 }
 
 @Suite struct TokenizerGoldenTests {
