@@ -7,7 +7,7 @@ struct EFT: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eft",
     abstract: "Compose language models at decoding time (EFT up-scaling, proxy-tuning, contrastive decoding, ensembles).",
-    subcommands: [Check.self, Run.self, Score.self, Bench.self])
+    subcommands: [Check.self, Run.self, Score.self, Eval.self, Bench.self])
 }
 
 /// Options every command that loads a config shares.
@@ -31,7 +31,10 @@ struct GraphOptions: ParsableArguments {
   @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
   var assignments: [String] = []
 
-  func parameters() throws -> [String: Double] {
+  func parameters() throws -> [String: Double] { try Self.parse(assignments) }
+
+  /// Parses `name=value` assignments.
+  static func parse(_ assignments: [String]) throws -> [String: Double] {
     var values: [String: Double] = [:]
     for a in assignments {
       let parts = a.split(separator: "=", maxSplits: 1)

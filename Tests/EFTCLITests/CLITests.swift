@@ -130,3 +130,29 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(r.stderr == "eft: error: /nonexistent.pbtxt: cannot read the config file\n")
   }
 }
+
+@Suite struct EvalCLITests {
+  @Test func evalPrintsATableAndJSON() throws {
+    let data = try scratchConfig("""
+      {"prompt": "Where does Tomas live?", "answer": "Oakridge", "reference": "Tomas lives in Oakridge."}
+      {"prompt": "What does Ilse do?", "answer": "weaver"}
+      """)
+    let r = try eft(["eval", upscale, "--data", data, "--graph", "upscale", "--set", "beta=0.5", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let array = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+    #expect(array.count == 1)
+    let row = array[0]
+    #expect(row["graph"] as? String == "upscale")
+    for key in ["accuracy", "format_compliance", "tokens_per_s"] {
+      let v = try #require(row[key] as? Double, "\(key)")
+      #expect(v >= 0)
+    }
+    #expect((row["mean_loglik"] as? Double).map { $0 < 0 } == true)
+    #expect(r.stderr.contains("2/2"))
+    let table = try eft(["eval", upscale, "--data", data])
+    #expect(table.status == 0)
+    #expect(table.stdout.contains("accuracy"))
+    let missing = try eft(["eval", upscale, "--data", "/nonexistent.jsonl"])
+    #expect(missing.status == 1)
+  }
+}

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Trains the facts-world model family that shows the EFT result, and writes its held-out set.
+
+A synthetic world of invented people, each with a home town, a trade and a birth year, stated in
+varied prose (the pre-training corpus). A small and a large Llama-shaped base model are
+pre-trained on it; the large one memorises far more facts. Each base is then lightly fine-tuned
+on question/answer turns in a fixed chat format about a *training* subset of the people. The
+held-out questions ask about the other people, whose facts appear only in the pre-training prose.
+EFT up-scaling (large base + β·(small ft − small base)) should then answer held-out questions in
+the fine-tuned format with the large model's knowledge.
+
+  python3 scripts/train_facts_models.py OUT_DIR [--seed 0] [--no-chat-in-pretraining]
+
+Deterministic for a seed (torch CPU, one process). Writes OUT_DIR/{small_base,small_ft,
+large_base,large_ft}/ (HF directories, f16 safetensors + tokenizer.json), OUT_DIR/heldout.jsonl
+and OUT_DIR/facts.pbtxt (graphs small_ft, large_base, upscaled, large_ft). The bundled copy is
+seed 0 in examples/models/facts (see README, "Making the bundled models").
+
+--no-chat-in-pretraining is the negative control: without chat-formatted turns in pre-training the
+large base reads the assistant marker as a document break and up-scaling fails.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import time
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
+CHAT = "<|user|>\n{q}\n<|assistant|>\n"
+ANSWER = "The answer is {a}."
+
+SYLLABLES = ["ba", "ro", "vin", "tes", "ka", "lu", "mer", "dan", "zo", "pri", "el", "sha", "tor", "quin",
+             "ve", "la", "mon", "dri", "as", "ul", "fen", "gra", "hal", "ji", "ko", "nes", "ost", "pa",
+             "rud", "sil", "tam", "ur", "wel", "yar", "zen", "bro", "cal", "dov", "ir", "lom"]
+TOWN_PARTS = (["Oak", "Salt", "Brin", "West", "Copper", "Lark", "Moss", "Fen", "Ash", "Raven", "Stone",
+               "Elder", "Thorn", "Mill", "Frost", "Amber"],
+              ["ridge", "mere", "dle", "holm", "field", "ton", "bay", "wick", "ford", "haven", "moor", "gate"])
+TRADES = ["baker", "smith", "weaver", "potter", "fisher", "carpenter", "miller", "tailor", "mason",
+          "cooper", "tanner", "glazier", "chandler", "farrier", "brewer", "roper", "saddler", "thatcher",
+          "wheelwright", "bookbinder"]
+FACT_TEMPLATES = {
+    "town": ["{n} lives in {v}.", "{n} has a house in {v}.", "The home of {n} is in {v}.",
+             "{n} makes a home in {v}.", "In {v} lives {n}.", "{n} resides in the town of {v}.",
+             "You can find {n} at home in {v}.", "{n} settled in {v} long ago."],
+    "trade": ["{n} works as a {v}.", "{n} is a {v} by trade.", "By trade, {n} is a {v}.",
+              "{n} earns a living as a {v}.", "The trade of {n} is {v}.", "{n} has always been a {v}.",
+              "People know {n} as a skilled {v}.", "{n} took up work as a {v}."],
+    "year": ["{n} was born in {v}.", "{n} came into the world in {v}.", "The birth year of {n} is {v}.",
+             "In {v}, {n} was born.", "{n} is someone born in {v}.", "Records say {n} was born in {v}.",
+             "{n} has a birthday from the year {v}.", "{n} arrived in {v}, the year of birth."],
+}
+QUESTIONS = {"town": "Where does {n} live?", "trade": "What does {n} do for a living?", "year": "When was {n} born?"}
+FILLER = ["The morning was quiet and the river ran slow.", "Rain fell on the roofs of the old market.",
+          "Children played near the well until the bells rang.", "The road to the hills was long and dusty.",
+          "In winter the lake froze and the boats stayed home.", "Travellers told stories by the fire at the inn.",
+          "The harvest that year was better than most.", "A cold wind came down from the north.",
+          "Merchants argued over prices in the square.", "The old bridge creaked under the carts."]
+
+
+def make_world(rng, people):
+    def name():
+        first = "".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize()
+        last = "".join(rng.choice(SYLLABLES) for _ in range(3)).capitalize()
+        return f"{first} {last}"
+    towns = sorted({a + b for a in TOWN_PARTS[0] for b in TOWN_PARTS[1]})
+    names = set()
+    while len(names) < people:
+        names.add(name())
+    world = []
+    for n in sorted(names):
+        world.append({"name": n, "town": rng.choice(towns), "trade": rng.choice(TRADES),
+                      "year": str(rng.randint(1850, 1999))})
+    rng.shuffle(world)
+    return world
+
+
+def biography(rng, p):
+    facts = list(FACT_TEMPLATES)
+    rng.shuffle(facts)
+    sentences = [rng.choice(FACT_TEMPLATES[f]).format(n=p["name"], v=p[f]) for f in facts]
+    for _ in range(rng.randint(1, 3)):
+        sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLER))
+    return " ".join(sentences)
+
+
+def chat_turn(p, fact):
+    return CHAT.format(q=QUESTIONS[fact].format(n=p["name"])) + ANSWER.format(a=p[fact])
+
+
+def train_tokenizer(texts, vocab):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return tok
+
+
+def llama(vocab, hidden, layers, heads, inter):
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True))
+
+
+def pretrain(model, stream, steps, lr, seq, batch, gen, log):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    data = torch.tensor(stream)
+    model.train()
+    t0 = time.time()
+    for step in range(steps):
+        frac = step / steps
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        starts = torch.randint(0, len(data) - seq - 1, (batch,), generator=gen)
+        x = torch.stack([data[s:s + seq] for s in starts])
+        loss = model(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"  step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+
+
+def finetune(model, examples, steps, lr, batch, gen, log):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(examples), (batch,), generator=gen).tolist()
+        rows = [examples[i] for i in idx]
+        length = max(len(ids) for ids, _ in rows)
+        x = torch.zeros((batch, length), dtype=torch.long)
+        y = torch.full((batch, length), -100, dtype=torch.long)
+        mask = torch.zeros((batch, length), dtype=torch.long)
+        for r, (ids, start) in enumerate(rows):
+            x[r, :len(ids)] = torch.tensor(ids)
+            y[r, start:len(ids)] = torch.tensor(ids[start:])  # loss on the answer (and EOS) only
+            mask[r, :len(ids)] = 1
+        loss = model(x, attention_mask=mask, labels=y).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == steps - 1:
+            log(f"  ft step {step}/{steps} loss {loss.item():.3f}")
+
+
+def save(model, tok_path, out):
+    shutil.rmtree(out, ignore_errors=True)
+    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    model.to(torch.float32)
+    shutil.copy(tok_path, os.path.join(out, "tokenizer.json"))
+
+
+CONFIG = """# The facts-world family made by scripts/train_facts_models.py (seed {seed}{control}).
+# Held-out questions: {heldout}. Each prompt is already in the chat format, so model nodes take it as is.
+#   eft eval {self_path} --data {heldout} --graph small_ft --graph large_base --graph upscaled --graph large_ft
+plugins {{ name: "CPUBackend" }}
+
+models {{ name: "small_base"  plugin: "CPUBackend"  path: "{models}/small_base" }}
+models {{ name: "small_ft"    plugin: "CPUBackend"  path: "{models}/small_ft" }}
+models {{ name: "large_base"  plugin: "CPUBackend"  path: "{models}/large_base" }}
+models {{ name: "large_ft"    plugin: "CPUBackend"  path: "{models}/large_ft" }}
+
+default_graph: "upscaled"
+
+graphs {{
+  name: "upscaled"
+  description: "EFT up-scaling: large base + beta * (small fine-tuned - small base)"
+  parameters {{ name: "beta"  default_value: {beta}  description: "weight of the fine-tuning delta" }}
+  nodes {{ name: "large"  model {{ model: "large_base" }} }}
+  nodes {{ name: "ft"     model {{ model: "small_ft" }} }}
+  nodes {{ name: "base"   model {{ model: "small_base" }} }}
+  nodes {{
+    name: "eft"
+    linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
+  }}
+  output: "eft"
+  sampling {{ temperature: 0  max_tokens: 24 }}
+}}
+
+graphs {{
+  name: "small_ft"
+  description: "the small fine-tuned model alone"
+  nodes {{ name: "ft" model {{ model: "small_ft" }} }}
+  output: "ft"
+  sampling {{ temperature: 0  max_tokens: 24 }}
+}}
+
+graphs {{
+  name: "large_base"
+  description: "the large base model alone, prompted in the chat format"
+  nodes {{ name: "large" model {{ model: "large_base" }} }}
+  output: "large"
+  sampling {{ temperature: 0  max_tokens: 24 }}
+}}
+
+graphs {{
+  name: "large_ft"
+  description: "the large model fine-tuned (the reference EFT emulates)"
+  nodes {{ name: "ft" model {{ model: "large_ft" }} }}
+  output: "ft"
+  sampling {{ temperature: 0  max_tokens: 24 }}
+}}
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-chat-in-pretraining", action="store_true")
+    ap.add_argument("--people", type=int, default=300)
+    ap.add_argument("--heldout", type=int, default=100)
+    ap.add_argument("--small-steps", type=int, default=1500)
+    ap.add_argument("--large-steps", type=int, default=1500)
+    ap.add_argument("--ft-steps", type=int, default=60)
+    ap.add_argument("--beta", type=float, default=0.5)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    rng = random.Random(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    log_file = open(os.path.join(args.out, "train.log"), "w")
+
+    def log(msg):
+        print(msg, flush=True)
+        log_file.write(msg + "\n")
+
+    world = make_world(rng, args.people)
+    heldout, train_people = world[:args.heldout], world[args.heldout:]
+    docs = [biography(rng, p) for p in world for _ in range(6)]
+    docs += [" ".join(rng.choice(FILLER) for _ in range(6)) for _ in range(len(docs) // 10)]
+    chat_docs = []
+    if not args.no_chat_in_pretraining:
+        # ~5% of pre-training: chat turns about the fine-tuning people only (never the held-out ones).
+        chat_docs = [chat_turn(p, rng.choice(list(QUESTIONS))) for p in rng.choices(train_people, k=len(docs) // 19)]
+    pretraining = docs + chat_docs
+    rng.shuffle(pretraining)
+
+    # The tokenizer also sees many other invented names, so that a person's name is several tokens.
+    decoys = [make_world(random.Random(args.seed + 1000 + i), 50) for i in range(20)]
+    decoy_text = [" ".join(p["name"] for p in group) for group in decoys]
+    tok = train_tokenizer(pretraining + decoy_text + [chat_turn(p, f) for p in train_people for f in QUESTIONS], 1024)
+    tok_path = os.path.join(args.out, "tokenizer.json")
+    tok.save(tok_path)
+    vocab = tok.get_vocab_size()
+    name_tokens = sum(len(tok.encode(p["name"], add_special_tokens=False).ids) for p in world) / len(world)
+    log(f"vocab {vocab}, mean tokens per name {name_tokens:.2f}, {len(pretraining)} pre-training documents")
+
+    stream = []
+    for d in pretraining:
+        stream += tok.encode(d).ids + [2]
+    log(f"pre-training stream: {len(stream)} tokens")
+
+    ft_examples = []
+    for p in train_people:
+        for f in QUESTIONS:
+            prompt = tok.encode(CHAT.format(q=QUESTIONS[f].format(n=p["name"]))).ids
+            answer = tok.encode(ANSWER.format(a=p[f]), add_special_tokens=False).ids + [2]
+            ft_examples.append((prompt + answer, len(prompt)))
+
+    sizes = {"small": dict(hidden=64, layers=2, heads=4, inter=192),
+             "large": dict(hidden=192, layers=4, heads=6, inter=512)}
+    steps = {"small": args.small_steps, "large": args.large_steps}
+    for size in ["small", "large"]:
+        model = llama(vocab, **sizes[size])
+        log(f"{size}: {sum(p.numel() for p in model.parameters())} parameters")
+        pretrain(model, stream, steps[size], lr=3e-3 if size == "small" else 2e-3, seq=128, batch=32, gen=gen, log=log)
+        save(model, tok_path, os.path.join(args.out, f"{size}_base"))
+        finetune(model, ft_examples, args.ft_steps, lr=3e-4, batch=32, gen=gen, log=log)
+        save(model, tok_path, os.path.join(args.out, f"{size}_ft"))
+
+    with open(os.path.join(args.out, "heldout.jsonl"), "w") as f:
+        for p in heldout:
+            for fact in QUESTIONS:
+                f.write(json.dumps({"prompt": CHAT.format(q=QUESTIONS[fact].format(n=p["name"])), "answer": p[fact],
+                                    "reference": ANSWER.format(a=p[fact]), "format": "^The answer is (.+)\\.$"}) + "\n")
+    with open(os.path.join(args.out, "facts.pbtxt"), "w") as f:
+        f.write(CONFIG.format(seed=args.seed, control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
+                              heldout="heldout.jsonl", self_path=os.path.join(args.out, "facts.pbtxt"), models=".",
+                              beta=args.beta))
+    log("done")
+
+
+if __name__ == "__main__":
+    main()
