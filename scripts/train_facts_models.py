@@ -163,6 +163,7 @@ def save(model, tok_path, out):
 CONFIG = """# The facts-world family made by scripts/train_facts_models.py (seed {seed}{control}).
 # Held-out questions: {heldout}. Each prompt is already in the chat format, so model nodes take it as is.
 #   eft eval {self_path} --data {heldout} --graph small_ft --graph large_base --graph upscaled --graph large_ft
+#   eft run {self_path} -e --prompt '<|user|>\\nWhere does NAME live?\\n<|assistant|>\\n'
 plugins {{ name: "CPUBackend" }}
 
 models {{ name: "small_base"  plugin: "CPUBackend"  path: "{models}/small_base" }}
@@ -218,19 +219,22 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-chat-in-pretraining", action="store_true")
-    ap.add_argument("--people", type=int, default=300)
+    ap.add_argument("--people", type=int, default=400)
+    ap.add_argument("--small-hidden", type=int, default=32)
     ap.add_argument("--heldout", type=int, default=100)
-    ap.add_argument("--small-steps", type=int, default=1500)
-    ap.add_argument("--large-steps", type=int, default=1500)
+    ap.add_argument("--small-steps", type=int, default=800)
+    ap.add_argument("--large-steps", type=int, default=1200)
     ap.add_argument("--ft-steps", type=int, default=60)
     ap.add_argument("--beta", type=float, default=0.5)
+    ap.add_argument("--config-out", help="where to write the config (default OUT_DIR/facts.pbtxt)")
+    ap.add_argument("--heldout-out", help="where to write the held-out set (default OUT_DIR/heldout.jsonl)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     rng = random.Random(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    log_file = open(os.path.join(args.out, "train.log"), "w")
+    log_file = open(os.path.join(args.out, "train.log"), "w", buffering=1)
 
     def log(msg):
         print(msg, flush=True)
@@ -269,7 +273,9 @@ def main():
             answer = tok.encode(ANSWER.format(a=p[f]), add_special_tokens=False).ids + [2]
             ft_examples.append((prompt + answer, len(prompt)))
 
-    sizes = {"small": dict(hidden=64, layers=2, heads=4, inter=192),
+    # The size gap is what makes the knowledge gap: a small model of 64 hidden units memorised
+    # ~85% of 300 people's facts (no room for EFT to help); 32 leaves most of them to the large one.
+    sizes = {"small": dict(hidden=args.small_hidden, layers=2, heads=4, inter=3 * args.small_hidden),
              "large": dict(hidden=192, layers=4, heads=6, inter=512)}
     steps = {"small": args.small_steps, "large": args.large_steps}
     for size in ["small", "large"]:
@@ -280,15 +286,21 @@ def main():
         finetune(model, ft_examples, args.ft_steps, lr=3e-4, batch=32, gen=gen, log=log)
         save(model, tok_path, os.path.join(args.out, f"{size}_ft"))
 
-    with open(os.path.join(args.out, "heldout.jsonl"), "w") as f:
+    heldout_path = args.heldout_out or os.path.join(args.out, "heldout.jsonl")
+    config_path = args.config_out or os.path.join(args.out, "facts.pbtxt")
+    for path in [heldout_path, config_path]:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(heldout_path, "w") as f:
         for p in heldout:
             for fact in QUESTIONS:
                 f.write(json.dumps({"prompt": CHAT.format(q=QUESTIONS[fact].format(n=p["name"])), "answer": p[fact],
                                     "reference": ANSWER.format(a=p[fact]), "format": "^The answer is (.+)\\.$"}) + "\n")
-    with open(os.path.join(args.out, "facts.pbtxt"), "w") as f:
+    config_dir = os.path.dirname(os.path.abspath(config_path))
+    with open(config_path, "w") as f:
         f.write(CONFIG.format(seed=args.seed, control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
-                              heldout="heldout.jsonl", self_path=os.path.join(args.out, "facts.pbtxt"), models=".",
-                              beta=args.beta))
+                              heldout=os.path.relpath(os.path.abspath(heldout_path)),
+                              self_path=os.path.relpath(os.path.abspath(config_path)),
+                              models=os.path.relpath(os.path.abspath(args.out), config_dir), beta=args.beta))
     log("done")
 
 

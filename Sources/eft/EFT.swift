@@ -60,3 +60,24 @@ func reportingErrors(_ body: () throws -> Void) throws {
 func writeError(_ text: String) {
   FileHandle.standardError.write(Data((text + "\n").utf8))
 }
+
+/// `\n`, `\t`, `\r` and `\\` turned into the characters they name; other backslashes stay.
+func unescape(_ text: String) -> String {
+  var out = ""
+  var iterator = text.makeIterator()
+  while let c = iterator.next() {
+    guard c == "\\" else {
+      out.append(c)
+      continue
+    }
+    switch iterator.next() {
+    case "n": out.append("\n")
+    case "t": out.append("\t")
+    case "r": out.append("\r")
+    case "\\": out.append("\\")
+    case let other?: out.append("\\"); out.append(other)
+    case nil: out.append("\\")
+    }
+  }
+  return out
+}

@@ -12,6 +12,9 @@ struct Run: ParsableCommand {
   @Option(help: "The prompt text.")
   var prompt: String
 
+  @Flag(name: [.customShort("e"), .customLong("escape")], help: "Process escapes in the prompt: \\n, \\t, \\\\ (as llama.cpp's -e), to type chat formats on one line.")
+  var escape = false
+
   @Option(help: "Maximum tokens to generate (default: the graph's, else 256).")
   var maxTokens: Int?
 
@@ -42,7 +45,7 @@ struct Run: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
-      var request = GenerationRequest(graph: graphOptions.graph, prompt: prompt)
+      var request = GenerationRequest(graph: graphOptions.graph, prompt: escape ? unescape(prompt) : prompt)
       request.parameters = try graphOptions.parameters()
       request.maxTokens = maxTokens
       request.seed = seed

@@ -107,6 +107,16 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(noGraph.stderr.contains("no graph 'nope'"))
   }
 
+  @Test func escapesInThePromptAndTrace() throws {
+    let escaped = try eft(["run", upscale, "-e", "--prompt", "Where\\ndoes Tomas live?", "--max-tokens", "6", "--seed", "1"])
+    let literal = try eft(["run", upscale, "--prompt", "Where\ndoes Tomas live?", "--max-tokens", "6", "--seed", "1"])
+    #expect(escaped.status == 0)
+    #expect(escaped.stdout == literal.stdout)
+    let traced = try eft(["run", upscale, "--prompt", "Tomas", "--max-tokens", "3", "--trace"])
+    #expect(traced.stderr.hasPrefix("token  text  logprob  large  ft  base  eft\n"))
+    #expect(traced.stderr.split(separator: "\n").count >= 2)
+  }
+
   @Test func scoreJSON() throws {
     let r = try eft(["score", upscale, "--prompt", "Where does Tomas live?", "--continuation", " Tomas lives in Oakridge.", "--json"])
     #expect(r.status == 0, "\(r.stderr)")
