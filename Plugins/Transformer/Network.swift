@@ -30,20 +30,3 @@ enum Architectures {
     }
   }
 }
-
-/// A scratch buffer of Floats, reused across calls that fit.
-struct Scratch {
-  private(set) var pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-  private var capacity = 1
-
-  mutating func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
-    if count > capacity {
-      pointer.deallocate()
-      pointer = .allocate(capacity: count)
-      capacity = count
-    }
-    return pointer
-  }
-
-  func free() { pointer.deallocate() }
-}
