@@ -57,8 +57,16 @@ final class SafeTensorsFile: @unchecked Sendable {
         guard let dtype = DType(rawValue: dtypeName) else {
           throw BackendError(EFT_UNIMPLEMENTED, "\(path): tensor '\(name)' has dtype \(dtypeName); supported: F32, F16, BF16")
         }
-        let count = shape.reduce(1, *)
-        guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == count * dtype.size else {
+        // Sizes come from the file: multiply with overflow checks rather than trap on a crafted header.
+        var count = 1
+        for dim in shape {
+          let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+          guard dim >= 0, !overflow, product <= length else {
+            throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' has an impossible shape \(shape)")
+          }
+          count = product
+        }
+        guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == count * dtype.size else {
           throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' of shape \(shape) \(dtypeName) needs \(count * dtype.size) bytes but its offsets span \(offsets[1] - offsets[0])")
         }
         guard offsets[1] <= dataLength else {

@@ -255,12 +255,13 @@ private let sessionAppend: @convention(c) (
   }
   let box = session(handle)
   let info = box.model.info
+  // The length first (written so that no sum can overflow), then the ids.
+  guard count <= info.contextLength - box.session.count else {
+    return fail(EFT_OUT_OF_RANGE, "session_append: \(box.session.count) + \(count) tokens exceed the context length \(info.contextLength)", error)
+  }
   let buffer = UnsafeBufferPointer(start: tokens, count: count)
   for (i, t) in buffer.enumerated() where t < 0 || Int(t) >= info.vocabSize {
     return fail(EFT_INVALID_ARGUMENT, "session_append: token \(i) is \(t), outside the vocabulary [0, \(info.vocabSize))", error)
-  }
-  guard box.session.count + count <= info.contextLength else {
-    return fail(EFT_OUT_OF_RANGE, "session_append: \(box.session.count) + \(count) tokens exceed the context length \(info.contextLength)", error)
   }
   do {
     try box.session.append(buffer, mode: mode, logits: logits)

@@ -22,8 +22,8 @@ struct AddedTokens: Sendable {
   init(json: [[String: Any]], source: String) throws {
     var tokens: [Token] = []
     for (i, entry) in json.enumerated() {
-      guard let id = entry["id"] as? Int, let content = entry["content"] as? String, !content.isEmpty else {
-        throw TokenizerError("\(source): added_tokens[\(i)] needs an integer 'id' and a non-empty 'content'")
+      guard let id = entry["id"] as? Int, id >= 0, id < Tokenizer.maxTokenID, let content = entry["content"] as? String, !content.isEmpty else {
+        throw TokenizerError("\(source): added_tokens[\(i)] needs an 'id' in [0, \(Tokenizer.maxTokenID)) and a non-empty 'content'")
       }
       tokens.append(Token(id: Int32(id), content: content, special: entry["special"] as? Bool ?? false))
     }

@@ -42,8 +42,8 @@ final class BPEModel: Sendable {
     var vocab: [String: Int32] = [:]
     var maxID = -1
     for (token, value) in vocabJSON {
-      guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
-        throw TokenizerError("\(source): model.vocab['\(token)'] is not a non-negative integer")
+      guard let id = (value as? NSNumber)?.intValue, id >= 0, id < Tokenizer.maxTokenID else {
+        throw TokenizerError("\(source): model.vocab['\(token)'] is not an integer in [0, \(Tokenizer.maxTokenID))")
       }
       vocab[token] = Int32(id)
       maxID = max(maxID, id)

@@ -41,7 +41,8 @@ struct TemplateProcessing: Sendable {
       if entry["Sequence"] != nil {
         items.append(.sequence)
       } else if let special = entry["SpecialToken"] as? [String: Any], let name = special["id"] as? String {
-        guard let spec = specials[name] as? [String: Any], let ids = spec["ids"] as? [Int] else {
+        guard let spec = specials[name] as? [String: Any], let ids = spec["ids"] as? [Int],
+              ids.allSatisfy({ $0 >= 0 && $0 < Tokenizer.maxTokenID }) else {
           throw TokenizerError("\(source): post_processor.single[\(i)] names special token '\(name)' missing from special_tokens")
         }
         items.append(.special(ids.map { Int32($0) }))

@@ -23,6 +23,10 @@ public final class Tokenizer: Sendable {
   let decoder: [DecoderStep]
   let added: AddedTokens
 
+  /// Token ids must be below this (no real vocabulary comes near; it bounds what a file can make
+  /// the loader allocate).
+  static let maxTokenID = 1 << 24
+
   /// Number of token ids (one past the largest id of the vocabulary or of an added token).
   public let vocabSize: Int
   /// A stable hash of everything that decides how text maps to ids (vocabulary, merges, added

@@ -124,6 +124,21 @@ func goldens(_ style: String = "tiny") throws -> [Golden] {
     }
   }
 
+  @Test func outOfRangeIdsAreRefusedNotTrapped() throws {
+    #expect(throws: TokenizerError.self) {
+      _ = try load { json in
+        var model = json["model"] as! [String: Any]
+        var vocab = model["vocab"] as! [String: Any]
+        vocab["huge"] = 1 << 40
+        model["vocab"] = vocab
+        json["model"] = model
+      }
+    }
+    #expect(throws: TokenizerError.self) {
+      _ = try load { $0["added_tokens"] = [["id": -3, "content": "<x>", "special": true]] }
+    }
+  }
+
   @Test func notJSONIsAClearError() {
     #expect(throws: TokenizerError.self) { try Tokenizer(json: Data("{oops".utf8), source: "x.json") }
   }

@@ -104,6 +104,17 @@ import Testing
     #expect(message.contains("header claims"))
   }
 
+  @Test func headerWithAnImpossibleShapeIsRefusedNotATrap() throws {
+    let message = try broken { dir in
+      let url = dir.appendingPathComponent("model.safetensors")
+      let header = #"{"x": {"dtype": "F32", "shape": [4611686018427387904, 8], "data_offsets": [0, 0]}}"#
+      var data = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
+      data.append(Data(header.utf8))
+      try data.write(to: url)
+    }
+    #expect(message.contains("impossible shape"), "\(message)")
+  }
+
   @Test func missingTensorAndWrongShapeAreNamed() throws {
     let missing = try broken { try editConfig($0) { $0["num_hidden_layers"] = 3 } }
     #expect(missing.contains("missing tensor 'model.layers.2.input_layernorm.weight'"), "\(missing)")
