@@ -37,36 +37,34 @@ struct GraphEvaluator {
     let input = values.vector
     for (i, op) in graph.operations.enumerated() {
       let o = values.output(i)
-      do {
-        switch op {
-        case .model(let s):
-          let row = logits(s)
-          try row.withUnsafeBufferPointer { r in
-            let used = UnsafeBufferPointer(rebasing: r[0..<vocab])
-            for v in used where v.isNaN || v == .infinity {
-              throw RuntimeError(.backend, .internal, "model '\(graph.sessions[s].model.name)' returned a non-finite logit (\(v)) for node '\(graph.nodeNames[i])'")
-            }
-            Operators.logSoftmax(used, into: o)
+      switch op {
+      case .model(let s):
+        let row = logits(s)
+        try row.withUnsafeBufferPointer { r in
+          let used = UnsafeBufferPointer(rebasing: r[0..<vocab])
+          for v in used where v.isNaN || v == .infinity {
+            throw RuntimeError(.backend, .internal, "model '\(graph.sessions[s].model.name)' returned a non-finite logit (\(v)) for node '\(graph.nodeNames[i])'")
           }
-        case .linear(let terms):
-          Operators.linear(zip(terms, weights[i]).map { (input($0.0.input), $0.1) }, into: o)
-        case .normalize(let x):
-          Operators.logSoftmax(input(x), into: o)
-        case .temperature(let x, let t):
-          Operators.temperature(input(x), t, into: o)
-        case .topK(let x, let k):
-          Operators.topK(input(x), k, into: o)
-        case .topP(let x, let p):
-          Operators.topP(input(x), p, into: o)
-        case .minP(let x, let p):
-          Operators.minP(input(x), p, into: o)
-        case .plausibility(let x, let r, let alpha):
-          Operators.mask(input(x), byReference: input(r), alpha: alpha, into: o)
-        case .max(let xs):
-          Operators.maximum(xs.map(input), into: o)
-        case .min(let xs):
-          Operators.minimum(xs.map(input), into: o)
+          Operators.logSoftmax(used, into: o)
         }
+      case .linear(let terms):
+        Operators.linear(zip(terms, weights[i]).map { (input($0.0.input), $0.1) }, into: o)
+      case .normalize(let x):
+        Operators.logSoftmax(input(x), into: o)
+      case .temperature(let x, let t):
+        Operators.temperature(input(x), t, into: o)
+      case .topK(let x, let k):
+        Operators.topK(input(x), k, into: o)
+      case .topP(let x, let p):
+        Operators.topP(input(x), p, into: o)
+      case .minP(let x, let p):
+        Operators.minP(input(x), p, into: o)
+      case .plausibility(let x, let r, let alpha):
+        Operators.mask(input(x), byReference: input(r), alpha: alpha, into: o)
+      case .max(let xs):
+        Operators.maximum(xs.map(input), into: o)
+      case .min(let xs):
+        Operators.minimum(xs.map(input), into: o)
       }
     }
   }

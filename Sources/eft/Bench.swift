@@ -51,7 +51,7 @@ struct Bench: ParsableCommand {
 
 enum BenchJSON {
   static func render(_ r: BenchmarkResult) -> String {
-    func fmt(_ x: Double) -> String { String(format: "%.3f", x) }
+    func fmt(_ x: Double) -> String { jsonNumber(x, decimals: 3) }
     let models = r.models.map {
       "{\"name\":\"\($0.name)\",\"prefill_tokens_per_s\":\(fmt($0.throughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt($0.throughput.decodeTokensPerSecond))}"
     }.joined(separator: ",")

@@ -81,3 +81,11 @@ func unescape(_ text: String) -> String {
   }
   return out
 }
+
+/// A JSON number with `decimals` digits after the point (nil: Swift's shortest exact form).
+/// JSON has no infinity or NaN: those (a masked token's −inf log-prob) are written as null.
+func jsonNumber(_ x: Double, decimals: Int? = nil) -> String {
+  guard x.isFinite else { return "null" }
+  guard let decimals else { return "\(x)" }
+  return String(format: "%.\(decimals)f", x)
+}

@@ -44,7 +44,7 @@ struct Eval: ParsableCommand {
         results.append(result)
       }
       if json {
-        func f(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "null" }
+        func f(_ x: Double) -> String { jsonNumber(x, decimals: 4) }
         let objects = results.map {
           "{\"graph\":\"\($0.graph)\",\"questions\":\($0.questions),\"accuracy\":\(f($0.accuracy)),\"format_compliance\":\(f($0.formatCompliance)),\"mean_loglik\":\(f($0.meanLogLikelihood)),\"tokens_per_s\":\(f($0.tokensPerSecond))}"
         }

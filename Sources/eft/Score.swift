@@ -38,12 +38,9 @@ struct Score: ParsableCommand {
 }
 
 enum ScoreJSON {
-  /// JSON numbers cannot be infinite: a masked token (−inf) is written as null.
-  static func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
-
   static func render(_ result: ScoreResult) -> String {
     let tokens = result.tokens.map(String.init).joined(separator: ",")
-    let logProbs = result.logProbs.map(number).joined(separator: ",")
-    return "{\"tokens\":[\(tokens)],\"logprobs\":[\(logProbs)],\"total\":\(number(result.total))}"
+    let logProbs = result.logProbs.map { jsonNumber($0) }.joined(separator: ",")
+    return "{\"tokens\":[\(tokens)],\"logprobs\":[\(logProbs)],\"total\":\(jsonNumber(result.total))}"
   }
 }
