@@ -79,28 +79,59 @@ enum Layers {
       let kvh = h / group
       let length = start + t + 1
       let qh = q + (t * heads + h) * headDim
-      var scores = [Float](repeating: 0, count: length)
-      var maxScore = -Float.infinity
-      for p in 0..<length {
-        let k = keys + p * kvWidth + kvh * headDim
-        var s: Float = 0
-        for i in 0..<headDim { s += qh[i] * k[i] }
-        s *= scale
-        scores[p] = s
-        maxScore = max(maxScore, s)
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+        var maxScore = -Float.infinity
+        for p in 0..<length {
+          let s = dot(qh, keys + p * kvWidth + kvh * headDim, headDim) * scale
+          scores[p] = s
+          maxScore = max(maxScore, s)
+        }
+        var total: Float = 0
+        for p in 0..<length {
+          scores[p] = Foundation.exp(scores[p] - maxScore)
+          total += scores[p]
+        }
+        let o = out + (t * heads + h) * headDim
+        o.initialize(repeating: 0, count: headDim)
+        let inverse = 1 / total
+        for p in 0..<length {
+          accumulate(o, scores[p] * inverse, values + p * kvWidth + kvh * headDim, headDim)
+        }
       }
-      var total: Float = 0
-      for p in 0..<length {
-        scores[p] = Foundation.exp(scores[p] - maxScore)
-        total += scores[p]
-      }
-      let o = out + (t * heads + h) * headDim
-      for i in 0..<headDim { o[i] = 0 }
-      for p in 0..<length {
-        let weight = scores[p] / total
-        let v = values + p * kvWidth + kvh * headDim
-        for i in 0..<headDim { o[i] += weight * v[i] }
-      }
+    }
+  }
+
+  /// Σ a[i]·b[i], eight lanes at a time.
+  @inline(__always)
+  static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>()
+    var i = 0
+    while i &+ 8 <= n {
+      acc = acc.addingProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
+                              UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
+      i &+= 8
+    }
+    var sum = acc.sum()
+    while i < n {
+      sum += a[i] * b[i]
+      i &+= 1
+    }
+    return sum
+  }
+
+  /// o[i] += w·v[i], eight lanes at a time.
+  @inline(__always)
+  static func accumulate(_ o: UnsafeMutablePointer<Float>, _ w: Float, _ v: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i &+ 8 <= n {
+      let x = UnsafeRawPointer(o + i).loadUnaligned(as: SIMD8<Float>.self)
+        .addingProduct(SIMD8<Float>(repeating: w), UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self))
+      UnsafeMutableRawPointer(o + i).storeBytes(of: x, as: SIMD8<Float>.self)
+      i &+= 8
+    }
+    while i < n {
+      o[i] += w * v[i]
+      i &+= 1
     }
   }
 }

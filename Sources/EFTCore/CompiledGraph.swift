@@ -12,7 +12,7 @@ public struct CompiledGraph: Sendable {
   let output: Int
   public let parameters: [GraphParameter]
   /// The graph's sampling defaults.
-  public let defaults: GenerationSettings
+  public internal(set) var defaults: GenerationSettings
   /// One session per distinct (model, template, add_special_tokens) of the model nodes.
   let sessions: [SessionSpec]
   /// The shared tokenizer of every model in the graph.
@@ -25,6 +25,30 @@ public struct CompiledGraph: Sendable {
   public let contextLength: Int
 
   public var outputName: String { nodeNames[output] }
+
+  /// Node `i` and every node it reads, directly or not, in evaluation order.
+  func subgraph(of i: Int) -> [Int] {
+    var needed = Set([i])
+    for j in stride(from: i, through: 0, by: -1) where needed.contains(j) {
+      needed.formUnion(operations[j].inputs)
+    }
+    return needed.sorted()
+  }
+
+  /// Speculation drafting from the node called `draft`, or the reason it cannot.
+  public func speculation(draft: String, lookahead: Int, adaptive: Bool) throws -> SpeculationSettings {
+    guard let node = nodeNames.firstIndex(of: draft) else {
+      throw RuntimeError(.request, .invalidArgument, "speculative.draft '\(draft)' is not a node of graph '\(name)' (nodes: \(nodeNames.joined(separator: ", ")))")
+    }
+    guard (1...SpeculationSettings.maxLookahead).contains(lookahead) else {
+      throw RuntimeError(.request, .invalidArgument, "speculative.lookahead = \(lookahead) is outside [1, \(SpeculationSettings.maxLookahead)]")
+    }
+    let reads = Set(subgraph(of: node).compactMap { if case .model(let s) = operations[$0] { return s } else { return nil } })
+    guard reads.count < sessions.count else {
+      throw RuntimeError(.request, .invalidArgument, "speculative.draft '\(draft)' reads every model of graph '\(name)', so drafting would cost as much as decoding; draft from a node that reads fewer models (typically the small fine-tuned one)")
+    }
+    return SpeculationSettings(draft: draft, draftNode: node, lookahead: lookahead, adaptive: adaptive)
+  }
   /// The distinct models the graph reads, in session order.
   public var models: [Model] {
     var seen = Set<ObjectIdentifier>()
@@ -66,8 +90,22 @@ public struct GenerationSettings: Sendable, Equatable {
   public var maxTokens = 256
   public var stop: [String] = []
   public var stopAtEOS = true
+  /// nil: plain decoding.
+  public var speculation: SpeculationSettings?
 
   public init() {}
+}
+
+/// Speculative decoding of one request (see `eft.v1.Speculative`).
+public struct SpeculationSettings: Sendable, Equatable {
+  public static let defaultLookahead = 4
+  public static let maxLookahead = 64
+  /// The draft node's name, and its index in evaluation order.
+  public let draft: String
+  let draftNode: Int
+  /// Tokens drafted per step (the most, when adaptive).
+  public var lookahead: Int
+  public var adaptive: Bool
 }
 
 /// A model node's session: which model, and how it sees the prompt.

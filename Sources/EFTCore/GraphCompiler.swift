@@ -182,7 +182,7 @@ struct GraphCompiler {
     defaults.stopAtEOS = s.hasStopAtEos ? s.stopAtEos : true
 
     let models = sessionSpecs.map(\.model)
-    return CompiledGraph(
+    var compiled = CompiledGraph(
       name: graph.name,
       description: graph.description_p,
       nodeNames: order.map { graph.nodes[$0].name },
@@ -195,5 +195,21 @@ struct GraphCompiler {
       vocabSize: first.tokenizer.vocabSize,
       eosTokens: Set(models.compactMap(\.eosTokenID)),
       contextLength: models.map(\.contextLength).min() ?? 0)
+
+    if graph.hasSpeculative {
+      let spec = graph.speculative
+      guard !spec.draft.isEmpty else { throw fail(nil, "speculative.draft is empty (name the node that drafts)") }
+      guard indexByName[spec.draft] != nil else {
+        throw fail(nil, "speculative.draft '\(spec.draft)' is not a node of this graph (nodes: \(indexByName.keys.sorted().joined(separator: ", ")))")
+      }
+      do {
+        compiled.defaults.speculation = try compiled.speculation(
+          draft: spec.draft, lookahead: spec.lookahead == 0 ? SpeculationSettings.defaultLookahead : Int(spec.lookahead),
+          adaptive: spec.adaptive)
+      } catch let e as RuntimeError {
+        throw fail(spec.draft, e.message)
+      }
+    }
+    return compiled
   }
 }

@@ -33,11 +33,17 @@ struct GraphEvaluator {
   /// Evaluates every node. `logits(s)` is session `s`'s row of logits at this position (the
   /// model's full head; rows past the vocabulary are padding and ignored).
   func evaluate(logits: (Int) -> ArraySlice<Float>) throws {
+    try evaluate(graph.operations.indices, logits: logits)
+  }
+
+  /// Evaluates `nodes` (indices in evaluation order, each after the nodes it reads), calling
+  /// `logits` only for the sessions they read.
+  func evaluate(_ nodes: some Sequence<Int>, logits: (Int) -> ArraySlice<Float>) throws {
     let vocab = graph.vocabSize
     let input = values.vector
-    for (i, op) in graph.operations.enumerated() {
+    for i in nodes {
       let o = values.output(i)
-      switch op {
+      switch graph.operations[i] {
       case .model(let s):
         let row = logits(s)
         try row.withUnsafeBufferPointer { r in
@@ -70,9 +76,12 @@ struct GraphEvaluator {
   }
 
   /// The output node's vector, renormalised: the distribution a token is drawn from.
-  func outputLogProbs() -> [Float] {
+  func outputLogProbs() -> [Float] { logProbs(of: graph.output) }
+
+  /// Node `i`'s vector, renormalised.
+  func logProbs(of i: Int) -> [Float] {
     var out = [Float](repeating: 0, count: graph.vocabSize)
-    out.withUnsafeMutableBufferPointer { Operators.logSoftmax(values.vector(graph.output), into: $0) }
+    out.withUnsafeMutableBufferPointer { Operators.logSoftmax(values.vector(i), into: $0) }
     return out
   }
 

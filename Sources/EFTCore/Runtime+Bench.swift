@@ -11,15 +11,33 @@ public struct BenchmarkResult: Sendable {
   public let promptTokens: Int
   public let newTokens: Int
   public let runs: Int
-  /// The whole graph: every session advanced, the graph evaluated, a token chosen.
+  /// The whole graph, decoded plainly: every session advanced, the graph evaluated, a token chosen.
   public let graphThroughput: Throughput
   /// Each distinct model alone (one session, greedy on its own logits).
   public let models: [(name: String, throughput: Throughput)]
 }
 
+/// One way of decoding a set of requests, measured.
+public struct DecodingMeasurement: Sendable {
+  /// nil: plain decoding.
+  public let speculation: SpeculationSettings?
+  /// Generated tokens over decoding seconds, summed over the requests (median of the runs).
+  public let decodeTokensPerSecond: Double
+  public let tokens: Int
+  public let stats: DecodeStats
+  /// Each request's tokens (of the last run).
+  public let outputs: [[Int32]]
+}
+
 extension Runtime {
+  /// `count` token ids drawn uniformly from a graph's vocabulary with a fixed seed.
+  public func benchmarkPrompt(graph: CompiledGraph, tokens count: Int) -> [Int32] {
+    var rng = SeededGenerator(seed: 1)
+    return (0..<count).map { _ in Int32(rng.next() % UInt64(graph.vocabSize)) }
+  }
+
   /// Measures a graph: `promptTokens` random token ids as the prompt of every session, then
-  /// `newTokens` greedy steps (EOS ignored). Each figure is the median of `runs` runs.
+  /// `newTokens` greedy steps (EOS ignored, no speculation). Each figure is the median of `runs` runs.
   public func benchmark(graph name: String?, promptTokens: Int, newTokens: Int, runs: Int,
                         progress: (String) -> Void = { _ in }) throws -> BenchmarkResult {
     let graph = try graph(named: name)
@@ -29,28 +47,22 @@ extension Runtime {
     guard promptTokens + newTokens <= graph.contextLength else {
       throw RuntimeError(.request, .outOfRange, "\(promptTokens) + \(newTokens) tokens exceed the graph's context length \(graph.contextLength)")
     }
-    var rng = SeededGenerator(seed: 1)
-    let prompt = (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(graph.vocabSize)) }
-    func seconds(_ body: () throws -> Void) rethrows -> Double {
-      let start = DispatchTime.now()
-      try body()
-      return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-    }
-    func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+    let prompt = benchmarkPrompt(graph: graph, tokens: promptTokens)
 
     // The whole graph.
+    var request = GenerationRequest(graph: graph.name, prompt: "")
+    request.promptTokens = prompt
+    request.temperature = 0
+    request.maxTokens = newTokens
+    request.stopAtEOS = false
+    request.stop = []
+    request.speculative = false
     var prefill: [Double] = [], decode: [Double] = []
-    let evaluator = try GraphEvaluator(graph: graph, parameters: try parameterValues([:], graph: graph))
     for run in 0..<runs {
       progress("graph \(graph.name): run \(run + 1)/\(runs)")
-      var state: DecodeState!
-      prefill.append(try seconds { state = try DecodeState(graph: graph, promptTokens: prompt) })
-      decode.append(try seconds {
-        for _ in 0..<newTokens {
-          try evaluator.evaluate(logits: state.lastLogits)
-          try state.append(try Sampler.argmax(evaluator.outputLogProbs()))
-        }
-      })
+      let result = try generate(request)
+      prefill.append(result.prefillSeconds)
+      decode.append(result.decodeSeconds)
     }
     let graphThroughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / median(prefill),
                                      decodeTokensPerSecond: Double(newTokens) / median(decode))
@@ -74,4 +86,51 @@ extension Runtime {
     return BenchmarkResult(graph: graph.name, promptTokens: promptTokens, newTokens: newTokens, runs: runs,
                            graphThroughput: graphThroughput, models: models)
   }
+
+  /// Decodes `requests` plainly, then with speculation for each lookahead in `lookaheads` (nil:
+  /// the request's or config's), in turn within each run; tokens/s is the median over `runs`.
+  /// The first measurement is plain decoding.
+  public func compareSpeculation(_ requests: [GenerationRequest], lookaheads: [Int?], runs: Int,
+                                 progress: (String) -> Void = { _ in }) throws -> [DecodingMeasurement] {
+    guard !requests.isEmpty, runs >= 1 else { throw RuntimeError(.request, .invalidArgument, "no requests to measure, or runs < 1") }
+    let variants: [(speculative: Bool, lookahead: Int?)] = [(false, nil)] + lookaheads.map { (true, $0) }
+    var rates = [[Double]](repeating: [], count: variants.count)
+    var last: [(Int, DecodeStats, [[Int32]], SpeculationSettings?)] = []
+    for run in 0..<runs {
+      last = []
+      for (v, variant) in variants.enumerated() {
+        progress("run \(run + 1)/\(runs): " + (variant.speculative ? "speculative" + (variant.lookahead.map { ", lookahead \($0)" } ?? "") : "plain"))
+        var tokens = 0, seconds = 0.0
+        var stats = DecodeStats()
+        var outputs: [[Int32]] = []
+        var speculation: SpeculationSettings?
+        for var request in requests {
+          request.speculative = variant.speculative
+          request.lookahead = variant.lookahead
+          let result = try generate(request)
+          tokens += result.tokens.count
+          seconds += result.decodeSeconds
+          stats.steps += result.stats.steps
+          stats.drafted += result.stats.drafted
+          stats.accepted += result.stats.accepted
+          stats.modelCalls += result.stats.modelCalls
+          outputs.append(result.tokens)
+          speculation = result.speculation
+        }
+        rates[v].append(seconds > 0 ? Double(tokens) / seconds : 0)
+        last.append((tokens, stats, outputs, speculation))
+      }
+    }
+    return zip(rates, last).map { rate, l in
+      DecodingMeasurement(speculation: l.3, decodeTokensPerSecond: median(rate), tokens: l.0, stats: l.1, outputs: l.2)
+    }
+  }
 }
+
+private func seconds(_ body: () throws -> Void) rethrows -> Double {
+  let start = DispatchTime.now()
+  try body()
+  return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }

@@ -6,6 +6,9 @@ public struct GenerationRequest: Sendable {
   /// nil or empty: the config's default graph.
   public var graph: String?
   public var prompt: String
+  /// Token ids to prefill every model node's session with instead of `prompt` (no template, no
+  /// special tokens added).
+  public var promptTokens: [Int32]?
   public var temperature: Double?
   public var topK: Int?
   public var topP: Double?
@@ -18,6 +21,14 @@ public struct GenerationRequest: Sendable {
   public var parameters: [String: Double] = [:]
   /// Report every node's value at each chosen token.
   public var returnNodeValues = false
+  /// Speculative decoding: nil follows the graph's config; false turns it off; true needs a
+  /// draft node (the config's or `draft`).
+  public var speculative: Bool?
+  /// Draft from this node instead of the config's (turns speculation on unless `speculative` is false).
+  public var draft: String?
+  /// Tokens drafted per step; 0 turns speculation off.
+  public var lookahead: Int?
+  public var adaptiveLookahead: Bool?
 
   public init(graph: String? = nil, prompt: String) {
     self.graph = graph
@@ -58,6 +69,9 @@ public struct GenerationResult: Sendable {
   public let promptTokens: [Int]
   public let prefillSeconds: Double
   public let decodeSeconds: Double
+  public let stats: DecodeStats
+  /// The speculation the request decoded with; nil when off.
+  public let speculation: SpeculationSettings?
   /// Generated tokens per second of decoding (excludes prefill).
   public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens.count) / decodeSeconds : 0 }
 }
@@ -84,6 +98,21 @@ extension Runtime {
     if let v = request.stop { s.stop = v }
     if let v = request.stopAtEOS { s.stopAtEOS = v }
     try s.sampling.validate()
+    if let draft = request.draft {
+      s.speculation = try graph.speculation(draft: draft, lookahead: s.speculation?.lookahead ?? SpeculationSettings.defaultLookahead,
+                                            adaptive: s.speculation?.adaptive ?? false)
+    }
+    if request.speculative == true, s.speculation == nil {
+      throw RuntimeError(.request, .invalidArgument, "graph '\(graph.name)' has no speculative section; name a draft node (--draft NODE)")
+    }
+    if request.speculative == false || request.lookahead == 0 { s.speculation = nil }
+    if let k = request.lookahead, k != 0, request.speculative != false {
+      guard let spec = s.speculation else {
+        throw RuntimeError(.request, .invalidArgument, "lookahead = \(k) but graph '\(graph.name)' has no speculative section; name a draft node (--draft NODE)")
+      }
+      s.speculation = try graph.speculation(draft: spec.draft, lookahead: k, adaptive: spec.adaptive)
+    }
+    if let adaptive = request.adaptiveLookahead { s.speculation?.adaptive = adaptive }
     guard s.maxTokens >= 0 else { throw RuntimeError(.request, .invalidArgument, "max_tokens = \(s.maxTokens) is negative") }
     guard !s.stop.contains("") else { throw RuntimeError(.request, .invalidArgument, "stop holds an empty string") }
     return s
@@ -110,49 +139,50 @@ extension Runtime {
     let graph = try graph(named: request.graph)
     let settings = try settings(for: request, graph: graph)
     let evaluator = try GraphEvaluator(graph: graph, parameters: try parameterValues(request.parameters, graph: graph))
-    var rng = SeededGenerator(seed: settings.sampling.seed)
 
     let start = DispatchTime.now()
-    let state = try DecodeState(graph: graph, prompt: request.prompt)
+    let state: DecodeState
+    if let ids = request.promptTokens {
+      state = try DecodeState(graph: graph, prompts: graph.sessions.map { _ in ids })
+    } else {
+      state = try DecodeState(graph: graph, prompt: request.prompt)
+    }
     let prefillEnd = DispatchTime.now()
 
+    var decoder = Decoder(state: state, evaluator: evaluator, settings: settings, nodeValues: request.returnNodeValues)
     var tokens: [Int32] = []
     var text = ""
-    var decoder = StreamingDecoder(tokenizer: graph.tokenizer)
+    var streaming = StreamingDecoder(tokenizer: graph.tokenizer)
     var stops = StopMatcher(stops: settings.stop)
     var finish = FinishReason.length
-    while tokens.count < settings.maxTokens {
-      try evaluator.evaluate(logits: state.lastLogits)
-      let logProbs = evaluator.outputLogProbs()
-      let token = try Sampler.sample(logProbs, settings.sampling, using: &rng)
-      if settings.stopAtEOS, graph.eosTokens.contains(token) {
-        finish = .eos
-        break
-      }
-      tokens.append(token)
-      let (piece, stopped) = stops.push(decoder.push(token))
-      text += piece
-      let event = TokenEvent(token: token, text: piece, logProb: logProbs[Int(token)],
-                             nodeValues: request.returnNodeValues ? evaluator.nodeValues(at: token) : nil)
-      if stopped {
-        _ = try onToken(event)
-        finish = .stop
-        break
-      }
-      guard try onToken(event) else {
-        finish = .cancelled
-        break
-      }
-      if tokens.count == settings.maxTokens { break }
-      guard state.room > 0 else {
+    decoding: while tokens.count < settings.maxTokens {
+      guard state.room >= 0 else {
         finish = .context
         break
       }
-      try state.append(token)
+      for chosen in try decoder.step(limit: settings.maxTokens - tokens.count) {
+        if settings.stopAtEOS, graph.eosTokens.contains(chosen.token) {
+          finish = .eos
+          break decoding
+        }
+        tokens.append(chosen.token)
+        let (piece, stopped) = stops.push(streaming.push(chosen.token))
+        text += piece
+        let event = TokenEvent(token: chosen.token, text: piece, logProb: chosen.logProb, nodeValues: chosen.nodeValues)
+        if stopped {
+          _ = try onToken(event)
+          finish = .stop
+          break decoding
+        }
+        guard try onToken(event) else {
+          finish = .cancelled
+          break decoding
+        }
+      }
     }
     if finish != .stop {
       // Flush what the UTF-8 decoder and the stop matcher held back.
-      let (tail, stoppedInTail) = stops.push(decoder.finish())
+      let (tail, stoppedInTail) = stops.push(streaming.finish())
       let rest = stoppedInTail ? tail : tail + stops.finish()
       if stoppedInTail { finish = .stop }
       if !rest.isEmpty {
@@ -166,7 +196,8 @@ extension Runtime {
     return GenerationResult(
       tokens: tokens, text: text, finishReason: finish, promptTokens: state.promptLengths,
       prefillSeconds: Double(prefillEnd.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9,
-      decodeSeconds: Double(end.uptimeNanoseconds - prefillEnd.uptimeNanoseconds) / 1e9)
+      decodeSeconds: Double(end.uptimeNanoseconds - prefillEnd.uptimeNanoseconds) / 1e9,
+      stats: decoder.stats, speculation: settings.speculation)
   }
 
   /// The log-likelihood of `continuation` after `prompt` under a graph: per token and total.
@@ -183,79 +214,15 @@ extension Runtime {
     guard state.room >= tokens.count - 1 else {
       throw RuntimeError(.request, .outOfRange, "prompt and continuation (\(tokens.count) tokens) exceed the context length \(graph.contextLength)")
     }
+    // Every session reads the continuation but its last token in one call; the output is
+    // evaluated at each position.
+    for token in tokens.dropLast() { state.push(token) }
+    let rows = try state.sessions.indices.map { try state.rows($0, from: 0) }
     var logProbs: [Double] = []
-    try evaluator.evaluate(logits: state.lastLogits)
-    logProbs.append(Double(evaluator.outputLogProbs()[Int(tokens[0])]))
-    if tokens.count > 1 {
-      let rows = try state.appendAll(Array(tokens.dropLast()))
-      for position in 0..<(tokens.count - 1) {
-        try evaluator.evaluate(logits: { rows[$0][position] })
-        logProbs.append(Double(evaluator.outputLogProbs()[Int(tokens[position + 1])]))
-      }
+    for (position, token) in tokens.enumerated() {
+      try evaluator.evaluate(logits: { rows[$0][position] })
+      logProbs.append(Double(evaluator.outputLogProbs()[Int(token)]))
     }
     return ScoreResult(tokens: tokens, logProbs: logProbs)
-  }
-}
-
-/// The sessions of one request, and each one's latest logits.
-final class DecodeState {
-  let graph: CompiledGraph
-  let sessions: [Session]
-  private(set) var logits: [[Float]]
-  let promptLengths: [Int]
-
-  /// Opens one session per session spec and prefills it with its templated prompt.
-  convenience init(graph: CompiledGraph, prompt: String) throws {
-    try self.init(graph: graph, prompts: graph.sessions.map {
-      graph.tokenizer.encode($0.render(prompt), addSpecialTokens: $0.addSpecialTokens)
-    })
-  }
-
-  /// Every session prefilled with the same token ids (no templates; for benchmarks).
-  convenience init(graph: CompiledGraph, promptTokens: [Int32]) throws {
-    try self.init(graph: graph, prompts: graph.sessions.map { _ in promptTokens })
-  }
-
-  /// Session i prefilled with prompts[i].
-  init(graph: CompiledGraph, prompts: [[Int32]]) throws {
-    self.graph = graph
-    var sessions: [Session] = []
-    var logits: [[Float]] = []
-    var lengths: [Int] = []
-    for (spec, ids) in zip(graph.sessions, prompts) {
-      guard !ids.isEmpty else {
-        throw RuntimeError(.request, .invalidArgument, "the prompt is empty for model '\(spec.model.name)' (after its template, with no BOS token added); give a prompt")
-      }
-      guard ids.count < spec.model.contextLength else {
-        throw RuntimeError(.request, .outOfRange, "the prompt is \(ids.count) tokens for model '\(spec.model.name)', which holds \(spec.model.contextLength)")
-      }
-      let session = try spec.model.makeSession()
-      logits.append(try session.append(ids))
-      sessions.append(session)
-      lengths.append(ids.count)
-    }
-    self.sessions = sessions
-    self.logits = logits
-    self.promptLengths = lengths
-  }
-
-  /// Session `s`'s logits after its last token.
-  func lastLogits(_ s: Int) -> ArraySlice<Float> { logits[s][...] }
-
-  /// Tokens every session can still take.
-  var room: Int { zip(sessions, graph.sessions).map { $1.model.contextLength - $0.count }.min() ?? 0 }
-
-  /// Appends one token to every session.
-  func append(_ token: Int32) throws {
-    for (s, session) in sessions.enumerated() { logits[s] = try session.append([token]) }
-  }
-
-  /// Appends tokens to every session; per session, the logits rows after each token.
-  func appendAll(_ tokens: [Int32]) throws -> [[ArraySlice<Float>]] {
-    try sessions.map { session in
-      let all = try session.append(tokens, allPositions: true)
-      let v = session.model.vocabSize
-      return (0..<tokens.count).map { all[($0 * v)..<(($0 + 1) * v)] }
-    }
   }
 }

@@ -95,15 +95,21 @@ public enum Sampler {
   public static func sample(_ logProbs: [Float], _ options: SamplingOptions,
                             using rng: inout SeededGenerator) throws -> Int32 {
     guard let p = try distribution(logProbs, options) else { return try argmax(logProbs) }
-    let u = rng.nextUnit()
+    return draw(p, using: &rng)
+  }
+
+  /// A token drawn from weights `w` (non-negative, not all zero; need not sum to 1) by inverse
+  /// CDF in token-id order: one uniform number per draw.
+  static func draw(_ w: [Double], using rng: inout SeededGenerator) -> Int32 {
+    let u = rng.nextUnit() * w.reduce(0, +)
     var cumulative = 0.0
     var last = 0
-    for i in p.indices where p[i] > 0 {
-      cumulative += p[i]
+    for i in w.indices where w[i] > 0 {
+      cumulative += w[i]
       last = i
       if u < cumulative { return Int32(i) }
     }
-    return Int32(last)  // u within rounding of 1
+    return Int32(last)  // u within rounding of the total
   }
 
   /// The most probable token; ties go to the lowest id.

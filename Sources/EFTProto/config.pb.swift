@@ -154,11 +154,53 @@ public nonisolated struct Eft_V1_Graph: Sendable {
   /// A one-line description shown by `eft check` and the server's DescribeGraph.
   public var description_p: String = String()
 
+  /// Speculative decoding: a cheap node of this graph drafts tokens that the output verifies.
+  /// Exact: the tokens follow the output's distribution (after sampling settings) whether it is on
+  /// or off. Unset: off. Requests may turn it off, on, or change the lookahead.
+  public var speculative: Eft_V1_Speculative {
+    get {_speculative ?? Eft_V1_Speculative()}
+    set {_speculative = newValue}
+  }
+  /// Returns true if `speculative` has been explicitly set.
+  public var hasSpeculative: Bool {self._speculative != nil}
+  /// Clears the value of `speculative`. Subsequent reads from it will return its default value.
+  public mutating func clearSpeculative() {self._speculative = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _sampling: Eft_V1_Sampling? = nil
+  fileprivate var _speculative: Eft_V1_Speculative? = nil
+}
+
+/// Speculative decoding of a graph (Leviathan et al., 2023; Chen et al., 2023). Each step the draft
+/// node proposes up to `lookahead` tokens, sampled one after another from its own distribution
+/// after the request's sampling settings (temperature, top-k, top-p, min-p); every session of the
+/// graph then reads them in one call, the output is evaluated at each position, and draft token x
+/// is accepted with probability min(1, p(x) / q(x)); at the first rejection a token is drawn from
+/// norm(max(0, p − q)); when all are accepted one more is drawn from p. Greedy decoding accepts
+/// while the draft's argmax equals the output's. Sessions are truncated back to the accepted tokens.
+public nonisolated struct Eft_V1_Speculative: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: the node that drafts, typically the small fine-tuned model. Any node that does not
+  /// read every model of the graph helps; the models it reads run token by token while drafting,
+  /// the others verify all drafted tokens in one call.
+  public var draft: String = String()
+
+  /// Tokens drafted per step. Range: 1 to 64. Default: 0, which means 4.
+  public var lookahead: Int32 = 0
+
+  /// Adapt the lookahead to the acceptance: one more after a step that accepted every draft token
+  /// (up to `lookahead`), one fewer after a step that rejected one (down to 1). Default: false.
+  public var adaptive: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A named scalar a request may override.
@@ -696,7 +738,7 @@ nonisolated extension Eft_V1_Model: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Graph"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}nodes\0\u{1}output\0\u{1}sampling\0\u{1}parameters\0\u{1}description\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}nodes\0\u{1}output\0\u{1}sampling\0\u{1}parameters\0\u{1}description\0\u{1}speculative\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -710,6 +752,7 @@ nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 4: try { try decoder.decodeSingularMessageField(value: &self._sampling) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.parameters) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._speculative) }()
       default: break
       }
     }
@@ -738,6 +781,9 @@ nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if !self.description_p.isEmpty {
       try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 6)
     }
+    try { if let v = self._speculative {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -748,6 +794,47 @@ nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs._sampling != rhs._sampling {return false}
     if lhs.parameters != rhs.parameters {return false}
     if lhs.description_p != rhs.description_p {return false}
+    if lhs._speculative != rhs._speculative {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_Speculative: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Speculative"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}draft\0\u{1}lookahead\0\u{1}adaptive\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.draft) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.lookahead) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.adaptive) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.draft.isEmpty {
+      try visitor.visitSingularStringField(value: self.draft, fieldNumber: 1)
+    }
+    if self.lookahead != 0 {
+      try visitor.visitSingularInt32Field(value: self.lookahead, fieldNumber: 2)
+    }
+    if self.adaptive != false {
+      try visitor.visitSingularBoolField(value: self.adaptive, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_Speculative, rhs: Eft_V1_Speculative) -> Bool {
+    if lhs.draft != rhs.draft {return false}
+    if lhs.lookahead != rhs.lookahead {return false}
+    if lhs.adaptive != rhs.adaptive {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -4,7 +4,7 @@ import Foundation
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Prefill and decode tokens/s of a graph and of each of its models alone (median of several runs).")
+    abstract: "Prefill and decode tokens/s of a graph and of each of its models alone (median of several runs); or plain against speculative decoding.")
 
   @OptionGroup var options: ConfigOptions
 
@@ -23,6 +23,21 @@ struct Bench: ParsableCommand {
   @Option(help: "Worker threads for the transformer backends (sets EFT_THREADS; default: their options, else one per core).")
   var threads: Int?
 
+  @Flag(help: "Decode plainly, then speculatively, on the same prompts; print both decode speeds and the acceptance rate.")
+  var compareSpeculative = false
+
+  @Option(help: "With --compare-speculative: prompts from a JSONL file ('prompt' field, as eft eval reads), decoded with the graph's sampling settings; default: one random-token prompt, --new-tokens greedy tokens.")
+  var data: String?
+
+  @Option(help: "With --data: the first N prompts.")
+  var limit: Int?
+
+  @Option(help: "With --compare-speculative: the lookahead to measure (repeatable, a sweep; default: the graph's).")
+  var lookahead: [Int] = []
+
+  @Option(help: "With --compare-speculative: the draft node (default: the graph's speculative.draft).")
+  var draft: String?
+
   @Flag(help: "Print JSON.")
   var json = false
 
@@ -30,6 +45,10 @@ struct Bench: ParsableCommand {
     if let threads { setenv("EFT_THREADS", String(threads), 1) }
     try reportingErrors {
       let runtime = try options.load()
+      if compareSpeculative {
+        try compare(runtime)
+        return
+      }
       let result = try runtime.benchmark(graph: graph, promptTokens: promptTokens, newTokens: newTokens, runs: runs) {
         writeError("eft bench: \($0)")
       }
@@ -37,7 +56,6 @@ struct Bench: ParsableCommand {
         print(BenchJSON.render(result))
       } else {
         print("graph \(result.graph): \(result.promptTokens)-token prompt, \(result.newTokens) new tokens, median of \(result.runs)")
-        func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
         print("  " + pad("", 24) + "   prefill/s    decode/s")
         func row(_ name: String, _ t: Throughput) {
           print("  " + pad(name, 24) + String(format: "%12.1f%12.1f", t.prefillTokensPerSecond, t.decodeTokensPerSecond))
@@ -47,7 +65,54 @@ struct Bench: ParsableCommand {
       }
     }
   }
+
+  func compare(_ runtime: Runtime) throws {
+    let g = try runtime.graph(named: graph)
+    var requests: [GenerationRequest]
+    if let data {
+      var items = try EvalItem.load(data)
+      if let limit { items = Array(items.prefix(max(0, limit))) }
+      requests = items.map { GenerationRequest(graph: g.name, prompt: $0.prompt) }
+    } else {
+      var request = GenerationRequest(graph: g.name, prompt: "")
+      request.promptTokens = runtime.benchmarkPrompt(graph: g, tokens: promptTokens)
+      request.temperature = 0
+      request.maxTokens = newTokens
+      request.stopAtEOS = false
+      request.stop = []
+      requests = [request]
+    }
+    for i in requests.indices { requests[i].draft = draft }
+    let measured = try runtime.compareSpeculation(requests, lookaheads: lookahead.isEmpty ? [nil] : lookahead.map { $0 }, runs: runs) {
+      writeError("eft bench: \($0)")
+    }
+    let plain = measured[0]
+    let speculative = Array(measured.dropFirst())
+    // Speculation is exact; at greedy decoding the tokens themselves must agree.
+    let greedy = (try? runtime.settings(for: requests[0], graph: g).sampling.temperature == 0) ?? false
+    let identical = speculative.map { $0.outputs == plain.outputs }
+    if json {
+      print(BenchJSON.render(plain: plain, speculative: speculative, greedy: greedy, identical: identical, graph: g.name, prompts: requests.count))
+    } else {
+      print("graph \(g.name): \(requests.count) prompt\(requests.count == 1 ? "" : "s"), median of \(runs) runs")
+      print("  " + pad("", 28) + "   tokens   decode/s   speed-up   accepted   model calls")
+      print("  " + pad("plain", 28) + String(format: "%9d%11.1f%11@%11@%14d", plain.tokens, plain.decodeTokensPerSecond, "", "", plain.stats.modelCalls))
+      for (m, same) in zip(speculative, identical) {
+        let spec = m.speculation
+        let name = spec.map { "draft \($0.draft), k=\($0.lookahead)\($0.adaptive ? " adaptive" : "")" } ?? "speculative"
+        print("  " + pad(name, 28) + String(format: "%9d%11.1f%10.2f×%10.1f%%%14d", m.tokens, m.decodeTokensPerSecond,
+                                               m.decodeTokensPerSecond / plain.decodeTokensPerSecond, 100 * m.stats.acceptanceRate, m.stats.modelCalls)
+              + (greedy && !same ? "   OUTPUT DIFFERS" : ""))
+      }
+    }
+    if greedy, identical.contains(false) {
+      writeError("eft bench: greedy speculative output differs from plain output")
+      throw ExitCode(1)
+    }
+  }
 }
+
+private func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
 
 enum BenchJSON {
   static func render(_ r: BenchmarkResult) -> String {
@@ -58,5 +123,28 @@ enum BenchJSON {
     return "{\"graph\":\"\(r.graph)\",\"prompt_tokens\":\(r.promptTokens),\"new_tokens\":\(r.newTokens),\"runs\":\(r.runs),"
       + "\"prefill_tokens_per_s\":\(fmt(r.graphThroughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt(r.graphThroughput.decodeTokensPerSecond)),"
       + "\"models\":[\(models)]}"
+  }
+
+  /// {"plain": {…}, "speculative": {…}} with the first speculative measurement, and "sweep" with
+  /// all of them when there are several.
+  static func render(plain: DecodingMeasurement, speculative: [DecodingMeasurement], greedy: Bool, identical: [Bool],
+                     graph: String, prompts: Int) -> String {
+    func fmt(_ x: Double) -> String { jsonNumber(x, decimals: 3) }
+    func object(_ m: DecodingMeasurement, _ same: Bool?) -> String {
+      var fields = ["\"decode_tokens_per_s\":\(fmt(m.decodeTokensPerSecond))", "\"tokens\":\(m.tokens)", "\"model_calls\":\(m.stats.modelCalls)"]
+      if let spec = m.speculation {
+        fields += ["\"draft\":\"\(spec.draft)\"", "\"lookahead\":\(spec.lookahead)", "\"adaptive\":\(spec.adaptive)",
+                   "\"drafted\":\(m.stats.drafted)", "\"accepted\":\(m.stats.accepted)", "\"acceptance_rate\":\(fmt(m.stats.acceptanceRate))",
+                   "\"speedup\":\(fmt(m.decodeTokensPerSecond / plain.decodeTokensPerSecond))"]
+      }
+      if let same, greedy { fields.append("\"identical_to_plain\":\(same)") }
+      return "{" + fields.joined(separator: ",") + "}"
+    }
+    var out = "{\"graph\":\"\(graph)\",\"prompts\":\(prompts),\"greedy\":\(greedy),\"plain\":\(object(plain, nil))"
+    if let first = speculative.first { out += ",\"speculative\":\(object(first, identical[0]))" }
+    if speculative.count > 1 {
+      out += ",\"sweep\":[" + zip(speculative, identical).map { object($0, $1) }.joined(separator: ",") + "]"
+    }
+    return out + "}"
   }
 }

@@ -47,6 +47,30 @@ struct GraphOptions: ParsableArguments {
   }
 }
 
+/// Speculative decoding overrides.
+struct SpeculationOptions: ParsableArguments {
+  enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
+
+  @Option(help: "Speculative decoding on or off (default: the graph's speculative section).")
+  var speculative: Switch?
+
+  @Option(help: "Draft from this node of the graph (turns speculation on unless --speculative off).")
+  var draft: String?
+
+  @Option(help: "Tokens drafted per step (0 turns speculation off).")
+  var lookahead: Int?
+
+  @Flag(inversion: .prefixedNo, help: "Adapt the lookahead to the acceptance (default: the graph's).")
+  var adaptiveLookahead: Bool?
+
+  func apply(to request: inout GenerationRequest) {
+    request.speculative = speculative.map { $0 == .on }
+    request.draft = draft
+    request.lookahead = lookahead
+    request.adaptiveLookahead = adaptiveLookahead
+  }
+}
+
 /// Runs a command body, turning runtime errors into one readable line and exit status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
   do {

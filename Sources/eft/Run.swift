@@ -8,6 +8,7 @@ struct Run: ParsableCommand {
 
   @OptionGroup var options: ConfigOptions
   @OptionGroup var graphOptions: GraphOptions
+  @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
 
   @Option(help: "The prompt text.")
   var prompt: String
@@ -54,6 +55,7 @@ struct Run: ParsableCommand {
       request.topP = topP
       request.minP = minP
       request.returnNodeValues = trace
+      speculation.apply(to: &request)
       if !stop.isEmpty { request.stop = stop }
       let graph = try runtime.graph(named: graphOptions.graph)
       if trace { writeError("token  text  logprob  " + graph.nodeNames.joined(separator: "  ")) }
@@ -69,10 +71,16 @@ struct Run: ParsableCommand {
       }
       FileHandle.standardOutput.write(Data("\n".utf8))
       if verbose {
-        writeError(String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s)",
+        writeError(String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s), %d model calls",
                           result.tokens.count, result.finishReason.rawValue,
                           result.promptTokens.map(String.init).joined(separator: "/"),
-                          result.prefillSeconds, result.decodeSeconds, result.decodeTokensPerSecond))
+                          result.prefillSeconds, result.decodeSeconds, result.decodeTokensPerSecond, result.stats.modelCalls))
+        if let spec = result.speculation {
+          let s = result.stats
+          writeError(String(format: "eft: speculative (draft %@, lookahead %d%@): %d steps, %d drafted, %d accepted (%.1f%%)",
+                            spec.draft, spec.lookahead, spec.adaptive ? ", adaptive" : "",
+                            s.steps, s.drafted, s.accepted, 100 * s.acceptanceRate))
+        }
       }
     }
   }

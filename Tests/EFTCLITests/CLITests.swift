@@ -166,3 +166,35 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(missing.status == 1)
   }
 }
+
+@Suite struct SpeculativeCLITests {
+  let facts = "examples/configs/facts.pbtxt"
+  let question = "<|user|>\\nWhere does Fenyar Balutam live?\\n<|assistant|>\\n"
+
+  @Test func runPrintsTheSameTextWithAndWithoutSpeculation() throws {
+    let on = try eft(["run", facts, "-e", "--prompt", question, "--speculative", "on", "-v"])
+    let off = try eft(["run", facts, "-e", "--prompt", question, "--speculative", "off", "-v"])
+    #expect(on.status == 0 && off.status == 0, "\(on.stderr)\(off.stderr)")
+    #expect(on.stdout == off.stdout)
+    #expect(on.stdout.hasPrefix("The answer is "))
+    #expect(on.stderr.contains("speculative (draft ft, lookahead 4)") && on.stderr.contains("accepted"))
+    #expect(!off.stderr.contains("speculative"))
+    let bad = try eft(["run", facts, "-e", "--prompt", question, "--draft", "nope"])
+    #expect(bad.status == 1 && bad.stderr.contains("speculative.draft 'nope' is not a node"))
+  }
+
+  @Test func benchComparesPlainAndSpeculativeDecodingInJSON() throws {
+    let r = try eft(["bench", facts, "--compare-speculative", "--data", "examples/facts/heldout.jsonl", "--limit", "4",
+                     "--runs", "1", "--lookahead", "2", "--lookahead", "4", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    let plain = try #require(object["plain"] as? [String: Any])
+    let speculative = try #require(object["speculative"] as? [String: Any])
+    #expect((plain["decode_tokens_per_s"] as? Double).map { $0 > 0 } == true)
+    #expect((speculative["decode_tokens_per_s"] as? Double).map { $0 > 0 } == true)
+    #expect((speculative["acceptance_rate"] as? Double).map { $0 > 0 && $0 <= 1 } == true)
+    #expect(speculative["identical_to_plain"] as? Bool == true)
+    #expect(speculative["lookahead"] as? Int == 2)
+    #expect((object["sweep"] as? [[String: Any]])?.count == 2)
+  }
+}

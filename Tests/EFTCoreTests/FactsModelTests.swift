@@ -22,4 +22,29 @@ import Testing
     // Up-scaling also makes the reference answers more likely than the small fine-tuned model does.
     #expect(upscaled.meanLogLikelihood > small.meanLogLikelihood)
   }
+
+  /// Speculation (small_ft drafts, as facts.pbtxt configures) changes no token of greedy output.
+  @Test func speculativeUpscalingAnswersExactlyAsPlainDecoding() throws {
+    let runtime = try Runtime(configPath: repoRoot.appendingPathComponent("examples/configs/facts.pbtxt").path,
+                              pluginDirectories: [buildDirectory])
+    let items = Array(try EvalItem.load(repoRoot.appendingPathComponent("examples/facts/heldout.jsonl").path).prefix(60))
+    var drafted = 0, accepted = 0, plainCalls = 0, speculativeCalls = 0
+    for (i, item) in items.enumerated() {
+      var request = GenerationRequest(graph: "upscaled", prompt: item.prompt)
+      request.speculative = false
+      let plain = try runtime.generate(request)
+      request.speculative = true
+      request.lookahead = [1, 2, 4, 7][i % 4]
+      let speculative = try runtime.generate(request)
+      #expect(speculative.tokens == plain.tokens, "\(item.prompt) lookahead \(request.lookahead!)")
+      drafted += speculative.stats.drafted
+      accepted += speculative.stats.accepted
+      plainCalls += plain.stats.modelCalls
+      speculativeCalls += speculative.stats.modelCalls
+    }
+    // The small fine-tuned model knows the answer format: most drafts are accepted, and fewer
+    // backend calls are made.
+    #expect(Double(accepted) / Double(drafted) > 0.5, "accepted \(accepted) of \(drafted)")
+    #expect(speculativeCalls < plainCalls)
+  }
 }
