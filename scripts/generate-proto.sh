@@ -24,5 +24,5 @@ protoc -I "$root/proto" \
   --plugin=protoc-gen-swift="$PROTOC_GEN_SWIFT" \
   --swift_opt=Visibility=Public --swift_opt=FileNaming=DropPath \
   --swift_out="$out" \
-  "$root"/proto/eft/v1/config.proto "$root"/proto/eft/v1/backend_options.proto
+  "$root"/proto/eft/v1/config.proto "$root"/proto/eft/v1/backend_options.proto "$root"/proto/eft/v1/ngram_options.proto
 echo "generated: $(ls "$out")" >&2

@@ -41,7 +41,20 @@ public struct ConfigFile: Sendable {
   /// The options messages shipped with the runtime, so `[type.googleapis.com/…] { … }` parses.
   private static let registerOptionTypes: Void = {
     Google_Protobuf_Any.register(messageType: Eft_V1_BigramOptions.self)
+    Google_Protobuf_Any.register(messageType: Eft_V1_TransformerOptions.self)
+    Google_Protobuf_Any.register(messageType: Eft_V1_NGramOptions.self)
   }()
+
+  /// The serialized `value` of backend options written as a model's `options` field is:
+  /// `[type.googleapis.com/eft.v1.NGramOptions] { discount: 0.5 }`, or `type_url`/`value`.
+  public static func backendOptions(text: String, path: String) throws -> [UInt8] {
+    _ = registerOptionTypes
+    do {
+      return [UInt8](try Google_Protobuf_Any(textFormatString: text).value)
+    } catch {
+      throw RuntimeError(.config, .invalidArgument, "\(path): not backend options in text format (\(error))")
+    }
+  }
 
   /// Resolves a path from the config against the config's directory.
   public func resolve(_ relative: String) -> String {

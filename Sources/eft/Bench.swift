@@ -38,6 +38,9 @@ struct Bench: ParsableCommand {
   @Option(help: "With --compare-speculative: the draft node (default: the graph's speculative.draft).")
   var draft: String?
 
+  @Flag(help: "With --compare-speculative: adapt the lookahead to the acceptance.")
+  var adaptiveLookahead = false
+
   @Flag(help: "Print JSON.")
   var json = false
 
@@ -82,7 +85,10 @@ struct Bench: ParsableCommand {
       request.stop = []
       requests = [request]
     }
-    for i in requests.indices { requests[i].draft = draft }
+    for i in requests.indices {
+      requests[i].draft = draft
+      if adaptiveLookahead { requests[i].adaptiveLookahead = true }
+    }
     let measured = try runtime.compareSpeculation(requests, lookaheads: lookahead.isEmpty ? [nil] : lookahead.map { $0 }, runs: runs) {
       writeError("eft bench: \($0)")
     }

@@ -7,7 +7,7 @@ struct EFT: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eft",
     abstract: "Compose language models at decoding time (EFT up-scaling, proxy-tuning, contrastive decoding, ensembles).",
-    subcommands: [Check.self, Run.self, Score.self, Eval.self, Bench.self])
+    subcommands: [Check.self, Run.self, Score.self, Eval.self, Bench.self, Tokenize.self, BackendCheck.self])
 }
 
 /// Options every command that loads a config shares.
