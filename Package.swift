@@ -17,6 +17,7 @@ let package = Package(
     .library(name: "FixtureNoEntry", type: .dynamic, targets: ["FixtureNoEntry"]),
     .library(name: "FixtureShortTable", type: .dynamic, targets: ["FixtureShortTable"]),
     .library(name: "FixtureNullSlot", type: .dynamic, targets: ["FixtureNullSlot"]),
+    .library(name: "FixtureBrokenBackend", type: .dynamic, targets: ["FixtureBrokenBackend"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -51,6 +52,8 @@ let package = Package(
     .target(name: "FixtureNoEntry", path: "Tests/Fixtures/NoEntry", publicHeadersPath: "."),
     .target(name: "FixtureShortTable", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/ShortTable", publicHeadersPath: "."),
     .target(name: "FixtureNullSlot", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/NullSlot", publicHeadersPath: "."),
+    .target(name: "FixtureBrokenBackend", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/BrokenBackend", publicHeadersPath: ".",
+            linkerSettings: [.linkedLibrary("m")]),
 
     .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
     .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),

@@ -72,6 +72,8 @@ public struct EvalResult: Sendable {
   public let formatCompliance: Double
   /// Mean over questions of the reference reply's total log-likelihood under the graph.
   public let meanLogLikelihood: Double
+  /// exp(−Σ log-likelihood / Σ tokens) of the references: per-token perplexity.
+  public let perplexity: Double
   /// Generated tokens per second of decoding.
   public let tokensPerSecond: Double
   /// The replies, in order.
@@ -84,7 +86,7 @@ extension Runtime {
   public func evaluate(graph name: String?, items: [EvalItem], parameters: [String: Double] = [:],
                        maxTokens: Int? = nil, progress: (Int) -> Void = { _ in }) throws -> EvalResult {
     let graph = try graph(named: name)
-    var correct = 0, compliant = 0, tokens = 0
+    var correct = 0, compliant = 0, tokens = 0, referenceTokens = 0
     var logLikelihood = 0.0, decodeSeconds = 0.0
     var replies: [String] = []
     for (i, item) in items.enumerated() {
@@ -99,12 +101,15 @@ extension Runtime {
       tokens += result.tokens.count
       decodeSeconds += result.decodeSeconds
       replies.append(result.text)
-      logLikelihood += try score(graph: graph.name, prompt: item.prompt, continuation: item.reference, parameters: parameters).total
+      let scored = try score(graph: graph.name, prompt: item.prompt, continuation: item.reference, parameters: parameters)
+      logLikelihood += scored.total
+      referenceTokens += scored.tokens.count
       progress(i + 1)
     }
     let n = Double(items.count)
     return EvalResult(graph: graph.name, questions: items.count, accuracy: Double(correct) / n,
                       formatCompliance: Double(compliant) / n, meanLogLikelihood: logLikelihood / n,
+                      perplexity: Foundation.exp(-logLikelihood / Double(max(1, referenceTokens))),
                       tokensPerSecond: decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0, replies: replies)
   }
 }

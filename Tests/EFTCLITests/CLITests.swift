@@ -198,3 +198,40 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect((object["sweep"] as? [[String: Any]])?.count == 2)
   }
 }
+
+@Suite struct BackendCheckCLITests {
+  func library(_ name: String) -> String { "\(buildDirectory)/lib\(name).so" }
+
+  @Test func shippedBackendsPass() throws {
+    for (plugin, model) in [("CPUBackend", "examples/models/facts/small_base"), ("BLASBackend", "examples/models/facts/small_base"),
+                            ("BigramBackend", "examples/models/tiny/small_base.bigram"), ("FixtureBrokenBackend", "good")] {
+      let r = try eft(["backend-check", library(plugin), "--model", model])
+      #expect(r.status == 0, "\(plugin): \(r.stdout)\(r.stderr)")
+      #expect(r.stdout.contains("all 7 checks passed"), "\(plugin)")
+    }
+  }
+
+  @Test func brokenBackendsAreReportedWithAReason() throws {
+    let batch = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "batch-mismatch"])
+    #expect(batch.status == 1)
+    #expect(batch.stdout.contains("FAIL  one by one = all at once: 12 tokens appended one by one and at once disagree at position 0"))
+    let truncate = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "truncate-keeps-state"])
+    #expect(truncate.status == 1)
+    #expect(truncate.stdout.contains("FAIL  truncate and re-append: after truncating to 4 and re-appending"))
+    #expect(truncate.stdout.contains("PASS  one by one = all at once"))
+    let major = try eft(["backend-check", library("FixtureWrongMajor")])
+    #expect(major.status == 1)
+    #expect(major.stdout.contains("FAIL  load:") && major.stdout.contains("ABI 2.0"))
+    let missing = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "nonexistent"])
+    #expect(missing.status == 1 && missing.stdout.contains("FAIL  open:"))
+  }
+
+  @Test func optionsFileIsParsedAndPassed() throws {
+    let options = try scratchConfig("[type.googleapis.com/eft.v1.TransformerOptions] { threads: 1 }")
+    let r = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base", "--options", options])
+    #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+    let bad = try scratchConfig("[type.googleapis.com/eft.v1.NoSuchOptions] { x: 1 }")
+    let refused = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base", "--options", bad])
+    #expect(refused.status == 1 && refused.stderr.contains("not backend options in text format"))
+  }
+}
