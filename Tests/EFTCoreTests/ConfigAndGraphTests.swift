@@ -64,7 +64,12 @@ let upscaleGraph = """
     let dir = repoRoot.appendingPathComponent("examples/configs")
     let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".pbtxt") }.sorted()
     #expect(files.count >= 6)
+    // The configs that load the C backend need `make -C examples/c-backend` (CI runs it before
+    // the tests; `swift test` alone does not build C with the system compiler).
+    let cBackendBuilt = FileManager.default.fileExists(atPath: repoRoot.appendingPathComponent("examples/c-backend/build/libNGramBackend.so").path)
     for file in files {
+      let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+      if text.contains("c-backend/build/"), !cBackendBuilt { continue }
       let runtime = try Runtime(configPath: dir.appendingPathComponent(file).path, pluginDirectories: [buildDirectory])
       #expect(!runtime.graphs.isEmpty, "\(file)")
       #expect(runtime.defaultGraph != nil, "\(file) has no default graph")
