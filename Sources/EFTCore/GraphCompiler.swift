@@ -199,9 +199,6 @@ struct GraphCompiler {
     if graph.hasSpeculative {
       let spec = graph.speculative
       guard !spec.draft.isEmpty else { throw fail(nil, "speculative.draft is empty (name the node that drafts)") }
-      guard indexByName[spec.draft] != nil else {
-        throw fail(nil, "speculative.draft '\(spec.draft)' is not a node of this graph (nodes: \(indexByName.keys.sorted().joined(separator: ", ")))")
-      }
       do {
         compiled.defaults.speculation = try compiled.speculation(
           draft: spec.draft, lookahead: spec.lookahead == 0 ? SpeculationSettings.defaultLookahead : Int(spec.lookahead),

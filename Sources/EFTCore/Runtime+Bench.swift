@@ -30,10 +30,18 @@ public struct DecodingMeasurement: Sendable {
 }
 
 extension Runtime {
-  /// `count` token ids drawn uniformly from a graph's vocabulary with a fixed seed.
-  public func benchmarkPrompt(graph: CompiledGraph, tokens count: Int) -> [Int32] {
+  /// The request benchmarks decode: `promptTokens` token ids drawn uniformly from the graph's
+  /// vocabulary with a fixed seed as every session's prompt, then `newTokens` greedy tokens
+  /// (EOS and stop strings ignored).
+  public func benchmarkRequest(graph: CompiledGraph, promptTokens: Int, newTokens: Int) -> GenerationRequest {
     var rng = SeededGenerator(seed: 1)
-    return (0..<count).map { _ in Int32(rng.next() % UInt64(graph.vocabSize)) }
+    var request = GenerationRequest(graph: graph.name, prompt: "")
+    request.promptTokens = (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(graph.vocabSize)) }
+    request.temperature = 0
+    request.maxTokens = newTokens
+    request.stopAtEOS = false
+    request.stop = []
+    return request
   }
 
   /// Measures a graph: `promptTokens` random token ids as the prompt of every session, then
@@ -47,15 +55,10 @@ extension Runtime {
     guard promptTokens + newTokens <= graph.contextLength else {
       throw RuntimeError(.request, .outOfRange, "\(promptTokens) + \(newTokens) tokens exceed the graph's context length \(graph.contextLength)")
     }
-    let prompt = benchmarkPrompt(graph: graph, tokens: promptTokens)
+    var request = benchmarkRequest(graph: graph, promptTokens: promptTokens, newTokens: newTokens)
+    let prompt = request.promptTokens ?? []
 
     // The whole graph.
-    var request = GenerationRequest(graph: graph.name, prompt: "")
-    request.promptTokens = prompt
-    request.temperature = 0
-    request.maxTokens = newTokens
-    request.stopAtEOS = false
-    request.stop = []
     request.speculative = false
     var prefill: [Double] = [], decode: [Double] = []
     for run in 0..<runs {

@@ -77,13 +77,7 @@ struct Bench: ParsableCommand {
       if let limit { items = Array(items.prefix(max(0, limit))) }
       requests = items.map { GenerationRequest(graph: g.name, prompt: $0.prompt) }
     } else {
-      var request = GenerationRequest(graph: g.name, prompt: "")
-      request.promptTokens = runtime.benchmarkPrompt(graph: g, tokens: promptTokens)
-      request.temperature = 0
-      request.maxTokens = newTokens
-      request.stopAtEOS = false
-      request.stop = []
-      requests = [request]
+      requests = [runtime.benchmarkRequest(graph: g, promptTokens: promptTokens, newTokens: newTokens)]
     }
     for i in requests.indices {
       requests[i].draft = draft

@@ -18,14 +18,8 @@ import Testing
     tokenizer = runtime.models["large_base"]!.tokenizer
   }
 
-  /// log p_eft over the vocabulary after `ids`, in Double, from the three models directly.
   func referenceUpscale(_ ids: [Int32], beta: Double) throws -> [Double] {
-    func logSoftmax(_ model: String) throws -> [Double] {
-      let logits = try runtime.models[model]!.makeSession().append(ids)
-      return Reference.logSoftmax(logits.map(Double.init))
-    }
-    let large = try logSoftmax("large_base"), ft = try logSoftmax("small_ft"), base = try logSoftmax("small_base")
-    return Reference.logSoftmax(large.indices.map { large[$0] + beta * (ft[$0] - base[$0]) })
+    try Reference.upscale(runtime, after: ids, beta: beta)
   }
 
   @Test(arguments: [1.0, 0.5, 0.0, 2.0])

@@ -50,12 +50,7 @@ import Testing
 
   /// The warped distribution of the composition after `ids`, from the models directly (Double).
   func exactNext(_ ids: [Int32], _ sampling: SamplingOptions) throws -> [Double] {
-    func logSoftmax(_ model: String) throws -> [Double] {
-      Reference.logSoftmax(try runtime.models[model]!.makeSession().append(ids).map(Double.init))
-    }
-    let large = try logSoftmax("large_base"), ft = try logSoftmax("small_ft"), base = try logSoftmax("small_base")
-    let composed = Reference.logSoftmax(large.indices.map { large[$0] + ft[$0] - base[$0] })
-    return try Sampler.distribution(composed.map(Float.init), sampling)!
+    try Sampler.distribution(Reference.upscale(runtime, after: ids, beta: 1).map(Float.init), sampling)!
   }
 
   /// Pearson's chi-square statistic of `counts` against probabilities `p` (cells with an expected
@@ -122,7 +117,7 @@ import Testing
 
     // The test has power: the draft's own distribution is told apart from the composition's.
     var draftCounts = [Int](repeating: 0, count: first.count)
-    let q = try Sampler.distribution(Reference.logSoftmax(try runtime.models["small_ft"]!.makeSession().append(ids).map(Double.init)).map(Float.init), sampling)!
+    let q = try Sampler.distribution(Reference.logProbs(runtime.models["small_ft"]!, after: ids).map(Float.init), sampling)!
     var rng = SeededGenerator(seed: 99)
     for _ in 0..<runs { draftCounts[Int(Sampler.draw(q, using: &rng))] += 1 }
     let (statistic, critical) = chiSquare(draftCounts, first)

@@ -70,4 +70,17 @@ enum Reference {
   }
 
   static func softmax(_ x: [Double]) -> [Double] { logSoftmax(x).map { exp($0) } }
+
+  /// A model's log-probabilities after `ids`, from a fresh session.
+  static func logProbs(_ model: Model, after ids: [Int32]) throws -> [Double] {
+    logSoftmax(try model.makeSession().append(ids).map(Double.init))
+  }
+
+  /// log p_eft after `ids` (large_base + β·(small_ft − small_base), renormalised), from the
+  /// three models of `runtime` directly.
+  static func upscale(_ runtime: Runtime, after ids: [Int32], beta: Double) throws -> [Double] {
+    func lp(_ name: String) throws -> [Double] { try logProbs(runtime.models[name]!, after: ids) }
+    let large = try lp("large_base"), ft = try lp("small_ft"), base = try lp("small_base")
+    return logSoftmax(large.indices.map { large[$0] + beta * (ft[$0] - base[$0]) })
+  }
 }
