@@ -8,6 +8,10 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "eft", targets: ["eft"]),
+    // The gRPC server and its command-line client: separate executables, so that building and
+    // running models locally (`eft`) never compiles the network stack.
+    .executable(name: "eft-server", targets: ["eft-server"]),
+    .executable(name: "eft-client", targets: ["eft-client"]),
     .library(name: "EFTCore", targets: ["EFTCore"]),
     .library(name: "BigramBackend", type: .dynamic, targets: ["BigramBackend"]),
     .library(name: "CPUBackend", type: .dynamic, targets: ["CPUBackend"]),
@@ -22,6 +26,9 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
   ],
   targets: [
     // The C ABI between host and backends: one header, nothing else.
@@ -34,6 +41,29 @@ let package = Package(
     .target(name: "EFTPluginKit", dependencies: ["CEFTBackend"]),
     .executableTarget(name: "eft", dependencies: [
       "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+
+    // The wire protocol: messages and gRPC stubs generated from proto/eft/v1/runtime.proto and
+    // proto/grpc/health/v1/health.proto by scripts/generate-proto.sh.
+    .target(name: "EFTRPC", dependencies: [
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+    ]),
+    // The Runtime service over gRPC (HTTP/2 on TCP or a Unix socket).
+    .target(name: "EFTServer", dependencies: [
+      "EFTCore", "EFTRPC",
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+    ]),
+    .executableTarget(name: "eft-server", dependencies: [
+      "EFTServer", "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+    .executableTarget(name: "eft-client", dependencies: [
+      "EFTServer", "EFTRPC", "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),
 
     .target(name: "BigramBackend", dependencies: ["EFTPluginKit", "EFTProto"], path: "Plugins/BigramBackend"),
@@ -59,5 +89,10 @@ let package = Package(
     .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),
     .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer"]),
     .testTarget(name: "EFTCLITests"),
+    .testTarget(name: "EFTServerTests", dependencies: [
+      "EFTServer", "EFTRPC", "EFTCore",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+    ]),
   ]
 )

@@ -82,6 +82,12 @@ public struct GraphParameter: Sendable, Equatable {
   public let name: String
   public let defaultValue: Double
   public let description: String
+
+  public init(name: String, defaultValue: Double, description: String) {
+    self.name = name
+    self.defaultValue = defaultValue
+    self.description = description
+  }
 }
 
 /// Everything that decides how one request decodes, after request overrides.

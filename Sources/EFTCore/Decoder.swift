@@ -16,6 +16,13 @@ public struct DecodeStats: Sendable, Equatable {
   /// Appends made to the backends, prefill included.
   public var modelCalls = 0
 
+  public init(steps: Int = 0, drafted: Int = 0, accepted: Int = 0, modelCalls: Int = 0) {
+    self.steps = steps
+    self.drafted = drafted
+    self.accepted = accepted
+    self.modelCalls = modelCalls
+  }
+
   public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
 }
 

@@ -82,6 +82,12 @@ public struct ScoreResult: Sendable {
   /// log p(token | prompt, earlier tokens) under the graph's renormalised output; −inf when the
   /// graph masks the token.
   public let logProbs: [Double]
+
+  public init(tokens: [Int32], logProbs: [Double]) {
+    self.tokens = tokens
+    self.logProbs = logProbs
+  }
+
   public var total: Double { logProbs.reduce(0, +) }
 }
 

@@ -31,20 +31,7 @@ struct GraphOptions: ParsableArguments {
   @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
   var assignments: [String] = []
 
-  func parameters() throws -> [String: Double] { try Self.parse(assignments) }
-
-  /// Parses `name=value` assignments.
-  static func parse(_ assignments: [String]) throws -> [String: Double] {
-    var values: [String: Double] = [:]
-    for a in assignments {
-      let parts = a.split(separator: "=", maxSplits: 1)
-      guard parts.count == 2, let v = Double(parts[1].trimmingCharacters(in: .whitespaces)) else {
-        throw ValidationError("--set \(a): expected name=number, e.g. --set beta=0.5")
-      }
-      values[parts[0].trimmingCharacters(in: .whitespaces)] = v
-    }
-    return values
-  }
+  func parameters() throws -> [String: Double] { try parseAssignments(assignments) }
 }
 
 /// Speculative decoding overrides.
@@ -83,33 +70,4 @@ func reportingErrors(_ body: () throws -> Void) throws {
 
 func writeError(_ text: String) {
   FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
-/// `\n`, `\t`, `\r` and `\\` turned into the characters they name; other backslashes stay.
-func unescape(_ text: String) -> String {
-  var out = ""
-  var iterator = text.makeIterator()
-  while let c = iterator.next() {
-    guard c == "\\" else {
-      out.append(c)
-      continue
-    }
-    switch iterator.next() {
-    case "n": out.append("\n")
-    case "t": out.append("\t")
-    case "r": out.append("\r")
-    case "\\": out.append("\\")
-    case let other?: out.append("\\"); out.append(other)
-    case nil: out.append("\\")
-    }
-  }
-  return out
-}
-
-/// A JSON number with `decimals` digits after the point (nil: Swift's shortest exact form).
-/// JSON has no infinity or NaN: those (a masked token's −inf log-prob) are written as null.
-func jsonNumber(_ x: Double, decimals: Int? = nil) -> String {
-  guard x.isFinite else { return "null" }
-  guard let decimals else { return "\(x)" }
-  return String(format: "%.\(decimals)f", x)
 }

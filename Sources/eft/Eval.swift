@@ -28,7 +28,7 @@ struct Eval: ParsableCommand {
       let runtime = try options.load()
       var items = try EvalItem.load(data)
       if let limit { items = Array(items.prefix(max(0, limit))) }
-      let overrides = try GraphOptions.parse(assignments)
+      let overrides = try parseAssignments(assignments)
       let names = graphs.isEmpty ? [try runtime.graph(named: nil).name] : graphs
       var results: [EvalResult] = []
       for name in names {

@@ -71,16 +71,7 @@ struct Run: ParsableCommand {
       }
       FileHandle.standardOutput.write(Data("\n".utf8))
       if verbose {
-        writeError(String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s), %d model calls",
-                          result.tokens.count, result.finishReason.rawValue,
-                          result.promptTokens.map(String.init).joined(separator: "/"),
-                          result.prefillSeconds, result.decodeSeconds, result.decodeTokensPerSecond, result.stats.modelCalls))
-        if let spec = result.speculation {
-          let s = result.stats
-          writeError(String(format: "eft: speculative (draft %@, lookahead %d%@): %d steps, %d drafted, %d accepted (%.1f%%)",
-                            spec.draft, spec.lookahead, spec.adaptive ? ", adaptive" : "",
-                            s.steps, s.drafted, s.accepted, 100 * s.acceptanceRate))
-        }
+        for line in Report.generationSummary(result) { writeError(line) }
       }
     }
   }

@@ -24,23 +24,11 @@ struct Score: ParsableCommand {
       let result = try runtime.score(graph: graphOptions.graph, prompt: prompt, continuation: continuation,
                                      parameters: try graphOptions.parameters())
       if json {
-        print(ScoreJSON.render(result))
+        print(Report.scoreJSON(result))
       } else {
         let graph = try runtime.graph(named: graphOptions.graph)
-        for (token, logProb) in zip(result.tokens, result.logProbs) {
-          let piece = graph.tokenizer.decode([token])
-          print(String(format: "%6d  %10.4f  %@", token, logProb, String(reflecting: piece)))
-        }
-        print(String(format: "total %.4f over %d tokens", result.total, result.tokens.count))
+        for line in Report.scoreTable(result, pieces: result.tokens.map { graph.tokenizer.decode([$0]) }) { print(line) }
       }
     }
-  }
-}
-
-enum ScoreJSON {
-  static func render(_ result: ScoreResult) -> String {
-    let tokens = result.tokens.map(String.init).joined(separator: ",")
-    let logProbs = result.logProbs.map { jsonNumber($0) }.joined(separator: ",")
-    return "{\"tokens\":[\(tokens)],\"logprobs\":[\(logProbs)],\"total\":\(jsonNumber(result.total))}"
   }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The `eft` executable end to end: exit codes, stdout/stderr, through the real plugin loader.
+/// The executables end to end: exit codes, stdout/stderr, through the real plugin loader.
 /// Needs `swift build` to have built `eft` and the plugins (swift test builds every product).
 
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -19,9 +19,12 @@ struct Outcome {
   let stderr: String
 }
 
-func eft(_ arguments: [String]) throws -> Outcome {
+func eft(_ arguments: [String]) throws -> Outcome { try tool("eft", arguments) }
+
+/// Runs one of the package's executables to completion.
+func tool(_ name: String, _ arguments: [String]) throws -> Outcome {
   let process = Process()
-  process.executableURL = URL(fileURLWithPath: buildDirectory + "/eft")
+  process.executableURL = URL(fileURLWithPath: buildDirectory + "/" + name)
   process.arguments = arguments
   process.currentDirectoryURL = repoRoot
   let out = Pipe(), err = Pipe()

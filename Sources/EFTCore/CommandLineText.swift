@@ -1,0 +1,142 @@
+import Foundation
+
+// Text the command-line tools (`eft`, `eft-client`) read and print, kept in one place so that a
+// local run and the same run through a server take the same arguments and read the same.
+
+/// What the command-line tools print about a result. `eft` and `eft-client` both print through
+/// here, so a local run and the same run through a server read the same.
+public enum Report {
+  /// The `-v` lines after a generation.
+  public static func generationSummary(_ r: GenerationResult) -> [String] {
+    generationSummary(tokens: r.tokens.count, finish: r.finishReason.rawValue, promptTokens: r.promptTokens,
+                      prefillSeconds: r.prefillSeconds, decodeSeconds: r.decodeSeconds, stats: r.stats,
+                      speculation: r.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) })
+  }
+
+  /// The `-v` lines after a generation, from its parts (as a client receives them).
+  public static func generationSummary(tokens: Int, finish: String, promptTokens: [Int], prefillSeconds: Double,
+                                       decodeSeconds: Double, stats s: DecodeStats,
+                                       speculation: (draft: String, lookahead: Int, adaptive: Bool)?) -> [String] {
+    let perSecond = decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0
+    var lines = [String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s), %d model calls",
+                        tokens, finish, promptTokens.map(String.init).joined(separator: "/"),
+                        prefillSeconds, decodeSeconds, perSecond, s.modelCalls)]
+    if let spec = speculation {
+      lines.append(String(format: "eft: speculative (draft %@, lookahead %d%@): %d steps, %d drafted, %d accepted (%.1f%%)",
+                          spec.draft, spec.lookahead, spec.adaptive ? ", adaptive" : "",
+                          s.steps, s.drafted, s.accepted, 100 * s.acceptanceRate))
+    }
+    return lines
+  }
+
+  /// One line per scored token (id, log-prob, its text alone), then the total.
+  public static func scoreTable(_ r: ScoreResult, pieces: [String]) -> [String] {
+    zip(zip(r.tokens, r.logProbs), pieces).map { pair, piece in
+      String(format: "%6d  %10.4f  %@", pair.0, pair.1, String(reflecting: piece))
+    } + [String(format: "total %.4f over %d tokens", r.total, r.tokens.count)]
+  }
+
+  /// `{"tokens": [ids], "logprobs": [...], "total": x}` (a masked token's log-prob is null).
+  public static func scoreJSON(_ r: ScoreResult) -> String {
+    let tokens = r.tokens.map(String.init).joined(separator: ",")
+    let logProbs = r.logProbs.map { jsonNumber($0) }.joined(separator: ",")
+    return "{\"tokens\":[\(tokens)],\"logprobs\":[\(logProbs)],\"total\":\(jsonNumber(r.total))}"
+  }
+}
+
+/// What `eft check` and `eft-client graphs` print about a graph, from a compiled graph or from
+/// its description on the wire.
+public struct GraphSummary: Sendable {
+  public var name: String
+  public var description: String
+  public var parameters: [GraphParameter]
+  /// (name, operation) in evaluation order.
+  public var nodes: [(name: String, operation: String)]
+  public var output: String
+  public var defaults: GenerationSettings
+  public var speculation: (draft: String, lookahead: Int, adaptive: Bool)?
+  public var vocabSize: Int
+  public var contextLength: Int
+  public var models: [String]
+
+  public init(name: String, description: String, parameters: [GraphParameter], nodes: [(name: String, operation: String)],
+              output: String, defaults: GenerationSettings, speculation: (draft: String, lookahead: Int, adaptive: Bool)?,
+              vocabSize: Int, contextLength: Int, models: [String]) {
+    self.name = name
+    self.description = description
+    self.parameters = parameters
+    self.nodes = nodes
+    self.output = output
+    self.defaults = defaults
+    self.speculation = speculation
+    self.vocabSize = vocabSize
+    self.contextLength = contextLength
+    self.models = models
+  }
+
+  public init(_ g: CompiledGraph) {
+    self.init(name: g.name, description: g.description, parameters: g.parameters,
+              nodes: g.nodeNames.indices.map { (g.nodeNames[$0], g.describeNode($0)) }, output: g.outputName,
+              defaults: g.defaults, speculation: g.defaults.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) },
+              vocabSize: g.vocabSize, contextLength: g.contextLength, models: g.models.map(\.name))
+  }
+
+  public func render(isDefault: Bool) -> String {
+    var lines = ["graph \(name)\(isDefault ? " (default)" : "")\(description.isEmpty ? "" : ": \(description)")"]
+    for p in parameters {
+      lines.append("  parameter \(p.name) = \(p.defaultValue)\(p.description.isEmpty ? "" : "  — \(p.description)")")
+    }
+    for node in nodes {
+      lines.append("  \(node.name) = \(node.operation)\(node.name == output ? "  ← output" : "")")
+    }
+    let s = defaults
+    lines.append("  sampling: temperature \(s.sampling.temperature), top_k \(s.sampling.topK), top_p \(s.sampling.topP), min_p \(s.sampling.minP), max_tokens \(s.maxTokens), seed \(s.sampling.seed)\(s.stop.isEmpty ? "" : ", stop \(s.stop)")")
+    if let spec = speculation {
+      lines.append("  speculative: draft \(spec.draft), lookahead \(spec.lookahead)\(spec.adaptive ? ", adaptive" : "")")
+    }
+    lines.append("  vocabulary \(vocabSize) tokens, context \(contextLength), models: \(models.joined(separator: ", "))")
+    return lines.joined(separator: "\n")
+  }
+}
+
+/// A JSON number with `decimals` digits after the point (nil: Swift's shortest exact form).
+/// JSON has no infinity or NaN: those (a masked token's −inf log-prob) are written as null.
+public func jsonNumber(_ x: Double, decimals: Int? = nil) -> String {
+  guard x.isFinite else { return "null" }
+  guard let decimals else { return "\(x)" }
+  return String(format: "%.\(decimals)f", x)
+}
+
+/// `\n`, `\t`, `\r` and `\\` turned into the characters they name; other backslashes stay.
+public func unescape(_ text: String) -> String {
+  var out = ""
+  var iterator = text.makeIterator()
+  while let c = iterator.next() {
+    guard c == "\\" else {
+      out.append(c)
+      continue
+    }
+    switch iterator.next() {
+    case "n": out.append("\n")
+    case "t": out.append("\t")
+    case "r": out.append("\r")
+    case "\\": out.append("\\")
+    case let other?: out.append("\\"); out.append(other)
+    case nil: out.append("\\")
+    }
+  }
+  return out
+}
+
+/// `name=value` assignments (`--set beta=0.5`) as a dictionary.
+public func parseAssignments(_ assignments: [String]) throws -> [String: Double] {
+  var values: [String: Double] = [:]
+  for a in assignments {
+    let parts = a.split(separator: "=", maxSplits: 1)
+    guard parts.count == 2, let v = Double(parts[1].trimmingCharacters(in: .whitespaces)) else {
+      throw RuntimeError(.request, .invalidArgument, "--set \(a): expected name=number, e.g. --set beta=0.5")
+    }
+    values[parts[0].trimmingCharacters(in: .whitespaces)] = v
+  }
+  return values
+}

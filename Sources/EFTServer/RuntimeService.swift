@@ -1,0 +1,166 @@
+import EFTCore
+import EFTRPC
+import GRPCCore
+import SwiftProtobuf
+import Synchronization
+
+/// Limits a server enforces on every request.
+public struct ServiceLimits: Sendable {
+  /// Requests that run model code (Generate, Score) at once; more get RESOURCE_EXHAUSTED.
+  public var maxConcurrent = 32
+  /// The largest `sampling.max_tokens` a request may ask for; graph defaults above it are capped.
+  public var maxTokens = 4096
+  /// The largest request message, in bytes. The transport itself drops (resets) messages over
+  /// four times this, before reading them; between the two the service answers
+  /// RESOURCE_EXHAUSTED with the sizes.
+  public var maxMessageBytes = 4 << 20
+
+  public init() {}
+}
+
+/// The `eft.v1.Runtime` service: the runtime's API (`Runtime.generate`, `score`, the graphs'
+/// tokenizers and descriptions) as gRPC methods. Model code runs on a thread per request (see
+/// `onThread`), never on the cooperative pool that serves the network.
+public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
+  public let runtime: Runtime
+  public let limits: ServiceLimits
+  let admission: Admission
+  private let cancelled = Atomic(0)
+
+  public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits()) {
+    self.runtime = runtime
+    self.limits = limits
+    self.admission = Admission(limit: limits.maxConcurrent)
+  }
+
+  /// Requests running model code now.
+  public var runningRequests: Int { admission.count }
+  /// Generations stopped early because their call was cancelled (by the client, a disconnect, a
+  /// deadline or a shutdown).
+  public var cancelledGenerations: Int { cancelled.load(ordering: .relaxed) }
+
+  /// RESOURCE_EXHAUSTED for a request over `limits.maxMessageBytes`.
+  func checkSize(_ request: some SwiftProtobuf.Message) throws {
+    let size = (try request.serializedBytes() as [UInt8]).count
+    guard size <= limits.maxMessageBytes else {
+      throw ServiceError.resourceExhausted("the request is \(size) bytes, over the server's limit of \(limits.maxMessageBytes) (eft-server --max-message-bytes)")
+    }
+  }
+
+  func graph(_ name: String) throws(RPCError) -> CompiledGraph {
+    do {
+      return try runtime.graph(named: name)
+    } catch let error as EFTCore.RuntimeError {
+      throw ServiceError.rpc(error)
+    } catch {
+      throw RPCError(code: .internalError, message: "\(error)")
+    }
+  }
+
+  public func generate(request: Eft_V1_GenerateRequest, response: RPCWriter<Eft_V1_GenerateResponse>,
+                       context: ServerContext) async throws {
+    try checkSize(request)
+    let graph = try graph(request.graph)
+    let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
+    try await admission.run {
+      var start = Eft_V1_Start()
+      start.graph = graph.name
+      start.nodeNames = graph.nodeNames
+      start.outputNode = graph.outputName
+      try await response.write(.with { $0.start = start })
+
+      // The decoding thread yields tokens into `events`; this task writes them to the client.
+      // Cancellation (the client went away, or the deadline passed) and a failed write both set
+      // `stop`, which the decoding thread reads after every token.
+      let (events, sink) = AsyncStream<Eft_V1_GenerateResponse>.makeStream()
+      let stop = StopFlag()
+      let runtime = self.runtime
+      async let outcome = onThread {
+        defer { sink.finish() }
+        return try runtime.generate(generation) { event in
+          var token = Eft_V1_Token()
+          token.id = event.token
+          token.text = event.text
+          token.logProb = event.logProb
+          if let values = event.nodeValues { token.nodeLogProbs = values }
+          sink.yield(.with { $0.token = token })
+          return !stop.isSet
+        }
+      }
+      do {
+        try await withTaskCancellationHandler {
+          for await message in events {
+            try await response.write(message)
+          }
+        } onCancel: {
+          stop.set()
+        }
+      } catch {
+        stop.set()
+        // The sessions are freed when the decoding thread returns.
+        if let result = try? await outcome, result.finishReason == .cancelled { cancelled.add(1, ordering: .relaxed) }
+        throw error
+      }
+      let result: GenerationResult
+      do {
+        result = try await outcome
+      } catch let error as EFTCore.RuntimeError {
+        throw ServiceError.rpc(error)
+      }
+      guard result.finishReason != .cancelled, !Task.isCancelled else {
+        if result.finishReason == .cancelled { cancelled.add(1, ordering: .relaxed) }
+        throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
+      }
+      try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
+    }
+  }
+
+  public func score(request: Eft_V1_ScoreRequest, context: ServerContext) async throws -> Eft_V1_ScoreResponse {
+    try checkSize(request)
+    let graph = try graph(request.graph)
+    let runtime = self.runtime
+    return try await admission.run {
+      let result: ScoreResult
+      do {
+        result = try await onThread {
+          try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
+                            parameters: request.parameters)
+        }
+      } catch let error as EFTCore.RuntimeError {
+        throw ServiceError.rpc(error)
+      }
+      return .with {
+        $0.tokens = result.tokens
+        $0.logProbs = result.logProbs
+        $0.total = result.total
+        $0.pieces = result.tokens.map { graph.tokenizer.decode([$0]) }
+      }
+    }
+  }
+
+  public func tokenize(request: Eft_V1_TokenizeRequest, context: ServerContext) async throws -> Eft_V1_TokenizeResponse {
+    try checkSize(request)
+    let graph = try graph(request.graph)
+    return .with { $0.ids = graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
+  }
+
+  public func detokenize(request: Eft_V1_DetokenizeRequest, context: ServerContext) async throws -> Eft_V1_DetokenizeResponse {
+    try checkSize(request)
+    let graph = try graph(request.graph)
+    if let i = request.ids.firstIndex(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
+      throw ServiceError.invalidArgument("ids[\(i)] = \(request.ids[i]) is outside the vocabulary [0, \(graph.vocabSize)) of graph '\(graph.name)'")
+    }
+    return .with { $0.text = graph.tokenizer.decode(request.ids, skipSpecialTokens: request.skipSpecialTokens) }
+  }
+
+  public func listGraphs(request: Eft_V1_ListGraphsRequest, context: ServerContext) async throws -> Eft_V1_ListGraphsResponse {
+    .with {
+      $0.graphs = runtime.graphs.map(Eft_V1_GraphInfo.init)
+      $0.defaultGraph = runtime.defaultGraph ?? ""
+    }
+  }
+
+  public func describeGraph(request: Eft_V1_DescribeGraphRequest, context: ServerContext) async throws -> Eft_V1_GraphInfo {
+    Eft_V1_GraphInfo(try graph(request.name))
+  }
+}

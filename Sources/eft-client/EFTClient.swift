@@ -1,0 +1,88 @@
+import ArgumentParser
+import EFTCore
+import EFTRPC
+import EFTServer
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+
+@main
+struct EFTClient: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eft-client",
+    abstract: "Talk to an eft-server: generate, score, tokenize, list graphs, check health.",
+    discussion: "Each command prints what the matching `eft` command prints for the same arguments.",
+    subcommands: [Generate.self, Score.self, Tokenize.self, Detokenize.self, Graphs.self, Health.self])
+}
+
+/// Where the server is and how long a call may take.
+struct ConnectionOptions: ParsableArguments {
+  @Option(help: ArgumentHelp("The server: unix:PATH, tcp:HOST:PORT or tcp:PORT (loopback).", valueName: "endpoint"))
+  var connect = "tcp:127.0.0.1:50051"
+
+  @Option(help: "A deadline for the call, in seconds (the server stops working on it then).")
+  var timeout: Double?
+
+  func validate() throws {
+    if let timeout { guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") } }
+  }
+
+  var callOptions: CallOptions {
+    var options = CallOptions.defaults
+    if let timeout { options.timeout = .milliseconds(Int64(timeout * 1000)) }
+    return options
+  }
+
+  /// Runs `body` with a Runtime client, turning a failed call into one line on stderr and exit
+  /// status 1.
+  func withClient<R: Sendable>(_ body: (RuntimeClient) async throws -> R) async throws -> R {
+    try await withConnection { try await body(RuntimeClient(wrapping: $0)) }
+  }
+
+  func withHealthClient<R: Sendable>(_ body: (HealthClient) async throws -> R) async throws -> R {
+    try await withConnection { try await body(HealthClient(wrapping: $0)) }
+  }
+
+  private func withConnection<R: Sendable>(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+    let endpoint: ServerEndpoint
+    do {
+      endpoint = try ServerEndpoint(parsing: connect)
+    } catch {
+      throw ValidationError("--connect \(error)")
+    }
+    do {
+      return try await EFTServer.connect(endpoint, body)
+    } catch let error as RPCError {
+      FileHandle.standardError.write(Data("eft-client: error: \(error.message) (\(statusName(error.code)))\n".utf8))
+      throw ExitCode(1)
+    }
+  }
+}
+
+struct GraphOptions: ParsableArguments {
+  @Option(help: "The graph to use (default: the server config's default graph).")
+  var graph = ""
+
+  @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
+  var assignments: [String] = []
+
+  func parameters() throws -> [String: Double] {
+    do {
+      return try parseAssignments(assignments)
+    } catch let error as EFTCore.RuntimeError {
+      throw ValidationError(error.message)
+    }
+  }
+}
+
+/// The canonical gRPC name of a status code (google.rpc.Code), as servers and docs spell it.
+func statusName(_ code: RPCError.Code) -> String {
+  let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
+  return names.indices.contains(code.rawValue) ? names[code.rawValue] : "\(code)"
+}
+
+func write(_ text: String, to handle: FileHandle = .standardOutput) {
+  handle.write(Data(text.utf8))
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import EFTCore
+import EFTServer
+import Foundation
+
+@main
+struct EFTServerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eft-server",
+    abstract: "Serve a config's graphs over gRPC (eft.v1.Runtime and grpc.health.v1.Health) on TCP and Unix sockets.",
+    discussion: """
+      Runs until SIGINT or SIGTERM, then stops accepting calls, lets running ones finish for \
+      --shutdown-grace seconds, cancels the rest and removes its Unix socket files.
+      """)
+
+  @Argument(help: "The config file (.pbtxt).")
+  var config: String
+
+  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable).")
+  var pluginDirs: [String] = []
+
+  @Option(help: ArgumentHelp("Where to listen (repeatable): tcp:PORT (loopback), tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH (created owner-only). Default: tcp:127.0.0.1:50051.", valueName: "endpoint"))
+  var listen: [String] = []
+
+  @Option(help: "The largest request message in bytes; larger ones get RESOURCE_EXHAUSTED (over 4× this the transport resets the stream unread).")
+  var maxMessageBytes = 4 << 20
+
+  @Option(help: "The largest max_tokens a request may ask for (RESOURCE_EXHAUSTED above it); graph defaults above it are capped.")
+  var maxTokensLimit = 4096
+
+  @Option(help: "Generate and Score calls running at once; more get RESOURCE_EXHAUSTED.")
+  var maxConcurrent = 32
+
+  @Option(help: "Seconds running calls may go on after SIGINT/SIGTERM before they are cancelled.")
+  var shutdownGrace = 10.0
+
+  func validate() throws {
+    guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+    guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
+    guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
+    guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
+  }
+
+  func run() async throws {
+    var options: ServerOptions
+    do {
+      options = ServerOptions(endpoints: try (listen.isEmpty ? ["tcp:127.0.0.1:50051"] : listen).map { try ServerEndpoint(parsing: $0) })
+    } catch {
+      throw ValidationError("--listen \(error)")
+    }
+    options.limits.maxMessageBytes = maxMessageBytes
+    options.limits.maxTokens = maxTokensLimit
+    options.limits.maxConcurrent = maxConcurrent
+    options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
+
+    let runtime: Runtime
+    do {
+      runtime = try Runtime(configPath: config, pluginDirectories: pluginDirs)
+    } catch let error as RuntimeError {
+      log("error: \(error.message)")
+      throw ExitCode(1)
+    }
+    let server = RuntimeServer(runtime: runtime, options: options)
+
+    // SIGINT and SIGTERM begin a graceful shutdown (a second one does not hurry it).
+    let signals = DispatchQueue(label: "eft-server.signals")
+    let sources = [SIGINT, SIGTERM].map { number in
+      signal(number, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: number, queue: signals)
+      source.setEventHandler {
+        log("\(number == SIGINT ? "SIGINT" : "SIGTERM"): shutting down (running calls have \(shutdownGrace) s)")
+        server.shutdown()
+      }
+      source.resume()
+      return source
+    }
+    defer { sources.forEach { $0.cancel() } }
+
+    do {
+      try await server.run { endpoints in
+        let graphs = runtime.graphs.map(\.name).joined(separator: ", ")
+        log("serving \(runtime.graphs.count) graph\(runtime.graphs.count == 1 ? "" : "s") (\(graphs)) from \(config)")
+        for endpoint in endpoints { log("listening on \(endpoint)") }
+      }
+    } catch {
+      log("error: \(error)")
+      throw ExitCode(1)
+    }
+    log("stopped")
+  }
+}
+
+/// A line on stderr, prefixed with the program's name. Tests and scripts read "listening on".
+func log(_ text: String) {
+  FileHandle.standardError.write(Data("eft-server: \(text)\n".utf8))
+}

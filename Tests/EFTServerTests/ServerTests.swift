@@ -1,0 +1,353 @@
+import EFTCore
+import EFTRPC
+import EFTServer
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Synchronization
+import Testing
+
+/// A real server on a temporary Unix socket and a free loopback port, exercised through the
+/// generated client; every answer is checked against the runtime called in-process.
+@Suite struct ServerTests {
+  @Test func everyRPCAnswersAsTheRuntimeDoes() async throws {
+    let runtime = try facts()
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(runtime, [.unix(path: dir.socket), .tcp(host: "127.0.0.1", port: 0)])
+    let permissions = try FileManager.default.attributesOfItem(atPath: dir.socket)[.posixPermissions] as? Int
+    #expect(permissions == 0o600, "the socket must be owner-only")
+    guard case .tcp(_, let port) = running.tcpEndpoint else { return }
+    #expect(port > 0)
+
+    for endpoint in running.endpoints {
+      try await withClient(endpoint) { client in
+        let list = try await client.listGraphs(Eft_V1_ListGraphsRequest())
+        #expect(list.graphs.map(\.name) == runtime.graphs.map(\.name))
+        #expect(list.defaultGraph == "upscaled")
+
+        let g = try await client.describeGraph(.with { $0.name = "upscaled" })
+        #expect(g.nodes.map(\.name) == ["large", "ft", "base", "eft"])
+        #expect(g.nodes.last?.operation == "linear(large·1 + ft·(beta) + base·(-beta))")
+        #expect(g.outputNode == "eft")
+        #expect(g.parameters.map(\.name) == ["beta"] && g.parameters.first?.defaultValue == 0.5)
+        #expect(g.models.map(\.name) == ["large_base", "small_ft", "small_base"])
+        #expect(g.models.first?.architecture == "llama")
+        #expect(g.defaults.maxTokens == 24 && g.defaults.temperature == 0)
+        #expect(g.defaults.speculation.draft == "ft" && g.defaults.speculation.lookahead == 4)
+        #expect(g.vocabSize == 1024 && g.contextLength == 256)
+
+        let graph = try runtime.graph(named: nil)
+        let ids = try await client.tokenize(.with { $0.text = question }).ids
+        #expect(ids == graph.tokenizer.encode(question, addSpecialTokens: false))
+        #expect(ids.count > 5)
+        let withSpecial = try await client.tokenize(.with { $0.text = question; $0.addSpecialTokens = true }).ids
+        #expect(withSpecial == graph.tokenizer.encode(question, addSpecialTokens: true))
+        #expect(try await client.detokenize(.with { $0.ids = ids }).text == question)
+
+        let continuation = "The answer is Frostmoor."
+        let score = try await client.score(.with { $0.prompt = question; $0.continuation = continuation })
+        let local = try runtime.score(graph: nil, prompt: question, continuation: continuation)
+        #expect(score.tokens == local.tokens)
+        #expect(score.logProbs == local.logProbs)
+        #expect(score.total == local.total)
+        #expect(score.pieces.joined() == continuation)
+
+        // Greedy, the graph's defaults (speculative, as the config says), node log-probs on.
+        let streamed = try await generate(client, .with { $0.prompt = question; $0.returnNodeLogProbs = true })
+        let expected = try runtime.generate(GenerationRequest(prompt: question))
+        #expect(streamed.text == "The answer is Frostmoor.")
+        #expect(streamed.text == expected.text)
+        #expect(streamed.ids == expected.tokens)
+        #expect(streamed.start?.graph == "upscaled")
+        #expect(streamed.start?.nodeNames == ["large", "ft", "base", "eft"])
+        #expect(streamed.finish?.reason == .eos)
+        #expect(streamed.finish?.completionTokens == Int32(expected.tokens.count))
+        #expect(streamed.finish?.promptTokens == expected.promptTokens.map(Int32.init))
+        #expect(streamed.finish?.speculation.draft == "ft")
+        #expect(streamed.finish?.stats.modelCalls ?? 0 > 0)
+        for token in streamed.tokens where token.id >= 0 {
+          #expect(token.nodeLogProbs.count == 4)
+          #expect(token.logProb <= 0 && token.logProb.isFinite)
+        }
+      }
+    }
+
+    try await connect(running.unixEndpoint) { connection in
+      let health = HealthClient(wrapping: connection)
+      let whole = try await health.check(.with { $0.service = "" })
+      let runtimeService = try await health.check(.with { $0.service = "eft.v1.Runtime" })
+      #expect(whole.status == .serving)
+      #expect(runtimeService.status == .serving)
+      #expect(await rpcCode { _ = try await health.check(.with { $0.service = "nope" }) } == .notFound)
+    }
+
+    try await running.stop()
+    #expect(!FileManager.default.fileExists(atPath: dir.socket), "shutdown removes the socket file")
+  }
+
+  @Test func sixteenConcurrentStreamsEachEqualTheirSingleStream() async throws {
+    let runtime = try facts()
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(runtime, [.unix(path: dir.socket)])
+    func request(_ seed: UInt64) -> Eft_V1_GenerateRequest {
+      .with {
+        $0.prompt = question
+        $0.sampling.temperature = 1.5  // hot enough that different seeds give different text
+        $0.sampling.seed = seed
+        $0.sampling.maxTokens = 16
+        $0.sampling.stopAtEos = false
+      }
+    }
+    // One stream at a time, and the runtime in-process.
+    var single: [UInt64: Streamed] = [:]
+    try await withClient(running.unixEndpoint) { client in
+      for seed in UInt64(1)...16 { single[seed] = try await generate(client, request(seed)) }
+    }
+    for seed in UInt64(1)...16 {
+      var local = GenerationRequest(prompt: question)
+      local.temperature = 1.5
+      local.seed = seed
+      local.maxTokens = 16
+      local.stopAtEOS = false
+      #expect(single[seed]?.ids == (try runtime.generate(local).tokens), "seed \(seed)")
+    }
+    #expect(Set(single.values.map(\.text)).count > 8, "different seeds should give different generations")
+
+    // Sixteen at once, each on its own connection, and sixteen multiplexed on one connection.
+    let separate = try await withThrowingTaskGroup(of: (UInt64, Streamed).self) { group in
+      for seed in UInt64(1)...16 {
+        group.addTask { (seed, try await withClient(running.unixEndpoint) { try await generate($0, request(seed)) }) }
+      }
+      return try await group.reduce(into: [UInt64: Streamed]()) { $0[$1.0] = $1.1 }
+    }
+    let shared = try await withClient(running.unixEndpoint) { client in
+      try await withThrowingTaskGroup(of: (UInt64, Streamed).self) { group in
+        for seed in UInt64(1)...16 { group.addTask { (seed, try await generate(client, request(seed))) } }
+        return try await group.reduce(into: [UInt64: Streamed]()) { $0[$1.0] = $1.1 }
+      }
+    }
+    for seed in UInt64(1)...16 {
+      #expect(separate[seed]?.ids == single[seed]?.ids, "seed \(seed), own connection")
+      #expect(shared[seed]?.ids == single[seed]?.ids, "seed \(seed), shared connection")
+      #expect(separate[seed]?.text == single[seed]?.text)
+      #expect(shared[seed]?.finish?.reason == .length)
+    }
+    try await running.stop()
+  }
+
+  /// A long generation: hot sampling, no EOS stop, nearly the context.
+  static let long: Eft_V1_GenerateRequest = .with {
+    $0.prompt = question
+    $0.sampling.temperature = 1
+    $0.sampling.seed = 3
+    $0.sampling.maxTokens = 220
+    $0.sampling.stopAtEos = false
+    $0.speculation.enabled = false
+  }
+
+  @Test func cancellingMidStreamStopsTheGenerationAndFreesItsSlot() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let service = running.server.service
+    let received = try await withClient(running.unixEndpoint) { client in
+      try await client.generate(Self.long) { response in
+        var tokens = 0
+        for try await message in response.messages {
+          if case .token = message.event { tokens += 1 }
+          if tokens == 3 { break }  // returning from the handler cancels the call
+        }
+        return tokens
+      }
+    }
+    #expect(received == 3)
+    #expect(try await eventually { service.runningRequests == 0 && service.cancelledGenerations == 1 })
+
+    // Disconnecting (the whole connection goes away mid-stream) does the same.
+    let connection = Task {
+      try await withClient(running.unixEndpoint) { client in
+        try await client.generate(Self.long) { response in
+          for try await _ in response.messages {}
+        }
+      }
+    }
+    #expect(try await eventually { service.runningRequests == 1 })
+    connection.cancel()
+    _ = await connection.result
+    #expect(try await eventually { service.runningRequests == 0 && service.cancelledGenerations == 2 })
+
+    // And the server goes on serving.
+    let after = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
+    #expect(after.text == "The answer is Frostmoor.")
+    try await running.stop()
+  }
+
+  @Test func aDeadlineStopsTheGenerationOnTheServer() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let service = running.server.service
+    var options = CallOptions.defaults
+    options.timeout = .milliseconds(40)
+    let (code, tokens) = try await withClient(running.unixEndpoint) { client in
+      let count = Counter()
+      let code = await rpcCode {
+        try await client.generate(Self.long, options: options) { response in
+          for try await message in response.messages { if case .token = message.event { count.add() } }
+        }
+      }
+      return (code, count.value)
+    }
+    #expect(code == .deadlineExceeded)
+    #expect(tokens < 220, "the deadline cut the generation short")
+    #expect(try await eventually { service.runningRequests == 0 && service.cancelledGenerations == 1 })
+    let after = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
+    #expect(after.text == "The answer is Frostmoor.")
+    try await running.stop()
+  }
+
+  @Test func badRequestsGetAStatusNamingTheFieldAndTheServerKeepsServing() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
+      $0.limits.maxMessageBytes = 64 << 10
+      $0.limits.maxTokens = 100
+    }
+    try await withClient(running.unixEndpoint) { client in
+      func generateError(_ configure: (inout Eft_V1_GenerateRequest) -> Void) async -> RPCError? {
+        var request = Eft_V1_GenerateRequest()
+        request.prompt = question
+        configure(&request)
+        return await rpcError { _ = try await generate(client, request) }
+      }
+      let cases: [(RPCError.Code, String, (inout Eft_V1_GenerateRequest) -> Void)] = [
+        (.notFound, "no graph 'nope'", { $0.graph = "nope" }),
+        (.invalidArgument, "prompt and prompt_tokens", { $0.promptTokens = [1, 2] }),
+        (.invalidArgument, "prompt_tokens[1] = 5000", { $0.prompt = ""; $0.promptTokens = [1, 5000] }),
+        (.invalidArgument, "sampling.temperature", { $0.sampling.temperature = -1 }),
+        (.invalidArgument, "sampling.top_p", { $0.sampling.topP = 2 }),
+        (.invalidArgument, "no parameter 'gamma'", { $0.parameters = ["gamma": 1] }),
+        (.invalidArgument, "speculative.lookahead = 100", { $0.speculation.lookahead = 100 }),
+        (.invalidArgument, "speculative.draft 'nope'", { $0.speculation.draft = "nope" }),
+        (.invalidArgument, "stop holds an empty string", { $0.sampling.stop = [""] }),
+        (.invalidArgument, "max_tokens = -1", { $0.sampling.maxTokens = -1 }),
+        (.resourceExhausted, "max_tokens = 101 is over the server's limit of 100", { $0.sampling.maxTokens = 101 }),
+        (.resourceExhausted, "over the server's limit of 65536 (eft-server --max-message-bytes)", { $0.prompt = String(repeating: "a", count: 65 << 10) }),
+      ]
+      for (code, message, configure) in cases {
+        let error = await generateError(configure)
+        #expect(error?.code == code, "\(message): \(String(describing: error))")
+        #expect(error?.message.contains(message) == true, "\(String(describing: error?.message)) should contain \(message)")
+      }
+      #expect(await rpcCode { _ = try await client.detokenize(.with { $0.ids = [3, 99999] }) } == .invalidArgument)
+      #expect(await rpcError { _ = try await client.detokenize(.with { $0.ids = [3, 99999] }) }?.message.contains("ids[1] = 99999") == true)
+      #expect(await rpcCode { _ = try await client.score(.with { $0.prompt = question; $0.continuation = "" }) } == .invalidArgument)
+      // Far over the limit, the transport drops the message unread (the stream is reset).
+      let huge = await rpcCode { _ = try await client.tokenize(.with { $0.text = String(repeating: "a", count: 300 << 10) }) }
+      #expect(huge != nil)
+      #expect(await rpcCode { _ = try await client.describeGraph(.with { $0.name = "nope" }) } == .notFound)
+      #expect(await rpcCode { _ = try await client.tokenize(.with { $0.graph = "nope" }) } == .notFound)
+      // A graph default over the limit is capped, not refused.
+      let capped = try await generate(client, .with { $0.prompt = question; $0.sampling.stopAtEos = false; $0.sampling.temperature = 1 })
+      #expect(capped.finish?.completionTokens == 24)
+      // Still serving.
+      let after = try await generate(client, .with { $0.prompt = question })
+      #expect(after.text == "The answer is Frostmoor.")
+    }
+    try await running.stop()
+  }
+
+  @Test func moreConcurrentRequestsThanTheLimitAreRefused() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.limits.maxConcurrent = 1 }
+    let service = running.server.service
+    try await withClient(running.unixEndpoint) { client in
+      let first = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.runningRequests == 1 })
+      let error = await rpcError { _ = try await generate(client, .with { $0.prompt = question }) }
+      #expect(error?.code == .resourceExhausted)
+      #expect(error?.message.contains("--max-concurrent") == true)
+      let long = try await first.value
+      #expect(long.finish?.completionTokens == 220)
+      let after = try await generate(client, .with { $0.prompt = question })
+      #expect(after.text == "The answer is Frostmoor.")
+    }
+    try await running.stop()
+  }
+
+  @Test func malformedBytesAndMessagesDoNotStopTheServer() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    // Not HTTP/2 at all: the server drops the connection.
+    try sendRaw(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8) + [UInt8](repeating: 0xff, count: 4096), to: dir.socket)
+    // A gRPC call whose message is not a GenerateRequest.
+    try await connect(running.unixEndpoint) { connection in
+      let garbage = ClientRequest(message: [UInt8]([0xff, 0xff, 0xff, 0x0f, 0x08]))
+      let code = await rpcCode {
+        try await connection.serverStreaming(
+          request: garbage, descriptor: MethodDescriptor(fullyQualifiedService: "eft.v1.Runtime", method: "Generate"),
+          serializer: RawSerializer(), deserializer: RawDeserializer(), options: .defaults) { response in
+            for try await _ in response.messages {}
+          }
+      }
+      #expect(code != nil, "an unparseable message must fail")
+    }
+    let after = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
+    #expect(after.text == "The answer is Frostmoor.")
+    try await running.stop()
+  }
+
+  @Test func shutdownCancelsWhatOutlivesTheGracePeriodAndRemovesTheSocket() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.shutdownGrace = .zero }
+    let service = running.server.service
+    let inFlight = Task {
+      await rpcCode { _ = try await withClient(running.unixEndpoint) { try await generate($0, Self.long) } }
+    }
+    #expect(try await eventually { service.runningRequests == 1 })
+    try await running.stop()
+    let code = await inFlight.value
+    #expect(code != nil, "a generation cut by shutdown must not end OK")
+    #expect(service.runningRequests == 0)
+    #expect(!FileManager.default.fileExists(atPath: dir.socket))
+  }
+
+  @Test func aLiveSocketIsRefusedAndAStaleOneReplaced() async throws {
+    let dir = try SocketDirectory()
+    let first = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    await #expect(throws: EndpointError.self) {
+      _ = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    }
+    try await first.stop()
+    // A socket file nobody listens on (a server that was killed) is replaced.
+    try makeStaleSocket(dir.socket)
+    let second = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let graphs = try await withClient(second.unixEndpoint) { try await $0.listGraphs(Eft_V1_ListGraphsRequest()) }
+    #expect(graphs.graphs.count == 4)
+    try await second.stop()
+  }
+
+  @Test func endpointsParse() throws {
+    #expect(try ServerEndpoint(parsing: "tcp:8080") == .tcp(host: "127.0.0.1", port: 8080))
+    #expect(try ServerEndpoint(parsing: "tcp:0.0.0.0:80") == .tcp(host: "0.0.0.0", port: 80))
+    #expect(try ServerEndpoint(parsing: "tcp:[::1]:9") == .tcp(host: "::1", port: 9))
+    #expect(try ServerEndpoint(parsing: "unix:/tmp/x.sock") == .unix(path: "/tmp/x.sock"))
+    #expect(ServerEndpoint.tcp(host: "::1", port: 9).description == "tcp:[::1]:9")
+    for bad in ["8080", "tcp:", "tcp:host:", "tcp:1:99999", "unix:", "udp:1"] {
+      #expect(throws: EndpointError.self, "\(bad)") { try ServerEndpoint(parsing: bad) }
+    }
+  }
+}
+
+final class Counter: Sendable {
+  private let n = Mutex(0)
+  func add() { n.withLock { $0 += 1 } }
+  var value: Int { n.withLock { $0 } }
+}
+
+struct RawSerializer: MessageSerializer {
+  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+}
+
+struct RawDeserializer: MessageDeserializer {
+  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+    serializedMessageBytes.withUnsafeBytes { Array($0) }
+  }
+}
