@@ -26,6 +26,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   public let limits: ServiceLimits
   let admission: Admission
   private let cancelled = Atomic(0)
+  private let completed = Atomic(0)
 
   public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits()) {
     self.runtime = runtime
@@ -38,6 +39,9 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// Generations stopped early because their call was cancelled (by the client, a disconnect, a
   /// deadline or a shutdown).
   public var cancelledGenerations: Int { cancelled.load(ordering: .relaxed) }
+  /// Generations whose decoding ran to its end (EOS, a stop string, max_tokens or the context),
+  /// whether or not the client was still there to receive the finish.
+  public var completedGenerations: Int { completed.load(ordering: .relaxed) }
 
   /// RESOURCE_EXHAUSTED for a request over `limits.maxMessageBytes`.
   func checkSize(_ request: some SwiftProtobuf.Message) throws {
@@ -98,7 +102,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       } catch {
         stop.set()
         // The sessions are freed when the decoding thread returns.
-        if let result = try? await outcome, result.finishReason == .cancelled { cancelled.add(1, ordering: .relaxed) }
+        if let result = try? await outcome { count(result) }
         throw error
       }
       let result: GenerationResult
@@ -107,11 +111,19 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       } catch let error as EFTCore.RuntimeError {
         throw ServiceError.rpc(error)
       }
+      count(result)
       guard result.finishReason != .cancelled, !Task.isCancelled else {
-        if result.finishReason == .cancelled { cancelled.add(1, ordering: .relaxed) }
         throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
       }
       try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
+    }
+  }
+
+  private func count(_ result: GenerationResult) {
+    if result.finishReason == .cancelled {
+      cancelled.add(1, ordering: .relaxed)
+    } else {
+      completed.add(1, ordering: .relaxed)
     }
   }
 

@@ -8,6 +8,12 @@ struct EFTServerCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eft-server",
     abstract: "Serve a config's graphs over gRPC (eft.v1.Runtime and grpc.health.v1.Health) on TCP and Unix sockets.",
+    subcommands: [Serve.self, Bench.self], defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Serve a config's graphs (the default command: `eft-server CONFIG --listen …`).",
     discussion: """
       Runs until SIGINT or SIGTERM, then stops accepting calls, lets running ones finish for \
       --shutdown-grace seconds, cancels the rest and removes its Unix socket files.

@@ -1,0 +1,145 @@
+import ArgumentParser
+import EFTCore
+import EFTRPC
+import EFTServer
+import Foundation
+
+struct Bench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "What serving costs: the same generation in-process (as `eft run`) and streamed through this server over a Unix socket and TCP loopback, alternating, in one run.",
+    discussion: """
+      Each run times one generation in-process, then the same request (same seed) through each \
+      transport on an open connection, from sending it to receiving its last message. Prints the \
+      median per generation and per token, and the ratio to in-process; exits 1 if any streamed \
+      generation differs from the in-process one.
+      """)
+
+  @Argument(help: "The config file (.pbtxt).")
+  var config: String
+
+  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable).")
+  var pluginDirs: [String] = []
+
+  @Option(help: "The graph (default: the config's default graph).")
+  var graph: String?
+
+  @Option(help: "The prompt.")
+  var prompt = "The"
+
+  @Option(help: "Tokens per generation (EOS does not stop it).")
+  var maxTokens = 64
+
+  @Option(help: "Sampling temperature (default: the graph's).")
+  var temperature: Double?
+
+  @Option(help: "The seed of every generation.")
+  var seed: UInt64 = 1
+
+  @Option(help: "Runs; medians are reported.")
+  var runs = 15
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  func validate() throws {
+    guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+    guard runs > 0 else { throw ValidationError("--runs must be positive") }
+  }
+
+  func run() async throws {
+    let runtime: Runtime
+    do {
+      runtime = try Runtime(configPath: config, pluginDirectories: pluginDirs)
+    } catch let error as EFTCore.RuntimeError {
+      log("error: \(error.message)")
+      throw ExitCode(1)
+    }
+    var local = GenerationRequest(graph: graph, prompt: prompt)
+    local.maxTokens = maxTokens
+    local.stopAtEOS = false
+    local.seed = seed
+    local.temperature = temperature
+    var remote = Eft_V1_GenerateRequest()
+    remote.graph = graph ?? ""
+    remote.prompt = prompt
+    remote.sampling.maxTokens = Int32(maxTokens)
+    remote.sampling.stopAtEos = false
+    remote.sampling.seed = seed
+    if let temperature { remote.sampling.temperature = temperature }
+
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eft-bench-\(getpid())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = RuntimeServer(runtime: runtime, options: ServerOptions(endpoints: [.unix(path: directory + "/eft.sock"), .tcp(host: "127.0.0.1", port: 0)]))
+    let listening = AsyncStream<[ServerEndpoint]>.makeStream()
+    let serving = Task { try await server.run { listening.continuation.yield($0) } }
+    var endpoints: [ServerEndpoint] = []
+    for await bound in listening.stream {
+      endpoints = bound
+      break
+    }
+    defer { server.shutdown() }
+
+    let expected = try runtime.generate(local).tokens
+    var localTimes: [Double] = []
+    var unixTimes: [Double] = []
+    var tcpTimes: [Double] = []
+    var identical = true
+    try await connect(endpoints[0]) { unixConnection in
+      try await connect(endpoints[1]) { tcpConnection in
+        let clients = [RuntimeClient(wrapping: unixConnection), RuntimeClient(wrapping: tcpConnection)]
+        func streamed(_ client: RuntimeClient) async throws -> (Double, [Int32]) {
+          let start = DispatchTime.now()
+          let ids = try await client.generate(remote) { response in
+            var ids: [Int32] = []
+            for try await message in response.messages {
+              if case .token(let t) = message.event, t.id >= 0 { ids.append(t.id) }
+            }
+            return ids
+          }
+          return (seconds(since: start), ids)
+        }
+        for client in clients { _ = try await streamed(client) }  // warm-up: connection, thread, caches
+        for _ in 0..<runs {
+          let start = DispatchTime.now()
+          let tokens = try runtime.generate(local).tokens
+          localTimes.append(seconds(since: start))
+          identical = identical && tokens == expected
+          let (unixTime, unixIDs) = try await streamed(clients[0])
+          let (tcpTime, tcpIDs) = try await streamed(clients[1])
+          unixTimes.append(unixTime)
+          tcpTimes.append(tcpTime)
+          identical = identical && unixIDs == expected && tcpIDs == expected
+        }
+      }
+    }
+    server.shutdown()
+    try await serving.value
+
+    let n = Double(expected.count)
+    let rows = [("in-process", median(localTimes)), ("unix socket", median(unixTimes)), ("tcp loopback", median(tcpTimes))]
+    let base = rows[0].1
+    if json {
+      let items = rows.map { name, t in
+        "{\"path\":\"\(name)\",\"seconds\":\(jsonNumber(t, decimals: 6)),\"us_per_token\":\(jsonNumber(t / n * 1e6, decimals: 2)),\"ratio\":\(jsonNumber(t / base, decimals: 4)),\"overhead_us_per_token\":\(jsonNumber((t - base) / n * 1e6, decimals: 2))}"
+      }
+      print("{\"tokens\":\(expected.count),\"runs\":\(runs),\"identical\":\(identical),\"paths\":[\(items.joined(separator: ","))]}")
+    } else {
+      print("graph \(try runtime.graph(named: graph).name), \(expected.count) tokens per generation, median of \(runs) runs")
+      for (name, t) in rows {
+        print(String(format: "%-13@ %9.3f ms  %8.1f µs/token  %6.3f×  %+8.1f µs/token", name, t * 1e3, t / n * 1e6, t / base, (t - base) / n * 1e6))
+      }
+      print(identical ? "streamed tokens identical to in-process: yes" : "streamed tokens identical to in-process: NO")
+    }
+    if !identical { throw ExitCode(1) }
+  }
+}
+
+private func seconds(since start: DispatchTime) -> Double {
+  Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+private func median(_ xs: [Double]) -> Double {
+  let s = xs.sorted()
+  return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""A Python client of eft-server: streams a generation, scores a continuation, lists graphs.
+
+    python3 generate_stubs.py
+    python3 eft_client.py --connect unix:/tmp/eft.sock generate --prompt 'Where does Tomas live?'
+    python3 eft_client.py --connect tcp:127.0.0.1:50051 generate --prompt '...' --temperature 1 --seed 7 -v
+    python3 eft_client.py --connect unix:/tmp/eft.sock score --prompt '...' --continuation '...'
+    python3 eft_client.py --connect unix:/tmp/eft.sock graphs
+
+`generate` prints the text as it streams (what `eft run` prints); `-v` adds the finish line.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stubs"))
+try:
+    from eft.v1 import runtime_pb2, runtime_pb2_grpc
+except ImportError:
+    sys.exit("eft_client: no stubs; run `python3 generate_stubs.py` first")
+import grpc
+
+
+def channel_target(endpoint: str) -> str:
+    """eft-server's endpoint syntax (unix:PATH, tcp:HOST:PORT, tcp:PORT) as a gRPC target."""
+    if endpoint.startswith("unix:"):
+        return endpoint
+    if endpoint.startswith("tcp:"):
+        rest = endpoint[4:]
+        return rest if ":" in rest else f"127.0.0.1:{rest}"
+    raise SystemExit(f"eft_client: --connect {endpoint!r}: expected unix:PATH, tcp:HOST:PORT or tcp:PORT")
+
+
+def parameters(assignments):
+    values = {}
+    for a in assignments:
+        name, _, value = a.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"eft_client: --set {a}: expected name=number, e.g. --set beta=0.5")
+    return values
+
+
+def generate(stub, args):
+    request = runtime_pb2.GenerateRequest(graph=args.graph, prompt=args.prompt, parameters=parameters(args.set))
+    if args.max_tokens is not None:
+        request.sampling.max_tokens = args.max_tokens
+    if args.seed is not None:
+        request.sampling.seed = args.seed
+    if args.temperature is not None:
+        request.sampling.temperature = args.temperature
+    request.sampling.stop.extend(args.stop)
+    finish = None
+    for response in stub.Generate(request, timeout=args.timeout):
+        event = response.WhichOneof("event")
+        if event == "token":
+            sys.stdout.write(response.token.text)
+            sys.stdout.flush()
+        elif event == "finish":
+            finish = response.finish
+    sys.stdout.write("\n")
+    if args.verbose and finish is not None:
+        reason = runtime_pb2.FinishReason.Name(finish.reason).removeprefix("FINISH_REASON_").lower()
+        print(f"eft: {finish.completion_tokens} tokens, finish {reason}, prompt "
+              f"{'/'.join(map(str, finish.prompt_tokens))} tokens, prefill {finish.prefill_seconds:.3f} s, "
+              f"decode {finish.decode_seconds:.3f} s, {finish.stats.model_calls} model calls", file=sys.stderr)
+
+
+def score(stub, args):
+    response = stub.Score(runtime_pb2.ScoreRequest(graph=args.graph, prompt=args.prompt,
+                                                   continuation=args.continuation, parameters=parameters(args.set)),
+                          timeout=args.timeout)
+    for token, log_prob, piece in zip(response.tokens, response.log_probs, response.pieces):
+        print(f"{token:6d}  {log_prob:10.4f}  {piece!r}")
+    print(f"total {response.total:.4f} over {len(response.tokens)} tokens")
+
+
+def graphs(stub, args):
+    response = stub.ListGraphs(runtime_pb2.ListGraphsRequest(), timeout=args.timeout)
+    for g in response.graphs:
+        default = " (default)" if g.name == response.default_graph else ""
+        print(f"graph {g.name}{default}: {g.description}")
+        for p in g.parameters:
+            print(f"  parameter {p.name} = {p.default_value}")
+        for n in g.nodes:
+            print(f"  {n.name} = {n.operation}{'  ← output' if n.name == g.output_node else ''}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connect", default="tcp:127.0.0.1:50051", help="unix:PATH, tcp:HOST:PORT or tcp:PORT")
+    parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    commands = parser.add_subparsers(dest="command", required=True)
+    g = commands.add_parser("generate")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--graph", default="")
+    g.add_argument("--max-tokens", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--stop", action="append", default=[])
+    g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    g.add_argument("-v", "--verbose", action="store_true")
+    s = commands.add_parser("score")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--continuation", required=True)
+    s.add_argument("--graph", default="")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    commands.add_parser("graphs")
+    args = parser.parse_args()
+
+    with grpc.insecure_channel(channel_target(args.connect)) as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        try:
+            {"generate": generate, "score": score, "graphs": graphs}[args.command](stub, args)
+        except grpc.RpcError as error:
+            print(f"eft_client: error: {error.details()} ({error.code().name})", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
