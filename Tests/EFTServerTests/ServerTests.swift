@@ -306,8 +306,20 @@ import Testing
     let inFlight = Task {
       await rpcCode { _ = try await withClient(running.unixEndpoint) { try await generate($0, Self.long) } }
     }
+    // A health watcher sees SERVING, then NOT_SERVING when the shutdown begins, then its call ends.
+    let watcher = Task {
+      try await connect(running.unixEndpoint) { connection in
+        try await HealthClient(wrapping: connection).watch(.with { $0.service = "" }) { response in
+          var seen: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
+          for try await message in response.messages { seen.append(message.status) }
+          return seen
+        }
+      }
+    }
     #expect(try await eventually { service.runningRequests == 1 })
+    try await Task.sleep(for: .milliseconds(100))  // let the watcher get its first answer
     try await running.stop()
+    #expect(try await watcher.value == [.serving, .notServing])
     let code = await inFlight.value
     #expect(code != nil, "a generation cut by shutdown must not end OK")
     #expect(service.runningRequests == 0)
