@@ -39,8 +39,12 @@ let package = Package(
     .target(name: "EFTCore", dependencies: ["CEFTBackend", "EFTProto", "EFTTokenizer"]),
     // What a backend written in Swift links: turns a Swift model type into the C function table.
     .target(name: "EFTPluginKit", dependencies: ["CEFTBackend"]),
-    .executableTarget(name: "eft", dependencies: [
+    // Option groups and output formats shared by `eft` and `eft-client`.
+    .target(name: "EFTCommandLine", dependencies: [
       "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+    .executableTarget(name: "eft", dependencies: [
+      "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 
     // The wire protocol: messages and gRPC stubs generated from proto/eft/v1/runtime.proto and
@@ -58,10 +62,10 @@ let package = Package(
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),
     .executableTarget(name: "eft-server", dependencies: [
-      "EFTServer", "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "eft-client", dependencies: [
-      "EFTServer", "EFTRPC", "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTServer", "EFTRPC", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),

@@ -27,9 +27,9 @@ public func clientTransport(_ endpoint: ServerEndpoint) throws -> HTTP2ClientTra
     target = .unixDomainSocket(path: path)
   case .tcp(let host, let port):
     if endpoint.isIPv6 {
-      target = .ipv6(host: host, port: port)
+      target = .ipv6(address: host, port: port)
     } else if host.split(separator: ".").count == 4, host.allSatisfy({ $0 == "." || $0.isNumber }) {
-      target = .ipv4(host: host, port: port)
+      target = .ipv4(address: host, port: port)
     } else {
       target = .dns(host: host, port: port)
     }

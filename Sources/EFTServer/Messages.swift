@@ -65,6 +65,29 @@ extension GenerationRequest {
   }
 }
 
+extension Eft_V1_GenerateRequest {
+  /// The message that asks a server for `r` (the inverse of `GenerationRequest.init(_:graph:…)`).
+  public init(_ r: GenerationRequest) {
+    self.init()
+    graph = r.graph ?? ""
+    if let ids = r.promptTokens { promptTokens = ids } else { prompt = r.prompt }
+    if let v = r.temperature { sampling.temperature = v }
+    if let v = r.topK { sampling.topK = Int32(clamping: v) }
+    if let v = r.topP { sampling.topP = v }
+    if let v = r.minP { sampling.minP = v }
+    if let v = r.seed { sampling.seed = v }
+    if let v = r.maxTokens { sampling.maxTokens = Int32(clamping: v) }
+    if let v = r.stop { sampling.stop = v }
+    if let v = r.stopAtEOS { sampling.stopAtEos = v }
+    parameters = r.parameters
+    if let v = r.speculative { speculation.enabled = v }
+    if let v = r.draft { speculation.draft = v }
+    if let v = r.lookahead { speculation.lookahead = Int32(clamping: v) }
+    if let v = r.adaptiveLookahead { speculation.adaptive = v }
+    returnNodeLogProbs = r.returnNodeValues
+  }
+}
+
 extension Eft_V1_FinishReason {
   init(_ reason: FinishReason) {
     switch reason {

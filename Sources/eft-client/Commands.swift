@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import EFTRPC
 import Foundation
@@ -10,24 +11,17 @@ struct Score: AsyncParsableCommand {
   @OptionGroup var connection: ConnectionOptions
   @OptionGroup var graphOptions: GraphOptions
 
-  @Option(help: "The prompt (context).")
-  var prompt: String
-
-  @Option(help: "The continuation to score.")
-  var continuation: String
-
-  @Flag(help: "Print JSON: {\"tokens\": [ids], \"logprobs\": [...], \"total\": x}.")
-  var json = false
+  @OptionGroup var scoring: ScoreOptions
 
   func run() async throws {
     var request = Eft_V1_ScoreRequest()
-    request.graph = graphOptions.graph
-    request.prompt = prompt
-    request.continuation = continuation
+    request.graph = graphOptions.graph ?? ""
+    request.prompt = scoring.prompt
+    request.continuation = scoring.continuation
     request.parameters = try graphOptions.parameters()
     let response = try await connection.withClient { try await $0.score(request, options: connection.callOptions) }
     let result = ScoreResult(tokens: response.tokens, logProbs: response.logProbs)
-    if json {
+    if scoring.json {
       print(Report.scoreJSON(result))
     } else {
       for line in Report.scoreTable(result, pieces: response.pieces) { print(line) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import EFTRPC
 import EFTServer
@@ -55,22 +56,6 @@ struct ConnectionOptions: ParsableArguments {
     } catch let error as RPCError {
       FileHandle.standardError.write(Data("eft-client: error: \(error.message) (\(statusName(error.code)))\n".utf8))
       throw ExitCode(1)
-    }
-  }
-}
-
-struct GraphOptions: ParsableArguments {
-  @Option(help: "The graph to use (default: the server config's default graph).")
-  var graph = ""
-
-  @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
-  var assignments: [String] = []
-
-  func parameters() throws -> [String: Double] {
-    do {
-      return try parseAssignments(assignments)
-    } catch let error as EFTCore.RuntimeError {
-      throw ValidationError(error.message)
     }
   }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import EFTRPC
 import EFTServer

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import Foundation
 
@@ -20,41 +21,6 @@ struct ConfigOptions: ParsableArguments {
 
   func load() throws -> Runtime {
     try Runtime(configPath: config, pluginDirectories: pluginDirs)
-  }
-}
-
-/// Graph selection and parameter overrides.
-struct GraphOptions: ParsableArguments {
-  @Option(help: "The graph to use (default: the config's default graph, or its only graph).")
-  var graph: String?
-
-  @Option(name: .customLong("set"), help: ArgumentHelp("Override a graph parameter, e.g. --set beta=0.5 (repeatable).", valueName: "name=value"))
-  var assignments: [String] = []
-
-  func parameters() throws -> [String: Double] { try parseAssignments(assignments) }
-}
-
-/// Speculative decoding overrides.
-struct SpeculationOptions: ParsableArguments {
-  enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
-
-  @Option(help: "Speculative decoding on or off (default: the graph's speculative section).")
-  var speculative: Switch?
-
-  @Option(help: "Draft from this node of the graph (turns speculation on unless --speculative off).")
-  var draft: String?
-
-  @Option(help: "Tokens drafted per step (0 turns speculation off).")
-  var lookahead: Int?
-
-  @Flag(inversion: .prefixedNo, help: "Adapt the lookahead to the acceptance (default: the graph's).")
-  var adaptiveLookahead: Bool?
-
-  func apply(to request: inout GenerationRequest) {
-    request.speculative = speculative.map { $0 == .on }
-    request.draft = draft
-    request.lookahead = lookahead
-    request.adaptiveLookahead = adaptiveLookahead
   }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import Foundation
 
@@ -8,34 +9,8 @@ struct Run: ParsableCommand {
 
   @OptionGroup var options: ConfigOptions
   @OptionGroup var graphOptions: GraphOptions
+  @OptionGroup var generation: GenerationOptions
   @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
-
-  @Option(help: "The prompt text.")
-  var prompt: String
-
-  @Flag(name: [.customShort("e"), .customLong("escape")], help: "Process escapes in the prompt: \\n, \\t, \\\\ (as llama.cpp's -e), to type chat formats on one line.")
-  var escape = false
-
-  @Option(help: "Maximum tokens to generate (default: the graph's, else 256).")
-  var maxTokens: Int?
-
-  @Option(help: "Random seed; the same seed reproduces a run.")
-  var seed: UInt64?
-
-  @Option(help: "Sampling temperature; 0 is greedy.")
-  var temperature: Double?
-
-  @Option(help: "Top-k sampling (0 = off).")
-  var topK: Int?
-
-  @Option(help: "Top-p (nucleus) sampling (0 or 1 = off).")
-  var topP: Double?
-
-  @Option(help: "Min-p sampling (0 = off).")
-  var minP: Double?
-
-  @Option(help: "Stop when the text contains this string (repeatable).")
-  var stop: [String] = []
 
   @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
   var verbose = false
@@ -46,17 +21,8 @@ struct Run: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
-      var request = GenerationRequest(graph: graphOptions.graph, prompt: escape ? unescape(prompt) : prompt)
-      request.parameters = try graphOptions.parameters()
-      request.maxTokens = maxTokens
-      request.seed = seed
-      request.temperature = temperature
-      request.topK = topK
-      request.topP = topP
-      request.minP = minP
+      var request = try generation.request(graphOptions, speculation)
       request.returnNodeValues = trace
-      speculation.apply(to: &request)
-      if !stop.isEmpty { request.stop = stop }
       let graph = try runtime.graph(named: graphOptions.graph)
       if trace { writeError("token  text  logprob  " + graph.nodeNames.joined(separator: "  ")) }
       let result = try runtime.generate(request) { event in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import Foundation
 
@@ -9,21 +10,14 @@ struct Score: ParsableCommand {
   @OptionGroup var options: ConfigOptions
   @OptionGroup var graphOptions: GraphOptions
 
-  @Option(help: "The prompt (context).")
-  var prompt: String
-
-  @Option(help: "The continuation to score (tokenized on its own, without special tokens).")
-  var continuation: String
-
-  @Flag(help: "Print JSON: {\"tokens\": [ids], \"logprobs\": [...], \"total\": x} (a masked token's log-prob is null).")
-  var json = false
+  @OptionGroup var scoring: ScoreOptions
 
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
-      let result = try runtime.score(graph: graphOptions.graph, prompt: prompt, continuation: continuation,
+      let result = try runtime.score(graph: graphOptions.graph, prompt: scoring.prompt, continuation: scoring.continuation,
                                      parameters: try graphOptions.parameters())
-      if json {
+      if scoring.json {
         print(Report.scoreJSON(result))
       } else {
         let graph = try runtime.graph(named: graphOptions.graph)

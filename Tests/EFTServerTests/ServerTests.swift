@@ -1,6 +1,6 @@
 import EFTCore
 import EFTRPC
-import EFTServer
+@testable import EFTServer
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -366,5 +366,42 @@ struct RawSerializer: MessageSerializer {
 struct RawDeserializer: MessageDeserializer {
   func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
     serializedMessageBytes.withUnsafeBytes { Array($0) }
+  }
+}
+
+@Suite struct MessageTests {
+  /// What `eft-client` sends is what the server turns back into the same runtime request.
+  @Test func generationRequestsRoundTrip() throws {
+    let graph = try facts().graph(named: "upscaled")
+    var r = GenerationRequest(graph: "upscaled", prompt: question)
+    r.temperature = 0.7
+    r.topK = 5
+    r.topP = 0.9
+    r.minP = 0.05
+    r.seed = 42
+    r.maxTokens = 17
+    r.stop = ["\n", "."]
+    r.stopAtEOS = false
+    r.parameters = ["beta": 1.25]
+    r.speculative = true
+    r.draft = "ft"
+    r.lookahead = 3
+    r.adaptiveLookahead = true
+    r.returnNodeValues = true
+    let back = try GenerationRequest(Eft_V1_GenerateRequest(r), graph: graph, maxTokensLimit: 100)
+    #expect(back.graph == r.graph && back.prompt == r.prompt && back.promptTokens == nil)
+    #expect(back.temperature == 0.7 && back.topK == 5 && back.topP == 0.9 && back.minP == 0.05 && back.seed == 42)
+    #expect(back.maxTokens == 17 && back.stop == ["\n", "."] && back.stopAtEOS == false)
+    #expect(back.parameters == ["beta": 1.25])
+    #expect(back.speculative == true && back.draft == "ft" && back.lookahead == 3 && back.adaptiveLookahead == true)
+    #expect(back.returnNodeValues)
+
+    // Unset fields stay unset (the graph's defaults apply on the server), token prompts travel.
+    var plain = GenerationRequest(prompt: "")
+    plain.promptTokens = [1, 2, 3]
+    let plainBack = try GenerationRequest(Eft_V1_GenerateRequest(plain), graph: graph, maxTokensLimit: 100)
+    #expect(plainBack.promptTokens == [1, 2, 3])
+    #expect(plainBack.temperature == nil && plainBack.seed == nil && plainBack.stop == nil && plainBack.speculative == nil)
+    #expect(plainBack.maxTokens == nil, "the graph's 24 is under the limit, so nothing is capped")
   }
 }

@@ -1,3 +1,5 @@
+import ArgumentParser
+import EFTCore
 import Foundation
 
 // Text the command-line tools (`eft`, `eft-client`) read and print, kept in one place so that a
@@ -134,7 +136,7 @@ public func parseAssignments(_ assignments: [String]) throws -> [String: Double]
   for a in assignments {
     let parts = a.split(separator: "=", maxSplits: 1)
     guard parts.count == 2, let v = Double(parts[1].trimmingCharacters(in: .whitespaces)) else {
-      throw RuntimeError(.request, .invalidArgument, "--set \(a): expected name=number, e.g. --set beta=0.5")
+      throw ValidationError("--set \(a): expected name=number, e.g. --set beta=0.5")
     }
     values[parts[0].trimmingCharacters(in: .whitespaces)] = v
   }
