@@ -1,6 +1,7 @@
 import EFTCore
 import EFTRPC
 import GRPCCore
+import Foundation
 import SwiftProtobuf
 import Synchronization
 
@@ -27,11 +28,38 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   let admission: Admission
   private let cancelled = Atomic(0)
   private let completed = Atomic(0)
+  /// Where a line per Generate and Score call goes (nil: nowhere).
+  let requestLog: (@Sendable (String) -> Void)?
 
-  public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits()) {
+  public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits(), requestLog: (@Sendable (String) -> Void)? = nil) {
     self.runtime = runtime
     self.limits = limits
     self.admission = Admission(limit: limits.maxConcurrent)
+    self.requestLog = requestLog
+  }
+
+  /// Runs one call's body and, when there is a request log, writes a line about it: what the body
+  /// noted, or the status it failed with, and the time it took.
+  func logged<T>(_ method: String, _ body: (CallNote) async throws -> T) async throws -> T {
+    let note = CallNote()
+    guard let requestLog else { return try await body(note) }
+    let start = ContinuousClock.now
+    func elapsed() -> String {
+      let d = (ContinuousClock.now - start).components
+      return String(format: "%.1f ms", Double(d.seconds) * 1e3 + Double(d.attoseconds) / 1e15)
+    }
+    let what = { note.text.isEmpty ? method : "\(method) \(note.text)" }
+    do {
+      let result = try await body(note)
+      requestLog("\(what()) (\(elapsed()))")
+      return result
+    } catch let error as RPCError {
+      requestLog("\(what()): \(statusName(error.code)) \(error.message) (\(elapsed()))")
+      throw error
+    } catch {
+      requestLog("\(what()): \(error) (\(elapsed()))")
+      throw error
+    }
   }
 
   /// Requests running model code now.
@@ -63,8 +91,13 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   public func generate(request: Eft_V1_GenerateRequest, response: RPCWriter<Eft_V1_GenerateResponse>,
                        context: ServerContext) async throws {
+    try await logged("generate") { note in try await generate(request, response, note) }
+  }
+
+  private func generate(_ request: Eft_V1_GenerateRequest, _ response: RPCWriter<Eft_V1_GenerateResponse>, _ note: CallNote) async throws {
     try checkSize(request)
     let graph = try graph(request.graph)
+    note.text = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
     try await admission.run {
       var start = Eft_V1_Start()
@@ -112,6 +145,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
         throw ServiceError.rpc(error)
       }
       count(result)
+      note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
       guard result.finishReason != .cancelled, !Task.isCancelled else {
         throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
       }
@@ -128,8 +162,13 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   }
 
   public func score(request: Eft_V1_ScoreRequest, context: ServerContext) async throws -> Eft_V1_ScoreResponse {
+    try await logged("score") { note in try await score(request, note) }
+  }
+
+  private func score(_ request: Eft_V1_ScoreRequest, _ note: CallNote) async throws -> Eft_V1_ScoreResponse {
     try checkSize(request)
     let graph = try graph(request.graph)
+    note.text = graph.name
     let runtime = self.runtime
     return try await admission.run {
       let result: ScoreResult
@@ -141,6 +180,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       } catch let error as EFTCore.RuntimeError {
         throw ServiceError.rpc(error)
       }
+      note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
       return .with {
         $0.tokens = result.tokens
         $0.logProbs = result.logProbs
@@ -175,4 +215,17 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   public func describeGraph(request: Eft_V1_DescribeGraphRequest, context: ServerContext) async throws -> Eft_V1_GraphInfo {
     Eft_V1_GraphInfo(try graph(request.name))
   }
+}
+
+/// What a call's log line says about it, filled in as the call learns it.
+final class CallNote {
+  var text = ""
+}
+
+/// The canonical gRPC name of a status code (google.rpc.Code), as servers and docs spell it.
+public func statusName(_ code: RPCError.Code) -> String {
+  let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
+  return names.indices.contains(code.rawValue) ? names[code.rawValue] : "\(code)"
 }

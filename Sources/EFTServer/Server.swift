@@ -9,6 +9,8 @@ public struct ServerOptions: Sendable {
   public var limits = ServiceLimits()
   /// After a shutdown begins, how long running calls may go on before they are cancelled.
   public var shutdownGrace: Duration = .seconds(10)
+  /// Where a line per Generate and Score call goes (nil: nowhere).
+  public var requestLog: (@Sendable (String) -> Void)?
 
   public init(endpoints: [ServerEndpoint]) { self.endpoints = endpoints }
 }
@@ -26,7 +28,7 @@ public final class RuntimeServer: Sendable {
 
   public init(runtime: Runtime, options: ServerOptions) {
     self.options = options
-    self.service = RuntimeService(runtime: runtime, limits: options.limits)
+    self.service = RuntimeService(runtime: runtime, limits: options.limits, requestLog: options.requestLog)
     (shutdownSignal, shutdownSink) = AsyncStream<Void>.makeStream()
   }
 

@@ -60,14 +60,6 @@ struct ConnectionOptions: ParsableArguments {
   }
 }
 
-/// The canonical gRPC name of a status code (google.rpc.Code), as servers and docs spell it.
-func statusName(_ code: RPCError.Code) -> String {
-  let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
-  return names.indices.contains(code.rawValue) ? names[code.rawValue] : "\(code)"
-}
-
 func write(_ text: String, to handle: FileHandle = .standardOutput) {
   handle.write(Data(text.utf8))
 }

@@ -40,6 +40,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Seconds running calls may go on after SIGINT/SIGTERM before they are cancelled.")
   var shutdownGrace = 10.0
 
+  @Flag(help: "Log a line per Generate and Score call to stderr (graph, tokens, finish or status, time).")
+  var logRequests = false
+
   func validate() throws {
     guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
@@ -58,6 +61,7 @@ struct Serve: AsyncParsableCommand {
     options.limits.maxTokens = maxTokensLimit
     options.limits.maxConcurrent = maxConcurrent
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
+    if logRequests { options.requestLog = { log($0) } }
 
     let runtime: Runtime
     do {

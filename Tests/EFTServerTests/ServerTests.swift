@@ -326,6 +326,42 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: dir.socket))
   }
 
+  @Test func aGracefulShutdownLetsRunningCallsFinish() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.shutdownGrace = .seconds(60) }
+    let service = running.server.service
+    let inFlight = Task { try await withClient(running.unixEndpoint) { try await generate($0, Self.long) } }
+    #expect(try await eventually { service.runningRequests == 1 })
+    try await running.stop()
+    let finished = try await inFlight.value
+    #expect(finished.finish?.reason == .length)
+    #expect(finished.ids.count == 220)
+    #expect(!FileManager.default.fileExists(atPath: dir.socket))
+  }
+
+  @Test func theRequestLogHasALinePerCall() async throws {
+    let dir = try SocketDirectory()
+    let lines = Lines()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { options in
+      options.requestLog = { lines.append($0) }
+    }
+    try await withClient(running.unixEndpoint) { client in
+      _ = try await generate(client, .with { $0.prompt = question })
+      _ = await rpcCode { _ = try await generate(client, .with { $0.prompt = question; $0.sampling.topP = 2 }) }
+      _ = await rpcCode { _ = try await generate(client, .with { $0.graph = "nope" }) }
+      _ = try await client.score(.with { $0.prompt = question; $0.continuation = "The answer is Frostmoor." })
+    }
+    try await running.stop()
+    let log = lines.all
+    #expect(log.count == 4, "\(log)")
+    guard log.count == 4 else { return }
+    #expect(log[0].hasPrefix("generate upscaled: 5 tokens, eos ("), "\(log[0])")
+    #expect(log[1].hasPrefix("generate upscaled: INVALID_ARGUMENT sampling.top_p = 2.0 is outside [0, 1] ("), "\(log[1])")
+    #expect(log[2].hasPrefix("generate: NOT_FOUND no graph 'nope'"), "\(log[2])")
+    #expect(log[3].hasPrefix("score upscaled: 5 tokens, total "), "\(log[3])")
+    #expect(log.allSatisfy { $0.hasSuffix(" ms)") })
+  }
+
   @Test func aLiveSocketIsRefusedAndAStaleOneReplaced() async throws {
     let dir = try SocketDirectory()
     let first = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
@@ -351,6 +387,12 @@ import Testing
       #expect(throws: EndpointError.self, "\(bad)") { try ServerEndpoint(parsing: bad) }
     }
   }
+}
+
+final class Lines: Sendable {
+  private let lines = Mutex<[String]>([])
+  func append(_ line: String) { lines.withLock { $0.append(line) } }
+  var all: [String] { lines.withLock { $0 } }
 }
 
 final class Counter: Sendable {
