@@ -114,6 +114,15 @@ import Testing
     #expect(Set(single.values.map(\.text)).count > 8, "different seeds should give different generations")
 
     // Sixteen at once, each on its own connection, and sixteen multiplexed on one connection.
+    let service = running.server.service
+    let watching = Task {
+      var most = 0
+      while !Task.isCancelled {
+        most = max(most, service.runningRequests)
+        try? await Task.sleep(for: .milliseconds(1))
+      }
+      return most
+    }
     let separate = try await withThrowingTaskGroup(of: (UInt64, Streamed).self) { group in
       for seed in UInt64(1)...16 {
         group.addTask { (seed, try await withClient(running.unixEndpoint) { try await generate($0, request(seed)) }) }
@@ -126,6 +135,8 @@ import Testing
         return try await group.reduce(into: [UInt64: Streamed]()) { $0[$1.0] = $1.1 }
       }
     }
+    watching.cancel()
+    #expect(await watching.value > 1, "the streams ran concurrently")
     for seed in UInt64(1)...16 {
       #expect(separate[seed]?.ids == single[seed]?.ids, "seed \(seed), own connection")
       #expect(shared[seed]?.ids == single[seed]?.ids, "seed \(seed), shared connection")
@@ -234,6 +245,7 @@ import Testing
         (.invalidArgument, "stop holds an empty string", { $0.sampling.stop = [""] }),
         (.invalidArgument, "max_tokens = -1", { $0.sampling.maxTokens = -1 }),
         (.resourceExhausted, "max_tokens = 101 is over the server's limit of 100", { $0.sampling.maxTokens = 101 }),
+        (.outOfRange, "which holds 256", { $0.prompt = String(repeating: "Fenyar Balutam ", count: 400) }),
         (.resourceExhausted, "over the server's limit of 65536 (eft-server --max-message-bytes)", { $0.prompt = String(repeating: "a", count: 65 << 10) }),
       ]
       for (code, message, configure) in cases {
