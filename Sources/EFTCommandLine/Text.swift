@@ -31,6 +31,16 @@ public enum Report {
     return lines
   }
 
+  /// The `--trace` header: one column per node.
+  public static func traceHeader(nodes: [String]) -> String {
+    "token  text  logprob  " + nodes.joined(separator: "  ")
+  }
+
+  /// The `--trace` line of one token: id, its own text, its log-prob and every node's value.
+  public static func traceLine(token: Int32, piece: String, logProb: Float, nodeValues: [Float]) -> String {
+    "\(token)  \(String(reflecting: piece))  " + ([logProb] + nodeValues).map { String(format: "%.4f", $0) }.joined(separator: "  ")
+  }
+
   /// One line per scored token (id, log-prob, its text alone), then the total.
   public static func scoreTable(_ r: ScoreResult, pieces: [String]) -> [String] {
     zip(zip(r.tokens, r.logProbs), pieces).map { pair, piece in

@@ -371,6 +371,9 @@ public nonisolated struct Eft_V1_Token: Sendable {
   /// Each node's value at this token, when the request asked for them.
   public var nodeLogProbs: [Float] = []
 
+  /// The token's own text (decoded alone), sent with node_log_probs.
+  public var piece: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1107,7 +1110,7 @@ nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Token"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}text\0\u{3}log_prob\0\u{3}node_log_probs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}text\0\u{3}log_prob\0\u{3}node_log_probs\0\u{1}piece\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1119,6 +1122,7 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 2: try { try decoder.decodeSingularStringField(value: &self.text) }()
       case 3: try { try decoder.decodeSingularFloatField(value: &self.logProb) }()
       case 4: try { try decoder.decodeRepeatedFloatField(value: &self.nodeLogProbs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.piece) }()
       default: break
       }
     }
@@ -1137,6 +1141,9 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if !self.nodeLogProbs.isEmpty {
       try visitor.visitPackedFloatField(value: self.nodeLogProbs, fieldNumber: 4)
     }
+    if !self.piece.isEmpty {
+      try visitor.visitSingularStringField(value: self.piece, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1145,6 +1152,7 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.text != rhs.text {return false}
     if lhs.logProb != rhs.logProb {return false}
     if lhs.nodeLogProbs != rhs.nodeLogProbs {return false}
+    if lhs.piece != rhs.piece {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -119,7 +119,10 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
           token.id = event.token
           token.text = event.text
           token.logProb = event.logProb
-          if let values = event.nodeValues { token.nodeLogProbs = values }
+          if let values = event.nodeValues {
+            token.nodeLogProbs = values
+            token.piece = graph.tokenizer.decode([event.token])
+          }
           sink.yield(.with { $0.token = token })
           return !stop.isSet
         }

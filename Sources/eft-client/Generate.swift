@@ -18,18 +18,28 @@ struct Generate: AsyncParsableCommand {
   @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
   var verbose = false
 
+  @Flag(help: "Print, per generated token, its id, text, log-prob and every node's value at it to stderr.")
+  var trace = false
+
   func run() async throws {
-    let request = Eft_V1_GenerateRequest(try generation.request(graphOptions, speculation))
+    var request = Eft_V1_GenerateRequest(try generation.request(graphOptions, speculation))
+    request.returnNodeLogProbs = trace
+    let trace = self.trace
     let finish = try await connection.withClient { client in
       try await client.generate(request, options: connection.callOptions) { response in
         var finish: Eft_V1_Finish?
         for try await message in response.messages {
           switch message.event {
           case .token(let token):
+            if trace, !token.nodeLogProbs.isEmpty {
+              write(Report.traceLine(token: token.id, piece: token.piece, logProb: token.logProb, nodeValues: token.nodeLogProbs) + "\n", to: .standardError)
+            }
             if !token.text.isEmpty { write(token.text) }
           case .finish(let f):
             finish = f
-          case .start, nil:
+          case .start(let start):
+            if trace { write(Report.traceHeader(nodes: start.nodeNames) + "\n", to: .standardError) }
+          case nil:
             break
           }
         }

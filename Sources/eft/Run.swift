@@ -24,11 +24,10 @@ struct Run: ParsableCommand {
       var request = try generation.request(graphOptions, speculation)
       request.returnNodeValues = trace
       let graph = try runtime.graph(named: graphOptions.graph)
-      if trace { writeError("token  text  logprob  " + graph.nodeNames.joined(separator: "  ")) }
+      if trace { writeError(Report.traceHeader(nodes: graph.nodeNames)) }
       let result = try runtime.generate(request) { event in
         if trace, let values = event.nodeValues {
-          let piece = graph.tokenizer.decode([event.token])
-          writeError("\(event.token)  \(String(reflecting: piece))  " + ([event.logProb] + values).map { String(format: "%.4f", $0) }.joined(separator: "  "))
+          writeError(Report.traceLine(token: event.token, piece: graph.tokenizer.decode([event.token]), logProb: event.logProb, nodeValues: values))
         }
         if !event.text.isEmpty {
           FileHandle.standardOutput.write(Data(event.text.utf8))

@@ -84,6 +84,12 @@ func socketPath() -> String { "/tmp/eft-cli-\(UUID().uuidString.prefix(8)).sock"
       #expect(remote.stderr.hasPrefix("eft: "), "\(remote.stderr)")
     }
     #expect(try tool("eft-client", ["generate"] + connect + ["-e", "--prompt", question]).stdout == "The answer is Frostmoor.\n")
+    // --trace: the same table of per-token node values on stderr.
+    let localTrace = try eft(["run", facts, "--trace", "-e", "--prompt", question])
+    let remoteTrace = try tool("eft-client", ["generate", "--trace"] + connect + ["-e", "--prompt", question])
+    #expect(remoteTrace.stdout == localTrace.stdout)
+    #expect(remoteTrace.stderr == localTrace.stderr)
+    #expect(localTrace.stderr.hasPrefix("token  text  logprob  large  ft  base  eft\n"))
 
     for extra in [[], ["--json"]] {
       let arguments = ["--prompt", question, "--continuation", "The answer is Frostmoor."] + extra
