@@ -89,12 +89,14 @@ let package = Package(
     .target(name: "FixtureBrokenBackend", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/BrokenBackend", publicHeadersPath: ".",
             linkerSettings: [.linkedLibrary("m")]),
 
-    .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer"], exclude: ["Goldens"]),
-    .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer"]),
-    .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer"]),
-    .testTarget(name: "EFTCLITests"),
+    // Paths every test target uses (the repository, the build products).
+    .target(name: "EFTTestSupport", path: "Tests/Support"),
+    .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer", "EFTTestSupport"], exclude: ["Goldens"]),
+    .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer", "EFTTestSupport"]),
+    .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer", "EFTTestSupport"]),
+    .testTarget(name: "EFTCLITests", dependencies: ["EFTTestSupport"]),
     .testTarget(name: "EFTServerTests", dependencies: [
-      "EFTServer", "EFTRPC", "EFTCore",
+      "EFTServer", "EFTRPC", "EFTCore", "EFTTestSupport",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),

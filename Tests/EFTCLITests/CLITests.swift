@@ -1,17 +1,11 @@
+import EFTTestSupport
 import Foundation
 import Testing
 
 /// The executables end to end: exit codes, stdout/stderr, through the real plugin loader.
 /// Needs `swift build` to have built `eft` and the plugins (swift test builds every product).
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-let buildDirectory: String = {
-  let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-  let beside = URL(fileURLWithPath: exe).deletingLastPathComponent().path
-  if FileManager.default.fileExists(atPath: beside + "/eft") { return beside }
-  return repoRoot.appendingPathComponent(".build/debug").path
-}()
 
 struct Outcome {
   let status: Int32
@@ -203,7 +197,6 @@ let upscale = "examples/configs/upscale.pbtxt"
 }
 
 @Suite struct BackendCheckCLITests {
-  func library(_ name: String) -> String { "\(buildDirectory)/lib\(name).so" }
 
   @Test func shippedBackendsPass() throws {
     for (plugin, model) in [("CPUBackend", "examples/models/facts/small_base"), ("BLASBackend", "examples/models/facts/small_base"),

@@ -1,3 +1,4 @@
+import EFTTestSupport
 import Foundation
 import Synchronization
 import Testing

@@ -1,18 +1,10 @@
+@_exported import EFTTestSupport
 import Foundation
 
 @testable import EFTCore
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let tinyModels = repoRoot.appendingPathComponent("examples/models/tiny")
 
-/// Where `swift build` put the plugins and fixtures: beside the test binary, else .build/debug.
-let buildDirectory: String = {
-  let beside = PluginLocator.executableDirectory
-  if FileManager.default.fileExists(atPath: beside + "/libBigramBackend.so") { return beside }
-  return repoRoot.appendingPathComponent(".build/debug").path
-}()
-
-func library(_ name: String) -> String { "\(buildDirectory)/lib\(name).so" }
 
 /// A scratch directory removed at deinit.
 final class TemporaryDirectory {

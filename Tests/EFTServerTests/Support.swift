@@ -1,19 +1,13 @@
 import EFTCore
 import EFTRPC
 import EFTServer
+@_exported import EFTTestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Synchronization
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// Where `swift build` put the plugins: beside the test binary, else .build/debug.
-let buildDirectory: String = {
-  let beside = PluginLocator.executableDirectory
-  if FileManager.default.fileExists(atPath: beside + "/libCPUBackend.so") { return beside }
-  return repoRoot.appendingPathComponent(".build/debug").path
-}()
 
 /// The facts-world config (transformers through the CPU backend), loaded once.
 let factsRuntime: Result<Runtime, any Error> = Result {

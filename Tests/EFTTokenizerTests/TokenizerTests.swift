@@ -1,9 +1,9 @@
+import EFTTestSupport
 import Foundation
 import Testing
 
 @testable import EFTTokenizer
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let tinyTokenizerURL = repoRoot.appendingPathComponent("examples/models/tiny/tokenizer.json")
 
 struct Golden: Decodable {

@@ -1,6 +1,7 @@
 import EFTCore
 import EFTPluginKit
 import EFTTokenizer
+import EFTTestSupport
 import Foundation
 import Testing
 

@@ -1,21 +1,16 @@
 import CEFTBackend
 import EFTCore
 import EFTPluginKit
+import EFTTestSupport
 import EFTTokenizer
 import Foundation
 import Testing
 
 @testable import Transformer
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let checkpoints = repoRoot.appendingPathComponent("Tests/Fixtures/Checkpoints")
 let variants = ["llama_gqa", "llama_tied", "qwen2", "gpt2", "llama_bf16_sharded"]
 
-let buildDirectory: String = {
-  let beside = PluginLocator.executableDirectory
-  if FileManager.default.fileExists(atPath: beside + "/libCPUBackend.so") { return beside }
-  return repoRoot.appendingPathComponent(".build/debug").path
-}()
 
 struct GoldenPrompt: Decodable {
   let ids: [Int32]
