@@ -55,7 +55,13 @@ public final class RuntimeServer: Sendable {
         let address: GRPCNIOTransportHTTP2Posix.SocketAddress = endpoint.isIPv6 ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
         transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
       case .unix(let path):
-        let listener = try UnixListener(path: path)
+        let listener: UnixListener
+        do {
+          listener = try UnixListener(path: path)
+        } catch {
+          for l in unixListeners { l.abandon() }  // not yet handed to a running transport
+          throw error
+        }
         unixListeners.append(listener)
         transport = HTTP2ServerTransport.Posix(listeningSocketDescriptor: Int(listener.descriptor), transportSecurity: .plaintext, config: config)
       }

@@ -53,6 +53,12 @@ struct UnixListener {
     inode = UInt64(status.st_ino)
   }
 
+  /// Closes the socket and removes its file (for one no transport has taken over).
+  func abandon() {
+    close(descriptor)
+    removeFile()
+  }
+
   /// Removes the socket file if it is still this listener's.
   func removeFile() {
     var status = stat()

@@ -155,5 +155,11 @@ func socketPath() -> String { "/tmp/eft-cli-\(UUID().uuidString.prefix(8)).sock"
     let badListen = try tool("eft-server", [facts, "--listen", "udp:9"])
     #expect(badListen.status != 0)
     #expect(badListen.stderr.contains("expected tcp:HOST:PORT, tcp:PORT or unix:PATH"), "\(badListen.stderr)")
+    // One endpoint that cannot be bound: the error names it, and the others leave no socket file.
+    let good = socketPath()
+    let unbindable = try tool("eft-server", [facts, "--listen", "unix:\(good)", "--listen", "unix:/nonexistent-\(UUID().uuidString.prefix(6))/x.sock"])
+    #expect(unbindable.status == 1)
+    #expect(unbindable.stderr.contains("x.sock: bind: No such file or directory"), "\(unbindable.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: good))
   }
 }
