@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import Synchronization
 
 /// Runs `body` on a thread of its own and returns its result. Decoding blocks (backend calls,
@@ -16,33 +17,116 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
   }
 }
 
-/// Set once, read from the decoding thread between tokens.
-final class StopFlag: Sendable {
-  private let flag = Atomic(false)
-  func set() { flag.store(true, ordering: .relaxed) }
-  var isSet: Bool { flag.load(ordering: .relaxed) }
+/// A call's cancellation, from whichever source comes first: gRPC cancelling the RPC (the client
+/// cancelled or went away, the deadline passed; gRPC signals these through the call's context,
+/// not by cancelling the handler's task), the handler's task being cancelled (a shutdown past its
+/// grace period), or a failed write. The decoding thread reads `isCancelled` after every token.
+final class CallCancellation: Sendable {
+  private struct State {
+    var cancelled = false
+    var handlers: [@Sendable () -> Void] = []
+  }
+  private let state = Mutex(State())
+
+  var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+  func cancel() {
+    let handlers = state.withLock { s -> [@Sendable () -> Void] in
+      guard !s.cancelled else { return [] }
+      s.cancelled = true
+      defer { s.handlers = [] }
+      return s.handlers
+    }
+    for handler in handlers { handler() }
+  }
+
+  /// Calls `handler` once the call is cancelled (at once, if it already is).
+  func onCancel(_ handler: @escaping @Sendable () -> Void) {
+    let now = state.withLock { s in
+      if s.cancelled { return true }
+      s.handlers.append(handler)
+      return false
+    }
+    if now { handler() }
+  }
 }
 
-/// Caps the number of requests that run model code at once.
+/// Caps the requests that run model code at once; the next ones wait in a bounded FIFO queue
+/// (a waiting call that is cancelled, or whose deadline passes, leaves the queue), and beyond the
+/// queue they are refused with RESOURCE_EXHAUSTED.
 final class Admission: Sendable {
   let limit: Int
-  private let running = Mutex(0)
+  let queueLimit: Int
 
-  init(limit: Int) { self.limit = limit }
+  private struct Waiter {
+    let id: Int
+    let continuation: CheckedContinuation<Void, any Error>
+  }
+  private struct State {
+    var running = 0
+    var waiting: [Waiter] = []
+    var nextID = 0
+  }
+  private let state = Mutex(State())
 
-  /// Runs `body` if a slot is free; RESOURCE_EXHAUSTED if not.
-  func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    let admitted = running.withLock { n in
-      guard n < limit else { return false }
-      n += 1
-      return true
-    }
-    guard admitted else {
-      throw ServiceError.resourceExhausted("the server is running its limit of \(limit) requests (eft-server --max-concurrent); retry later")
-    }
-    defer { running.withLock { $0 -= 1 } }
+  init(limit: Int, queueLimit: Int) {
+    self.limit = limit
+    self.queueLimit = queueLimit
+  }
+
+  /// Runs `body` when a slot is free, waiting in the queue (until `cancellation`) if need be.
+  func run<T: Sendable>(_ cancellation: CallCancellation, _ body: () async throws -> T) async throws -> T {
+    try await acquire(cancellation)
+    defer { release() }
     return try await body()
   }
 
-  var count: Int { running.withLock { $0 } }
+  /// Requests running now, and waiting.
+  var running: Int { state.withLock { $0.running } }
+  var waiting: Int { state.withLock { $0.waiting.count } }
+
+  private enum Entry { case admitted, queued(Int), full }
+
+  private func acquire(_ cancellation: CallCancellation) async throws {
+    let entry = state.withLock { s -> Entry in
+      if s.running < limit {
+        s.running += 1
+        return .admitted
+      }
+      guard s.waiting.count < queueLimit else { return .full }
+      s.nextID += 1
+      return .queued(s.nextID)
+    }
+    switch entry {
+    case .admitted:
+      return
+    case .full:
+      throw ServiceError.resourceExhausted("the server is running its limit of \(limit) requests with \(queueLimit) more waiting (eft-server --max-concurrent, --max-queued); retry later")
+    case .queued(let id):
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        state.withLock { $0.waiting.append(Waiter(id: id, continuation: continuation)) }
+        // A cancellation that comes first runs this at once; one that comes after `release` gave
+        // the waiter the slot finds nothing to remove (the call then stops by itself).
+        cancellation.onCancel { [self] in
+          let waiter = state.withLock { s -> Waiter? in
+            guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+            return s.waiting.remove(at: i)
+          }
+          waiter?.continuation.resume(throwing: RPCError(code: .cancelled, message: "cancelled while waiting for a slot"))
+        }
+      }
+    }
+  }
+
+  /// Hands the slot to the first waiter, or frees it.
+  private func release() {
+    let next = state.withLock { s -> Waiter? in
+      guard !s.waiting.isEmpty else {
+        s.running -= 1
+        return nil
+      }
+      return s.waiting.removeFirst()
+    }
+    next?.continuation.resume()
+  }
 }

@@ -7,8 +7,10 @@ import Synchronization
 
 /// Limits a server enforces on every request.
 public struct ServiceLimits: Sendable {
-  /// Requests that run model code (Generate, Score) at once; more get RESOURCE_EXHAUSTED.
+  /// Requests that run model code (Generate, Score) at once; the next ones wait.
   public var maxConcurrent = 32
+  /// Requests that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.
+  public var maxQueued = 64
   /// The largest `sampling.max_tokens` a request may ask for; graph defaults above it are capped.
   public var maxTokens = 4096
   /// The largest request message, in bytes. The transport itself drops (resets) messages over
@@ -28,13 +30,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   let admission: Admission
   private let cancelled = Atomic(0)
   private let completed = Atomic(0)
+  private let shuttingDown = Atomic(false)
   /// Where a line per Generate and Score call goes (nil: nowhere).
   let requestLog: (@Sendable (String) -> Void)?
 
   public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits(), requestLog: (@Sendable (String) -> Void)? = nil) {
     self.runtime = runtime
     self.limits = limits
-    self.admission = Admission(limit: limits.maxConcurrent)
+    self.admission = Admission(limit: limits.maxConcurrent, queueLimit: limits.maxQueued)
     self.requestLog = requestLog
   }
 
@@ -62,8 +65,32 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     }
   }
 
-  /// Requests running model code now.
-  public var runningRequests: Int { admission.count }
+  /// Marks the start of a graceful shutdown. grpc-swift signals a quiescing server to every
+  /// running call as an RPC cancellation; from now on those signals are ignored, so running calls
+  /// get the server's grace period (the server cancels their tasks when it ends, and a client
+  /// that goes away is still noticed by the failed write).
+  public func beginShutdown() {
+    shuttingDown.store(true, ordering: .relaxed)
+  }
+
+  /// Runs a method's body with the call's cancellation wired to its sources: gRPC's RPC
+  /// cancellation (client, disconnect, deadline) and the task's (shutdown past its grace).
+  func withCallCancellation<T>(_ body: (CallCancellation) async throws -> T) async throws -> T {
+    let cancellation = CallCancellation()
+    return try await withRPCCancellationHandler {
+      try await withTaskCancellationHandler {
+        try await body(cancellation)
+      } onCancel: {
+        cancellation.cancel()
+      }
+    } onCancelRPC: { [self] in
+      if !shuttingDown.load(ordering: .relaxed) { cancellation.cancel() }
+    }
+  }
+
+  /// Requests running model code now, and waiting for a slot.
+  public var runningRequests: Int { admission.running }
+  public var queuedRequests: Int { admission.waiting }
   /// Generations stopped early because their call was cancelled (by the client, a disconnect, a
   /// deadline or a shutdown).
   public var cancelledGenerations: Int { cancelled.load(ordering: .relaxed) }
@@ -99,61 +126,63 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
-    try await admission.run {
-      var start = Eft_V1_Start()
-      start.graph = graph.name
-      start.nodeNames = graph.nodeNames
-      start.outputNode = graph.outputName
-      try await response.write(.with { $0.start = start })
-
-      // The decoding thread yields tokens into `events`; this task writes them to the client.
-      // Cancellation (the client went away, or the deadline passed) and a failed write both set
-      // `stop`, which the decoding thread reads after every token.
-      let (events, sink) = AsyncStream<Eft_V1_GenerateResponse>.makeStream()
-      let stop = StopFlag()
-      let runtime = self.runtime
-      async let outcome = onThread {
-        defer { sink.finish() }
-        return try runtime.generate(generation) { event in
-          var token = Eft_V1_Token()
-          token.id = event.token
-          token.text = event.text
-          token.logProb = event.logProb
-          if let values = event.nodeValues {
-            token.nodeLogProbs = values
-            token.piece = graph.tokenizer.decode([event.token])
-          }
-          sink.yield(.with { $0.token = token })
-          return !stop.isSet
-        }
+    try await withCallCancellation { cancellation in
+      try await admission.run(cancellation) {
+        try await stream(generation, graph, response, cancellation, note)
       }
-      do {
-        try await withTaskCancellationHandler {
-          for await message in events {
-            try await response.write(message)
-          }
-        } onCancel: {
-          stop.set()
-        }
-      } catch {
-        stop.set()
-        // The sessions are freed when the decoding thread returns.
-        if let result = try? await outcome { count(result) }
-        throw error
-      }
-      let result: GenerationResult
-      do {
-        result = try await outcome
-      } catch let error as EFTCore.RuntimeError {
-        throw ServiceError.rpc(error)
-      }
-      count(result)
-      note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
-      guard result.finishReason != .cancelled, !Task.isCancelled else {
-        throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
-      }
-      try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
     }
+  }
+
+  /// Runs one admitted generation, streaming its events to `response`.
+  private func stream(_ generation: GenerationRequest, _ graph: CompiledGraph, _ response: RPCWriter<Eft_V1_GenerateResponse>,
+                      _ cancellation: CallCancellation, _ note: CallNote) async throws {
+    var start = Eft_V1_Start()
+    start.graph = graph.name
+    start.nodeNames = graph.nodeNames
+    start.outputNode = graph.outputName
+    try await response.write(.with { $0.start = start })
+
+    // The decoding thread yields tokens into `events`; this task writes them to the client. A
+    // cancelled call or a failed write stops the decoding thread after its current token; the
+    // sessions are freed when it returns.
+    let (events, sink) = AsyncStream<Eft_V1_GenerateResponse>.makeStream()
+    let runtime = self.runtime
+    async let outcome = onThread {
+      defer { sink.finish() }
+      return try runtime.generate(generation) { event in
+        var token = Eft_V1_Token()
+        token.id = event.token
+        token.text = event.text
+        token.logProb = event.logProb
+        if let values = event.nodeValues {
+          token.nodeLogProbs = values
+          token.piece = graph.tokenizer.decode([event.token])
+        }
+        sink.yield(.with { $0.token = token })
+        return !cancellation.isCancelled
+      }
+    }
+    do {
+      for await message in events {
+        try await response.write(message)
+      }
+    } catch {
+      cancellation.cancel()
+      if let result = try? await outcome { count(result) }
+      throw error
+    }
+    let result: GenerationResult
+    do {
+      result = try await outcome
+    } catch let error as EFTCore.RuntimeError {
+      throw ServiceError.rpc(error)
+    }
+    count(result)
+    note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
+    guard result.finishReason != .cancelled, !cancellation.isCancelled else {
+      throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
+    }
+    try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
   }
 
   private func count(_ result: GenerationResult) {
@@ -173,7 +202,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let runtime = self.runtime
-    return try await admission.run {
+    return try await withCallCancellation { cancellation in try await admission.run(cancellation) {
       let result: ScoreResult
       do {
         result = try await onThread {
@@ -190,7 +219,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
         $0.total = result.total
         $0.pieces = result.tokens.map { graph.tokenizer.decode([$0]) }
       }
-    }
+    } }
   }
 
   public func tokenize(request: Eft_V1_TokenizeRequest, context: ServerContext) async throws -> Eft_V1_TokenizeResponse {

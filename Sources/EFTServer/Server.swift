@@ -83,6 +83,7 @@ public final class RuntimeServer: Sendable {
 
       for await _ in shutdownSignal { break }
       health.markNotServing()
+      service.beginShutdown()
       for server in servers { server.beginGracefulShutdown() }
       let grace = options.shutdownGrace
       group.addTask {

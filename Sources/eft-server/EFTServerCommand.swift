@@ -34,8 +34,11 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "The largest max_tokens a request may ask for (RESOURCE_EXHAUSTED above it); graph defaults above it are capped.")
   var maxTokensLimit = 4096
 
-  @Option(help: "Generate and Score calls running at once; more get RESOURCE_EXHAUSTED.")
+  @Option(help: "Generate and Score calls running at once; the next ones wait in a queue.")
   var maxConcurrent = 32
+
+  @Option(help: "Calls that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.")
+  var maxQueued = 64
 
   @Option(help: "Seconds running calls may go on after SIGINT/SIGTERM before they are cancelled.")
   var shutdownGrace = 10.0
@@ -47,6 +50,7 @@ struct Serve: AsyncParsableCommand {
     guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
     guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
+    guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
     guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
   }
 
@@ -60,6 +64,7 @@ struct Serve: AsyncParsableCommand {
     options.limits.maxMessageBytes = maxMessageBytes
     options.limits.maxTokens = maxTokensLimit
     options.limits.maxConcurrent = maxConcurrent
+    options.limits.maxQueued = maxQueued
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
 

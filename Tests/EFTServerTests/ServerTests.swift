@@ -271,20 +271,47 @@ import Testing
     try await running.stop()
   }
 
-  @Test func moreConcurrentRequestsThanTheLimitAreRefused() async throws {
+  @Test func requestsOverTheLimitWaitAndOverTheQueueAreRefused() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
+      $0.limits.maxConcurrent = 1
+      $0.limits.maxQueued = 1
+    }
+    let service = running.server.service
+    try await withClient(running.unixEndpoint) { client in
+      let first = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.runningRequests == 1 })
+      // The second waits for the slot; the third finds the queue full.
+      let second = Task { try await generate(client, .with { $0.prompt = question }) }
+      #expect(try await eventually { service.queuedRequests == 1 })
+      let error = await rpcError { _ = try await generate(client, .with { $0.prompt = question }) }
+      #expect(error?.code == .resourceExhausted)
+      #expect(error?.message.contains("--max-concurrent") == true)
+      let waited = try await second.value
+      #expect(waited.text == "The answer is Frostmoor.")
+      let long = try await first.value
+      #expect(long.finish?.completionTokens == 220)
+      let after = try await generate(client, .with { $0.prompt = question })
+      #expect(after.text == "The answer is Frostmoor.")
+    }
+    try await running.stop()
+  }
+
+  @Test func aCancelledWaiterLeavesTheQueueWithoutRunning() async throws {
     let dir = try SocketDirectory()
     let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.limits.maxConcurrent = 1 }
     let service = running.server.service
     try await withClient(running.unixEndpoint) { client in
       let first = Task { try await generate(client, Self.long) }
       #expect(try await eventually { service.runningRequests == 1 })
-      let error = await rpcError { _ = try await generate(client, .with { $0.prompt = question }) }
-      #expect(error?.code == .resourceExhausted)
-      #expect(error?.message.contains("--max-concurrent") == true)
-      let long = try await first.value
-      #expect(long.finish?.completionTokens == 220)
-      let after = try await generate(client, .with { $0.prompt = question })
-      #expect(after.text == "The answer is Frostmoor.")
+      let waiter = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.queuedRequests == 1 })
+      waiter.cancel()
+      #expect(try await eventually { service.queuedRequests == 0 })
+      _ = try await first.value
+      #expect(try await eventually { service.runningRequests == 0 })
+      #expect(service.completedGenerations == 1, "the cancelled waiter never ran")
+      #expect(service.cancelledGenerations == 0)
     }
     try await running.stop()
   }
