@@ -1,3 +1,4 @@
+// How calls run: model code on a thread of its own, their cancellation, and admission.
 import Foundation
 import GRPCCore
 import Synchronization
