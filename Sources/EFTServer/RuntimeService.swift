@@ -41,27 +41,31 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     self.requestLog = requestLog
   }
 
-  /// Runs one call's body and, when there is a request log, writes a line about it: what the body
-  /// noted, or the status it failed with, and the time it took.
-  func logged<T>(_ method: String, _ body: (CallNote) async throws -> T) async throws -> T {
+  /// Runs the body of a Generate or Score call: a runtime error it throws becomes the status it
+  /// travels as, and, when there is a request log, a line says what the body noted, or the
+  /// status it failed with, and the time it took.
+  func serving<T>(_ method: String, _ body: (CallNote) async throws -> T) async throws -> T {
     let note = CallNote()
-    guard let requestLog else { return try await body(note) }
     let start = ContinuousClock.now
-    func elapsed() -> String {
+    func log(_ outcome: String) {
+      guard let requestLog else { return }
       let d = (ContinuousClock.now - start).components
-      return String(format: "%.1f ms", Double(d.seconds) * 1e3 + Double(d.attoseconds) / 1e15)
+      let what = note.text.isEmpty ? method : "\(method) \(note.text)"
+      let ms = Double(d.seconds) * 1e3 + Double(d.attoseconds) / 1e15
+      requestLog("\(what)\(outcome) (\(String(format: "%.1f", ms)) ms)")
     }
-    let what = { note.text.isEmpty ? method : "\(method) \(note.text)" }
     do {
       let result = try await body(note)
-      requestLog("\(what()) (\(elapsed()))")
+      log("")
       return result
-    } catch let error as RPCError {
-      requestLog("\(what()): \(statusName(error.code)) \(error.message) (\(elapsed()))")
-      throw error
     } catch {
-      requestLog("\(what()): \(error) (\(elapsed()))")
-      throw error
+      let status = (error as? EFTCore.RuntimeError).map(ServiceError.rpc) ?? error
+      if let rpc = status as? RPCError {
+        log(": \(statusName(rpc.code)) \(rpc.message)")
+      } else {
+        log(": \(status)")
+      }
+      throw status
     }
   }
 
@@ -118,7 +122,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   public func generate(request: Eft_V1_GenerateRequest, response: RPCWriter<Eft_V1_GenerateResponse>,
                        context: ServerContext) async throws {
-    try await logged("generate") { note in try await generate(request, response, note) }
+    try await serving("generate") { note in try await generate(request, response, note) }
   }
 
   private func generate(_ request: Eft_V1_GenerateRequest, _ response: RPCWriter<Eft_V1_GenerateResponse>, _ note: CallNote) async throws {
@@ -171,12 +175,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       if let result = try? await outcome { count(result) }
       throw error
     }
-    let result: GenerationResult
-    do {
-      result = try await outcome
-    } catch let error as EFTCore.RuntimeError {
-      throw ServiceError.rpc(error)
-    }
+    let result = try await outcome
     count(result)
     note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
     guard result.finishReason != .cancelled, !cancellation.isCancelled else {
@@ -194,7 +193,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   }
 
   public func score(request: Eft_V1_ScoreRequest, context: ServerContext) async throws -> Eft_V1_ScoreResponse {
-    try await logged("score") { note in try await score(request, note) }
+    try await serving("score") { note in try await score(request, note) }
   }
 
   private func score(_ request: Eft_V1_ScoreRequest, _ note: CallNote) async throws -> Eft_V1_ScoreResponse {
@@ -203,14 +202,9 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     note.text = graph.name
     let runtime = self.runtime
     return try await withCallCancellation { cancellation in try await admission.run(cancellation) {
-      let result: ScoreResult
-      do {
-        result = try await onThread {
-          try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
-                            parameters: request.parameters)
-        }
-      } catch let error as EFTCore.RuntimeError {
-        throw ServiceError.rpc(error)
+      let result = try await onThread {
+        try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
+                          parameters: request.parameters)
       }
       note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
       return .with {
