@@ -4,6 +4,21 @@ import EFTCore
 // Option groups shared by `eft` and `eft-client`: the two take the same arguments for the same
 // request because they parse them with the same code.
 
+/// The config a command loads: `eft`'s commands and `eft-server`'s.
+public struct ConfigOptions: ParsableArguments {
+  public init() {}
+
+  @Argument(help: "The config file (.pbtxt).")
+  public var config: String
+
+  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable; searched before the config's plugin_dirs and the executable's directory).")
+  public var pluginDirs: [String] = []
+
+  public func load() throws -> Runtime {
+    try Runtime(configPath: config, pluginDirectories: pluginDirs)
+  }
+}
+
 /// Graph selection and parameter overrides.
 public struct GraphOptions: ParsableArguments {
   public init() {}
@@ -102,4 +117,15 @@ public struct ScoreOptions: ParsableArguments {
 
   @Flag(help: "Print JSON: {\"tokens\": [ids], \"logprobs\": [...], \"total\": x} (a masked token's log-prob is null).")
   public var json = false
+}
+
+/// What `eft run` and `eft-client generate` print besides the text.
+public struct ReportOptions: ParsableArguments {
+  public init() {}
+
+  @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
+  public var verbose = false
+
+  @Flag(help: "Print, per generated token, its id, text, log-prob and every node's value at it to stderr.")
+  public var trace = false
 }

@@ -15,16 +15,12 @@ struct Generate: AsyncParsableCommand {
   @OptionGroup var generation: GenerationOptions
   @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
 
-  @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
-  var verbose = false
-
-  @Flag(help: "Print, per generated token, its id, text, log-prob and every node's value at it to stderr.")
-  var trace = false
+  @OptionGroup var report: ReportOptions
 
   func run() async throws {
     var request = Eft_V1_GenerateRequest(try generation.request(graphOptions, speculation))
-    request.returnNodeLogProbs = trace
-    let trace = self.trace
+    request.returnNodeLogProbs = report.trace
+    let trace = report.trace
     let finish = try await connection.withClient { client in
       try await client.generate(request, options: connection.callOptions) { response in
         var finish: Eft_V1_Finish?
@@ -47,7 +43,7 @@ struct Generate: AsyncParsableCommand {
       }
     }
     write("\n")
-    if verbose, let f = finish {
+    if report.verbose, let f = finish {
       let reasons: [Eft_V1_FinishReason: FinishReason] = [.eos: .eos, .stop: .stop, .length: .length, .context: .context]
       let stats = DecodeStats(steps: Int(f.stats.steps), drafted: Int(f.stats.drafted), accepted: Int(f.stats.accepted),
                               modelCalls: Int(f.stats.modelCalls))

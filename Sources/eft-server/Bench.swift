@@ -15,11 +15,7 @@ struct Bench: AsyncParsableCommand {
       generation differs from the in-process one.
       """)
 
-  @Argument(help: "The config file (.pbtxt).")
-  var config: String
-
-  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable).")
-  var pluginDirs: [String] = []
+  @OptionGroup var configOptions: ConfigOptions
 
   @Option(help: "The graph (default: the config's default graph).")
   var graph: String?
@@ -48,13 +44,7 @@ struct Bench: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let runtime: Runtime
-    do {
-      runtime = try Runtime(configPath: config, pluginDirectories: pluginDirs)
-    } catch let error as EFTCore.RuntimeError {
-      log("error: \(error.message)")
-      throw ExitCode(1)
-    }
+    let runtime = try loadRuntime(configOptions)
     var local = GenerationRequest(graph: graph, prompt: prompt)
     local.maxTokens = maxTokens
     local.stopAtEOS = false

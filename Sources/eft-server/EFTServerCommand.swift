@@ -1,4 +1,5 @@
 import ArgumentParser
+import EFTCommandLine
 import EFTCore
 import EFTServer
 import Foundation
@@ -19,11 +20,7 @@ struct Serve: AsyncParsableCommand {
       --shutdown-grace seconds, cancels the rest and removes its Unix socket files.
       """)
 
-  @Argument(help: "The config file (.pbtxt).")
-  var config: String
-
-  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable).")
-  var pluginDirs: [String] = []
+  @OptionGroup var configOptions: ConfigOptions
 
   @Option(help: ArgumentHelp("Where to listen (repeatable): tcp:PORT (loopback), tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH (created owner-only). Default: tcp:127.0.0.1:50051.", valueName: "endpoint"))
   var listen: [String] = []
@@ -68,13 +65,8 @@ struct Serve: AsyncParsableCommand {
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
 
-    let runtime: Runtime
-    do {
-      runtime = try Runtime(configPath: config, pluginDirectories: pluginDirs)
-    } catch let error as RuntimeError {
-      log("error: \(error.message)")
-      throw ExitCode(1)
-    }
+    let runtime = try loadRuntime(configOptions)
+    let configPath = configOptions.config
     let server = RuntimeServer(runtime: runtime, options: options)
 
     // SIGINT and SIGTERM begin a graceful shutdown (a second one does not hurry it).
@@ -94,7 +86,7 @@ struct Serve: AsyncParsableCommand {
     do {
       try await server.run { endpoints in
         let graphs = runtime.graphs.map(\.name).joined(separator: ", ")
-        log("serving \(runtime.graphs.count) graph\(runtime.graphs.count == 1 ? "" : "s") (\(graphs)) from \(config)")
+        log("serving \(runtime.graphs.count) graph\(runtime.graphs.count == 1 ? "" : "s") (\(graphs)) from \(configPath)")
         for endpoint in endpoints { log("listening on \(endpoint)") }
       }
     } catch {
@@ -102,6 +94,16 @@ struct Serve: AsyncParsableCommand {
       throw ExitCode(1)
     }
     log("stopped")
+  }
+}
+
+/// The config's runtime, or its error on stderr and exit status 1.
+func loadRuntime(_ options: ConfigOptions) throws -> Runtime {
+  do {
+    return try options.load()
+  } catch let error as RuntimeError {
+    log("error: \(error.message)")
+    throw ExitCode(1)
   }
 }
 

@@ -11,19 +11,6 @@ struct EFT: ParsableCommand {
     subcommands: [Check.self, Run.self, Score.self, Eval.self, Bench.self, Tokenize.self, BackendCheck.self])
 }
 
-/// Options every command that loads a config shares.
-struct ConfigOptions: ParsableArguments {
-  @Argument(help: "The config file (.pbtxt).")
-  var config: String
-
-  @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable; searched before the config's plugin_dirs and the executable's directory).")
-  var pluginDirs: [String] = []
-
-  func load() throws -> Runtime {
-    try Runtime(configPath: config, pluginDirectories: pluginDirs)
-  }
-}
-
 /// Runs a command body, turning runtime errors into one readable line and exit status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
   do {

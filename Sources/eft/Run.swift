@@ -12,21 +12,17 @@ struct Run: ParsableCommand {
   @OptionGroup var generation: GenerationOptions
   @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
 
-  @Flag(name: .shortAndLong, help: "Print statistics (tokens, speed, finish reason) to stderr.")
-  var verbose = false
-
-  @Flag(help: "Print, per generated token, its id, text, log-prob and every node's value at it to stderr.")
-  var trace = false
+  @OptionGroup var report: ReportOptions
 
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
       var request = try generation.request(graphOptions, speculation)
-      request.returnNodeValues = trace
+      request.returnNodeValues = report.trace
       let graph = try runtime.graph(named: graphOptions.graph)
-      if trace { writeError(Report.traceHeader(nodes: graph.nodeNames)) }
+      if report.trace { writeError(Report.traceHeader(nodes: graph.nodeNames)) }
       let result = try runtime.generate(request) { event in
-        if trace, let values = event.nodeValues {
+        if report.trace, let values = event.nodeValues {
           writeError(Report.traceLine(token: event.token, piece: graph.tokenizer.decode([event.token]), logProb: event.logProb, nodeValues: values))
         }
         if !event.text.isEmpty {
@@ -35,7 +31,7 @@ struct Run: ParsableCommand {
         return true
       }
       FileHandle.standardOutput.write(Data("\n".utf8))
-      if verbose {
+      if report.verbose {
         for line in Report.generationSummary(result) { writeError(line) }
       }
     }
