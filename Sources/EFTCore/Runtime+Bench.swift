@@ -67,8 +67,8 @@ extension Runtime {
       prefill.append(result.prefillSeconds)
       decode.append(result.decodeSeconds)
     }
-    let graphThroughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / median(prefill),
-                                     decodeTokensPerSecond: Double(newTokens) / median(decode))
+    let graphThroughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
+                                     decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))
 
     // Each model alone.
     var models: [(String, Throughput)] = []
@@ -83,8 +83,8 @@ extension Runtime {
           for _ in 0..<newTokens { logits = try session.append([try Sampler.argmax(Array(logits[0..<graph.vocabSize]))]) }
         })
       }
-      models.append((model.name, Throughput(prefillTokensPerSecond: Double(promptTokens) / median(prefill),
-                                            decodeTokensPerSecond: Double(newTokens) / median(decode))))
+      models.append((model.name, Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
+                                            decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))))
     }
     return BenchmarkResult(graph: graph.name, promptTokens: promptTokens, newTokens: newTokens, runs: runs,
                            graphThroughput: graphThroughput, models: models)
@@ -125,7 +125,7 @@ extension Runtime {
       }
     }
     return zip(rates, last).map { rate, l in
-      DecodingMeasurement(speculation: l.3, decodeTokensPerSecond: median(rate), tokens: l.0, stats: l.1, outputs: l.2)
+      DecodingMeasurement(speculation: l.3, decodeTokensPerSecond: Timing.median(rate), tokens: l.0, stats: l.1, outputs: l.2)
     }
   }
 }
@@ -133,7 +133,16 @@ extension Runtime {
 private func seconds(_ body: () throws -> Void) rethrows -> Double {
   let start = DispatchTime.now()
   try body()
-  return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+  return Timing.seconds(since: start)
 }
 
-private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+/// The clock arithmetic the benchmarks share (`eft bench`, `eft-server bench`).
+public enum Timing {
+  /// Seconds from `start` to now.
+  public static func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+  }
+
+  /// The median (the upper one of the middle two for an even count).
+  public static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+}

@@ -88,13 +88,13 @@ struct Bench: AsyncParsableCommand {
             }
             return ids
           }
-          return (seconds(since: start), ids)
+          return (Timing.seconds(since: start), ids)
         }
         for client in clients { _ = try await streamed(client) }  // warm-up: connection, thread, caches
         for _ in 0..<runs {
           let start = DispatchTime.now()
           let tokens = try runtime.generate(local).tokens
-          localTimes.append(seconds(since: start))
+          localTimes.append(Timing.seconds(since: start))
           identical = identical && tokens == expected
           let (unixTime, unixIDs) = try await streamed(clients[0])
           let (tcpTime, tcpIDs) = try await streamed(clients[1])
@@ -108,7 +108,7 @@ struct Bench: AsyncParsableCommand {
     try await serving.value
 
     let n = Double(expected.count)
-    let rows = [("in-process", median(localTimes)), ("unix socket", median(unixTimes)), ("tcp loopback", median(tcpTimes))]
+    let rows = [("in-process", Timing.median(localTimes)), ("unix socket", Timing.median(unixTimes)), ("tcp loopback", Timing.median(tcpTimes))]
     let base = rows[0].1
     if json {
       let items = rows.map { name, t in
@@ -124,13 +124,4 @@ struct Bench: AsyncParsableCommand {
     }
     if !identical { throw ExitCode(1) }
   }
-}
-
-private func seconds(since start: DispatchTime) -> Double {
-  Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-}
-
-private func median(_ xs: [Double]) -> Double {
-  let s = xs.sorted()
-  return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
