@@ -114,18 +114,6 @@ func generate(_ client: RuntimeClient, _ request: Eft_V1_GenerateRequest, option
   }
 }
 
-/// The status code a call fails with (nil if it succeeds).
-func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
-  do {
-    try await body()
-    return nil
-  } catch let error as RPCError {
-    return error.code
-  } catch {
-    return .unknown
-  }
-}
-
 /// The RPCError a call fails with.
 func rpcError(_ body: () async throws -> Void) async -> RPCError? {
   do {
@@ -138,6 +126,11 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
   }
 }
 
+/// The status code a call fails with (nil if it succeeds).
+func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
+  await rpcError(body)?.code
+}
+
 /// Polls `condition` for up to `seconds`.
 func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async throws -> Bool {
   let deadline = Date().addingTimeInterval(seconds)
@@ -148,15 +141,20 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async throws -> 
   return condition()
 }
 
-/// A connected Unix socket (the caller closes it).
-private func connectUnix(_ path: String) throws -> Int32 {
-  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+/// Calls `body` with the socket address of the Unix socket at `path`.
+private func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
   var address = sockaddr_un()
   address.sun_family = sa_family_t(AF_UNIX)
   withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-  let status = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+  return withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
   }
+}
+
+/// A connected Unix socket (the caller closes it).
+private func connectUnix(_ path: String) throws -> Int32 {
+  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+  let status = withUnixAddress(path) { connect(fd, $0, $1) }
   guard status == 0 else {
     close(fd)
     throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
@@ -175,11 +173,6 @@ func sendRaw(_ bytes: [UInt8], to path: String) throws {
 func makeStaleSocket(_ path: String) throws {
   let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
   defer { close(fd) }
-  var address = sockaddr_un()
-  address.sun_family = sa_family_t(AF_UNIX)
-  withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-  let status = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-  }
+  let status = withUnixAddress(path) { bind(fd, $0, $1) }
   guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
 }
