@@ -22,6 +22,7 @@ let package = Package(
     .library(name: "FixtureShortTable", type: .dynamic, targets: ["FixtureShortTable"]),
     .library(name: "FixtureNullSlot", type: .dynamic, targets: ["FixtureNullSlot"]),
     .library(name: "FixtureBrokenBackend", type: .dynamic, targets: ["FixtureBrokenBackend"]),
+    .library(name: "FixtureABI10", type: .dynamic, targets: ["FixtureABI10"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -87,6 +88,8 @@ let package = Package(
     .target(name: "FixtureShortTable", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/ShortTable", publicHeadersPath: "."),
     .target(name: "FixtureNullSlot", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/NullSlot", publicHeadersPath: "."),
     .target(name: "FixtureBrokenBackend", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/BrokenBackend", publicHeadersPath: ".",
+            linkerSettings: [.linkedLibrary("m")]),
+    .target(name: "FixtureABI10", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/ABI10", publicHeadersPath: ".",
             linkerSettings: [.linkedLibrary("m")]),
 
     // Paths every test target uses (the repository, the build products).

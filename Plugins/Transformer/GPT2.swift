@@ -69,10 +69,8 @@ struct GPT2: Network {
     head = ckpt.has("lm_head.weight") ? kernels.prepare(try ckpt.weight("lm_head.weight", shape: [vocabSize, d])) : kernels.prepare(tokenEmbedding)
   }
 
-  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
-               into out: UnsafeMutablePointer<Float>?) {
-    let n = tokens.count, d = hidden, start = cache.count, headDim = hidden / heads
-    cache.reserve(n)
+  func forward(_ batch: BatchRows) {
+    let n = batch.count, d = hidden, headDim = hidden / heads
     let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)        // residual [n × hidden]
     let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
     let qkv = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * d)  // [n × (q | k | v)]
@@ -82,23 +80,20 @@ struct GPT2: Network {
     let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
     defer { [x, h, qkv, q, attn, mlp, o].forEach { $0.deallocate() } }
 
-    for (t, token) in tokens.enumerated() {
+    for t in 0..<n {
+      let token = batch.token(t), position = batch.positions[t]
       for i in 0..<d {
-        x[t * d + i] = tokenEmbedding.value(Int(token) * d + i) + positionEmbedding.value((start + t) * d + i)
+        x[t * d + i] = tokenEmbedding.value(token * d + i) + positionEmbedding.value(position * d + i)
       }
     }
     for (l, layer) in blocks.enumerated() {
       Layers.layerNorm(x, layer.ln1Weight, layer.ln1Bias, eps: eps, n: n, into: h)
       kernels.multiply(layer.qkv, h, n: n, into: qkv)
       Layers.addBias(qkv, layer.qkvBias, n: n)
-      let keys = cache.keys[l], values = cache.values[l]
-      for t in 0..<n {
-        (q + t * d).update(from: qkv + t * 3 * d, count: d)
-        (keys + (start + t) * d).update(from: qkv + t * 3 * d + d, count: d)
-        (values + (start + t) * d).update(from: qkv + t * 3 * d + 2 * d, count: d)
-      }
-      Layers.attention(q: q, keys: keys, values: values, n: n, start: start,
-                       heads: heads, kvHeads: heads, headDim: headDim, kernels: kernels, into: attn)
+      for t in 0..<n { (q + t * d).update(from: qkv + t * 3 * d, count: d) }
+      batch.store(layer: l, width: d, keys: qkv + d, values: qkv + 2 * d, stride: 3 * d)
+      Layers.attention(q: q, batch: batch, layer: l, heads: heads, kvHeads: heads, headDim: headDim,
+                       kernels: kernels, into: attn)
       kernels.multiply(layer.proj, attn, n: n, into: o)
       Layers.addBias(o, layer.projBias, n: n)
       for i in 0..<(n * d) { x[i] += o[i] }
@@ -111,9 +106,9 @@ struct GPT2: Network {
       Layers.addBias(o, layer.outBias, n: n)
       for i in 0..<(n * d) { x[i] += o[i] }
     }
-    cache.advance(n)
-    guard let out, !logitRows.isEmpty else { return }
-    Layers.layerNorm(x + logitRows.lowerBound * d, finalNormWeight, finalNormBias, eps: eps, n: logitRows.count, into: h)
-    kernels.multiply(head, h, n: logitRows.count, into: out)
+    batch.advanceCaches()
+    writeLogits(batch, x: x, hidden: d, head: head, kernels: kernels) { x, rows, out in
+      Layers.layerNorm(x, finalNormWeight, finalNormBias, eps: eps, n: rows, into: out)
+    }
   }
 }

@@ -61,7 +61,9 @@ public struct ReferenceKernels: MatrixKernels {
   }
 }
 
-/// Pure-Swift SIMD kernels. Register-blocked: each 8-float weight vector is loaded once and
+/// Pure-Swift SIMD kernels. Every output is formed in the same order whichever block computes
+/// it, so results are row-invariant: a row's products do not depend on the number of rows in
+/// the call (tested bit for bit). Register-blocked: each 8-float weight vector is loaded once and
 /// multiplied with four input rows (prefill and speculative verification: two weight rows × four
 /// tokens), two or one (decode: four weight rows × one token), so each weight is read from memory
 /// and converted once per call. 16-bit weights are upcast in registers (F16C for f16, a
@@ -140,21 +142,23 @@ public struct SIMDKernels: MatrixKernels {
     UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self)
   }
 
-  /// Four rows × one input row (decode). Two accumulators per row (eight independent FMA chains);
-  /// the row pointers are hoisted and offsets use wrapping arithmetic (no overflow checks in the
-  /// loop: sizes were validated at load).
+  /// Four rows × one input row (decode). One accumulator per row, as in every other block, so
+  /// that a row's sum is formed in the same order (8-lane chunks in column order, the lanes
+  /// summed, then the scalar tail) whichever block computes it: a token's logits then do not
+  /// depend on how many rows shared the call (batching, prefill chunks). Four independent FMA
+  /// chains are enough to stream weights at memory speed. The row pointers are hoisted and
+  /// offsets use wrapping arithmetic (no overflow checks in the loop: sizes were validated at load).
   @inline(__always)
   static func block4x1<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-    var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
     var c = 0
     while c &+ 16 <= cols {
       let u = load(x, c), v = load(x, c &+ 8)
-      a0 = a0.addingProduct(R.load(p0, c), u); b0 = b0.addingProduct(R.load(p0, c &+ 8), v)
-      a1 = a1.addingProduct(R.load(p1, c), u); b1 = b1.addingProduct(R.load(p1, c &+ 8), v)
-      a2 = a2.addingProduct(R.load(p2, c), u); b2 = b2.addingProduct(R.load(p2, c &+ 8), v)
-      a3 = a3.addingProduct(R.load(p3, c), u); b3 = b3.addingProduct(R.load(p3, c &+ 8), v)
+      a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
+      a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
+      a0 = a0.addingProduct(R.load(p0, c &+ 8), v); a1 = a1.addingProduct(R.load(p1, c &+ 8), v)
+      a2 = a2.addingProduct(R.load(p2, c &+ 8), v); a3 = a3.addingProduct(R.load(p3, c &+ 8), v)
       c &+= 16
     }
     if c &+ 8 <= cols {
@@ -165,7 +169,7 @@ public struct SIMDKernels: MatrixKernels {
       a3 = a3.addingProduct(R.load(p3, c), u)
       c &+= 8
     }
-    var s = SIMD4<Float>((a0 + b0).sum(), (a1 + b1).sum(), (a2 + b2).sum(), (a3 + b3).sum())
+    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     while c < cols {
       s += SIMD4<Float>(R.scalar(p0, c), R.scalar(p1, c), R.scalar(p2, c), R.scalar(p3, c)) * x[c]
       c &+= 1

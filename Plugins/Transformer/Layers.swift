@@ -46,11 +46,11 @@ enum Layers {
   }
 
   /// Rotary position embedding in HF's "rotate half" layout: within each head, element i pairs
-  /// with i + headDim/2. `x` is [n × heads × headDim]; token t sits at position `start + t`.
-  static func rope(_ x: UnsafeMutablePointer<Float>, n: Int, heads: Int, headDim: Int, start: Int, invFreq: [Float]) {
+  /// with i + headDim/2. `x` is [n × heads × headDim]; row t sits at position `positions[t]`.
+  static func rope(_ x: UnsafeMutablePointer<Float>, positions: [Int], heads: Int, headDim: Int, invFreq: [Float]) {
     let half = headDim / 2
-    for t in 0..<n {
-      let position = Float(start + t)
+    for (t, position) in positions.enumerated() {
+      let position = Float(position)
       for i in 0..<half {
         // HF: freqs = position * inv_freq in float32, then cos/sin.
         let angle = position * invFreq[i]
@@ -65,20 +65,23 @@ enum Layers {
     }
   }
 
-  /// Causal attention of n new tokens (positions start..<start+n) over the cache, which already
-  /// holds their keys and values. q is [n × heads × headDim]; the cache rows are
-  /// [position × kvHeads × headDim]; heads share KV heads in groups (GQA). Writes [n × heads × headDim].
-  static func attention(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                        n: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int,
+  /// Causal attention of the batch's rows over their sessions' caches, which already hold the
+  /// rows' keys and values for `layer`: a row at position p attends to positions 0...p of its own
+  /// session. q is [rows × heads × headDim]; the cache rows are [position × kvHeads × headDim];
+  /// heads share KV heads in groups (GQA). Writes [rows × heads × headDim].
+  static func attention(q: UnsafePointer<Float>, batch: BatchRows, layer: Int, heads: Int, kvHeads: Int, headDim: Int,
                         kernels: some MatrixKernels, into out: UnsafeMutablePointer<Float>) {
     let group = heads / kvHeads
     let kvWidth = kvHeads * headDim
     let scale = 1 / Float(headDim).squareRoot()
-    kernels.parallelFor(n * heads, work: n * heads * (start + n) * headDim) { job in
-      let t = job / heads, h = job % heads
+    let work = batch.positions.reduce(0) { $0 + $1 + 1 } * heads * headDim
+    kernels.parallelFor(batch.count * heads, work: work) { job in
+      let row = job / heads, h = job % heads
+      let cache = batch.items[batch.itemOfRow[row]].cache
+      let keys = cache.keys[layer], values = cache.values[layer]
       let kvh = h / group
-      let length = start + t + 1
-      let qh = q + (t * heads + h) * headDim
+      let length = batch.positions[row] + 1
+      let qh = q + (row * heads + h) * headDim
       withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
         var maxScore = -Float.infinity
         for p in 0..<length {
@@ -91,7 +94,7 @@ enum Layers {
           scores[p] = Foundation.exp(scores[p] - maxScore)
           total += scores[p]
         }
-        let o = out + (t * heads + h) * headDim
+        let o = out + (row * heads + h) * headDim
         o.initialize(repeating: 0, count: headDim)
         let inverse = 1 / total
         for p in 0..<length {

@@ -153,38 +153,38 @@ struct Llama: Network {
     }
   }
 
-  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
-               into out: UnsafeMutablePointer<Float>?) {
+  func forward(_ batch: BatchRows) {
     let c = config
-    let n = tokens.count, d = c.hidden, start = cache.count
+    let n = batch.count, d = c.hidden
     let qWidth = c.heads * c.headDim
-    cache.reserve(n)
     let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // residual stream [n × hidden]
     let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // normed input [n × hidden]
     let q = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)     // [n × heads × headDim]
+    let k = UnsafeMutablePointer<Float>.allocate(capacity: n * kvWidth)    // [n × kvHeads × headDim]
+    let v = UnsafeMutablePointer<Float>.allocate(capacity: n * kvWidth)
     let attn = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)  // [n × heads × headDim]
     let gate = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
     let up = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
     let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    defer { [x, h, q, attn, gate, up, o].forEach { $0.deallocate() } }
+    defer { [x, h, q, k, v, attn, gate, up, o].forEach { $0.deallocate() } }
 
-    for (t, token) in tokens.enumerated() {
-      for i in 0..<d { x[t * d + i] = embedding.value(Int(token) * d + i) }
+    for t in 0..<n {
+      let token = batch.token(t)
+      for i in 0..<d { x[t * d + i] = embedding.value(token * d + i) }
     }
     for (l, layer) in blocks.enumerated() {
       Layers.rmsNorm(x, layer.attentionNorm, eps: c.eps, n: n, into: h)
       kernels.multiply(layer.q, h, n: n, into: q)
       Layers.addBias(q, layer.qBias, n: n)
-      // New keys and values go straight into the cache rows start..<start+n.
-      let k = cache.keys[l] + start * kvWidth, v = cache.values[l] + start * kvWidth
       kernels.multiply(layer.k, h, n: n, into: k)
       Layers.addBias(k, layer.kBias, n: n)
       kernels.multiply(layer.v, h, n: n, into: v)
       Layers.addBias(v, layer.vBias, n: n)
-      Layers.rope(q, n: n, heads: c.heads, headDim: c.headDim, start: start, invFreq: c.invFreq)
-      Layers.rope(k, n: n, heads: c.kvHeads, headDim: c.headDim, start: start, invFreq: c.invFreq)
-      Layers.attention(q: q, keys: cache.keys[l], values: cache.values[l], n: n, start: start,
-                       heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, kernels: kernels, into: attn)
+      Layers.rope(q, positions: batch.positions, heads: c.heads, headDim: c.headDim, invFreq: c.invFreq)
+      Layers.rope(k, positions: batch.positions, heads: c.kvHeads, headDim: c.headDim, invFreq: c.invFreq)
+      batch.store(layer: l, width: kvWidth, keys: k, values: v, stride: kvWidth)
+      Layers.attention(q: q, batch: batch, layer: l, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                       kernels: kernels, into: attn)
       kernels.multiply(layer.o, attn, n: n, into: o)
       Layers.addBias(o, layer.oBias, n: n)
       for i in 0..<(n * d) { x[i] += o[i] }
@@ -199,9 +199,9 @@ struct Llama: Network {
       Layers.addBias(o, layer.downBias, n: n)
       for i in 0..<(n * d) { x[i] += o[i] }
     }
-    cache.advance(n)
-    guard let out, !logitRows.isEmpty else { return }
-    Layers.rmsNorm(x + logitRows.lowerBound * d, finalNorm, eps: c.eps, n: logitRows.count, into: h)
-    kernels.multiply(head, h, n: logitRows.count, into: out)
+    batch.advanceCaches()
+    writeLogits(batch, x: x, hidden: d, head: head, kernels: kernels) { x, rows, out in
+      Layers.rmsNorm(x, finalNorm, eps: c.eps, n: rows, into: out)
+    }
   }
 }

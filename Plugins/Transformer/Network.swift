@@ -9,11 +9,10 @@ protocol Network: Sendable {
   /// Floats per token per layer in the cache (kvHeads × headDim).
   var kvWidth: Int { get }
   var architecture: String { get }
-  /// Runs `tokens` at positions cache.count..<cache.count+n, appends their keys and values to
-  /// the cache, and writes the logits of the tokens in `logitRows` (indices into `tokens`),
-  /// consecutively, into `out`.
-  func forward(_ tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitRows: Range<Int>,
-               into out: UnsafeMutablePointer<Float>?)
+  /// Runs every item's tokens at the positions after its cache's, appends their keys and values
+  /// to the item's cache, and writes the logits the items ask for: one matrix product per
+  /// weight over the rows of all items, attention per item.
+  func forward(_ batch: BatchRows)
 }
 
 /// The architectures by config.json `model_type`.

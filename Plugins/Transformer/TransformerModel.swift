@@ -32,6 +32,18 @@ public final class TransformerModel: BackendModel {
   public func makeSession() throws -> any BackendSession {
     TransformerSession(network: network)
   }
+
+  /// One forward pass over every session's tokens (one matrix product per weight for all rows).
+  public func append(batch: [BackendAppend]) throws {
+    let items = try batch.enumerated().map { i, a in
+      // The kit passes only this model's sessions.
+      guard let session = a.session as? TransformerSession else {
+        throw BackendError(EFT_INVALID_ARGUMENT, "append \(i): the session is not one of this model's")
+      }
+      return session.item(a.tokens, mode: a.mode, logits: a.logits)
+    }
+    network.forward(BatchRows(items))
+  }
 }
 
 final class TransformerSession: BackendSession {
@@ -46,13 +58,18 @@ final class TransformerSession: BackendSession {
   var count: Int { cache.count }
 
   func append(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws {
+    network.forward(BatchRows([item(tokens, mode: mode, logits: logits)]))
+  }
+
+  /// This session's part of a forward pass.
+  func item(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) -> ForwardItem {
     let rows: Range<Int>
     switch mode {
     case EFT_LOGITS_LAST: rows = (tokens.count - 1)..<tokens.count
     case EFT_LOGITS_ALL: rows = 0..<tokens.count
     default: rows = 0..<0
     }
-    network.forward(tokens, cache: cache, logitRows: rows, into: logits)
+    return ForwardItem(tokens: tokens, cache: cache, logitRows: rows, out: logits)
   }
 
   func truncate(to n: Int) throws { cache.truncate(n) }

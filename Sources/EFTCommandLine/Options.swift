@@ -14,8 +14,9 @@ public struct ConfigOptions: ParsableArguments {
   @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable; searched before the config's plugin_dirs and the executable's directory).")
   public var pluginDirs: [String] = []
 
-  public func load() throws -> Runtime {
-    try Runtime(configPath: config, pluginDirectories: pluginDirs)
+  /// The runtime of the config; `maxBatchTokens` caps the tokens of one scheduler step.
+  public func load(maxBatchTokens: Int = 512) throws -> Runtime {
+    try Runtime(configPath: config, pluginDirectories: pluginDirs, maxBatchTokens: maxBatchTokens)
   }
 }
 

@@ -168,6 +168,61 @@ public struct BackendChecker {
       return "two sessions appended in turn match each one alone"
     }
 
+    check("batched = separate calls") {
+      guard let batch = plugin.appendBatch else {
+        return "no session_append_batch (ABI 1.0, or the slot is NULL): the host appends one session at a time"
+      }
+      // Three sessions at different lengths; one batch appends a different number of tokens to
+      // each, with a different logits mode; each must match what it gives alone.
+      let half = length / 2
+      let otherAlone = try append(try newSession(), other, EFT_LOGITS_ALL)
+      let a = try newSession(), b = try newSession(), c = try newSession()
+      _ = try append(a, Array(tokens.prefix(half)), EFT_LOGITS_NONE)
+      _ = try append(c, [other[0]], EFT_LOGITS_NONE)
+      let parts: [(RawSession, [Int32], eft_logits_mode, expected: [[Float]])] = [
+        (a, Array(tokens.dropFirst(half)), EFT_LOGITS_ALL, Array(reference.dropFirst(half))),
+        (b, [tokens[0]], EFT_LOGITS_LAST, [reference[0]]),
+        (c, Array(other[1..<min(4, length)]), EFT_LOGITS_LAST, [otherAlone[min(4, length) - 1]]),
+      ]
+      func run(_ parts: [(RawSession, [Int32], eft_logits_mode, expected: [[Float]])]) -> (eft_status, [[Float]]) {
+        var outs = parts.map { [Float](repeating: .nan, count: max(1, ($0.2 == EFT_LOGITS_ALL ? $0.1.count : 1) * vocab)) }
+        let tokenBuffers = parts.map { p in UnsafeMutableBufferPointer<Int32>.allocate(capacity: p.1.count) }
+        let outBuffers = outs.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.count) }
+        defer { tokenBuffers.forEach { $0.deallocate() }; outBuffers.forEach { $0.deallocate() } }
+        for (i, p) in parts.enumerated() { _ = tokenBuffers[i].initialize(from: p.1) }
+        let items = parts.indices.map { i in
+          eft_append(session: parts[i].0.handle, tokens: UnsafePointer(tokenBuffers[i].baseAddress), n_tokens: parts[i].1.count,
+                     mode: parts[i].2, logits: outBuffers[i].baseAddress)
+        }
+        let status = items.withUnsafeBufferPointer { batch(model, $0.baseAddress, $0.count, MemoryLayout<eft_append>.stride, &error) }
+        for i in outs.indices { outs[i] = Array(outBuffers[i]) }
+        return (status, outs)
+      }
+      // Refusals first: a bad token in one append, or a session twice, changes no session.
+      for (what, bad) in [("a token id = vocab_size in append 1", [parts[0], (b, [Int32(vocab)], EFT_LOGITS_LAST, [])]),
+                          ("the same session twice", [parts[1], parts[1]])] {
+        let before = [a.length, b.length, c.length]
+        let (status, _) = run(bad)
+        guard status != EFT_OK else { throw Mismatch(description: "a batch with \(what) was accepted") }
+        _ = plugin.error(status, error, "")  // frees the error object
+        error = nil
+        guard [a.length, b.length, c.length] == before else { throw Mismatch(description: "a refused batch (\(what)) changed session lengths \(before) to \([a.length, b.length, c.length])") }
+      }
+      let (status, outs) = run(parts)
+      guard status == EFT_OK else { throw plugin.error(status, error, "session_append_batch") }
+      var exact = true
+      for (i, p) in parts.enumerated() {
+        let rows = p.2 == EFT_LOGITS_ALL ? p.1.count : 1
+        let got = (0..<rows).map { Array(outs[i][($0 * vocab)..<(($0 + 1) * vocab)]) }
+        if let d = difference(p.expected, got) { throw Mismatch(description: "append \(i) (\(p.1.count) tokens) differs from separate calls at \(d)") }
+        exact = exact && got == p.expected
+      }
+      guard a.length == length, b.length == 1, c.length == min(4, length) else {
+        throw Mismatch(description: "session lengths \(a.length)/\(b.length)/\(c.length) after the batch")
+      }
+      return "3 sessions at lengths \(half)/0/1 appending \(length - half)/1/\(min(4, length) - 1) tokens (ALL/LAST/LAST) match separate calls \(exact ? "bit for bit" : "within \(tolerance)"); bad batches refused whole"
+    }
+
     check("bad input is refused") {
       let s = try newSession()
       _ = try append(s, Array(tokens.prefix(2)), EFT_LOGITS_NONE)

@@ -89,7 +89,7 @@ struct Decoder {
     var drafts: [Int32] = []
     var q: [[Double]] = []
     for i in 0..<k {
-      for s in draftSessions { rows[s] += try state.rows(s, from: start + i) }
+      for (s, r) in zip(draftSessions, try state.rows(draftSessions, from: start + i)) { rows[s] += r }
       try evaluator.evaluate(draftNodes, logits: { rows[$0][i] })
       let token: Int32
       if greedy {
@@ -105,7 +105,7 @@ struct Decoder {
 
     // Verify: the other sessions read every drafted token at once; the output is evaluated at
     // each position until a draft token is rejected.
-    for s in verifySessions { rows[s] = try state.rows(s, from: start) }
+    for (s, r) in zip(verifySessions, try state.rows(verifySessions, from: start)) { rows[s] = r }
     var chosen: [ChosenToken] = []
     func choose(_ token: Int32, _ logProbs: [Float]) {
       chosen.append(ChosenToken(token: token, logProb: logProbs[Int(token)],
@@ -147,7 +147,7 @@ struct Decoder {
     }
 
     // Every draft token kept (or none drafted): one more token from the output at the next position.
-    for s in draftSessions { rows[s] += try state.rows(s, from: start + k) }
+    for (s, r) in zip(draftSessions, try state.rows(draftSessions, from: start + k)) { rows[s] += r }
     try evaluator.evaluate(logits: { rows[$0][k] })
     let logProbs = evaluator.outputLogProbs()
     let token = try Sampler.sample(logProbs, sampling, using: &rng)

@@ -74,6 +74,13 @@ public final class Plugin: @unchecked Sendable {
     self.abiMinor = minor
   }
 
+  /// The plugin's `session_append_batch` (ABI 1.1), when its table has the slot and sets it.
+  var appendBatch: (@convention(c) (OpaquePointer?, UnsafePointer<eft_append>?, Int, Int, UnsafeMutablePointer<OpaquePointer?>?) -> eft_status)? {
+    let end = MemoryLayout<eft_backend>.offset(of: \eft_backend.session_append_batch)! + MemoryLayout<UnsafeRawPointer>.size
+    guard abiMinor >= 1, table.pointee.struct_size >= end else { return nil }
+    return table.pointee.session_append_batch
+  }
+
   /// The size of the table up to and including the last slot of ABI x.0.
   static let requiredTableSize: Int = MemoryLayout<eft_backend>.offset(of: \eft_backend.error_free)!
     + MemoryLayout<UnsafeRawPointer>.size

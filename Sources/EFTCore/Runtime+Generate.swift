@@ -139,8 +139,11 @@ extension Runtime {
   }
 
   /// Generates from `request`, calling `onToken` for each token as it is chosen; `onToken`
-  /// returns false to stop (finish reason `.cancelled`). Runs on the calling thread.
-  public func generate(_ request: GenerationRequest,
+  /// returns false to stop (finish reason `.cancelled`). Runs on the calling thread; its model
+  /// appends run in the scheduler's steps, batched with other requests' (so `onToken` should
+  /// return quickly: the others' next step waits for it). `cancellation` is polled while the
+  /// request waits for a step (a cancelled prefill throws `.cancelled`).
+  public func generate(_ request: GenerationRequest, cancellation: (any CancellationSignal)? = nil,
                        onToken: (TokenEvent) throws -> Bool = { _ in true }) throws -> GenerationResult {
     let graph = try graph(named: request.graph)
     let settings = try settings(for: request, graph: graph)
@@ -148,10 +151,17 @@ extension Runtime {
 
     let start = DispatchTime.now()
     let state: DecodeState
-    if let ids = request.promptTokens {
-      state = try DecodeState(graph: graph, prompts: graph.sessions.map { _ in ids })
-    } else {
-      state = try DecodeState(graph: graph, prompt: request.prompt)
+    do {
+      if let ids = request.promptTokens {
+        state = try DecodeState(graph: graph, prompts: graph.sessions.map { _ in ids }, scheduler: scheduler, cancellation: cancellation)
+      } else {
+        state = try DecodeState(graph: graph, prompt: request.prompt, scheduler: scheduler, cancellation: cancellation)
+      }
+    } catch let error as RuntimeError where error.code == .cancelled {
+      // Cancelled while waiting for its prefill: a generation of no tokens.
+      return GenerationResult(tokens: [], text: "", finishReason: .cancelled, promptTokens: [],
+                              prefillSeconds: Timing.seconds(since: start), decodeSeconds: 0, stats: DecodeStats(),
+                              speculation: settings.speculation)
     }
     let prefillEnd = DispatchTime.now()
 
@@ -166,7 +176,14 @@ extension Runtime {
         finish = .context
         break
       }
-      for chosen in try decoder.step(limit: settings.maxTokens - tokens.count) {
+      let chosenTokens: [ChosenToken]
+      do {
+        chosenTokens = try decoder.step(limit: settings.maxTokens - tokens.count)
+      } catch let error as RuntimeError where error.code == .cancelled {
+        finish = .cancelled  // while waiting for a step
+        break decoding
+      }
+      for chosen in chosenTokens {
         if settings.stopAtEOS, graph.eosTokens.contains(chosen.token) {
           finish = .eos
           break decoding
@@ -186,6 +203,7 @@ extension Runtime {
         }
       }
     }
+    state.finishModelWork()
     if finish != .stop {
       // Flush what the UTF-8 decoder and the stop matcher held back.
       let (tail, stoppedInTail) = stops.push(streaming.finish())
@@ -211,19 +229,20 @@ extension Runtime {
   /// templated prompt. Sampling settings (temperature, top-k, …) do not apply; the graph's own
   /// operators do.
   public func score(graph name: String?, prompt: String, continuation: String,
-                    parameters: [String: Double] = [:]) throws -> ScoreResult {
+                    parameters: [String: Double] = [:], cancellation: (any CancellationSignal)? = nil) throws -> ScoreResult {
     let graph = try graph(named: name)
     let evaluator = try GraphEvaluator(graph: graph, parameters: try parameterValues(parameters, graph: graph))
     let tokens = graph.tokenizer.encode(continuation, addSpecialTokens: false)
     guard !tokens.isEmpty else { throw RuntimeError(.request, .invalidArgument, "the continuation is empty (no tokens to score)") }
-    let state = try DecodeState(graph: graph, prompt: prompt)
+    let state = try DecodeState(graph: graph, prompt: prompt, scheduler: scheduler, cancellation: cancellation)
     guard state.room >= tokens.count - 1 else {
       throw RuntimeError(.request, .outOfRange, "prompt and continuation (\(tokens.count) tokens) exceed the context length \(graph.contextLength)")
     }
     // Every session reads the continuation but its last token in one call; the output is
     // evaluated at each position.
     for token in tokens.dropLast() { state.push(token) }
-    let rows = try state.sessions.indices.map { try state.rows($0, from: 0) }
+    let rows = try state.rows(Array(state.sessions.indices), from: 0)
+    state.finishModelWork()
     var logProbs: [Double] = []
     for (position, token) in tokens.enumerated() {
       try evaluator.evaluate(logits: { rows[$0][position] })

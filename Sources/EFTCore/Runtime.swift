@@ -18,11 +18,14 @@ public final class Runtime: Sendable {
   public let graphs: [CompiledGraph]
   /// The graph used when a request names none (nil when the config has several and names no default).
   public let defaultGraph: String?
+  /// Runs the model appends of every request on this runtime in shared steps (batching).
+  public let scheduler: StepScheduler
 
   /// Loads the config at `configPath`: plugins, models, tokenizers; compiles and validates every
   /// graph. `pluginDirectories` are searched (before the config's `plugin_dirs` and the
-  /// executable's directory) for plugins declared without a path.
-  public init(configPath: String, pluginDirectories: [String] = []) throws {
+  /// executable's directory) for plugins declared without a path. `maxBatchTokens` caps the
+  /// tokens one scheduler step appends (see `StepScheduler`).
+  public init(configPath: String, pluginDirectories: [String] = [], maxBatchTokens: Int = 512) throws {
     let file = try ConfigFile(path: configPath)
     let config = file.config
     self.file = file
@@ -95,6 +98,7 @@ public final class Runtime: Sendable {
     self.plugins = plugins
     self.models = models
     self.graphs = graphs
+    self.scheduler = StepScheduler(maxBatchTokens: maxBatchTokens)
   }
 
   /// `tokenizer.json` beside a model: in `path` when it is a directory, else in its directory.

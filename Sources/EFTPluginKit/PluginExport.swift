@@ -38,6 +38,33 @@ public struct ModelDescription: Sendable {
 public protocol BackendModel: AnyObject, Sendable {
   var description: ModelDescription { get }
   func makeSession() throws -> any BackendSession
+  /// Appends to several sessions of this model in one call (`session_append_batch`). The kit
+  /// has validated every append as for `BackendSession.append`, and the sessions are distinct
+  /// sessions of this model. All or nothing: must leave every session unchanged when it throws.
+  /// The default appends one session after the other and rolls back on a failure.
+  func append(batch: [BackendAppend]) throws
+}
+
+/// One session's part of a batched append.
+public struct BackendAppend {
+  public let session: any BackendSession
+  public let tokens: UnsafeBufferPointer<Int32>
+  public let mode: eft_logits_mode
+  public let logits: UnsafeMutablePointer<Float>?
+}
+
+extension BackendModel {
+  public func append(batch: [BackendAppend]) throws {
+    let lengths = batch.map(\.session.count)
+    for (i, a) in batch.enumerated() {
+      do {
+        try a.session.append(a.tokens, mode: a.mode, logits: a.logits)
+      } catch {
+        for j in 0..<i { try? batch[j].session.truncate(to: lengths[j]) }
+        throw error
+      }
+    }
+  }
 }
 
 /// The state of one token sequence. Used by one thread at a time.
@@ -95,7 +122,8 @@ public enum PluginExport {
       session_length: sessionLength,
       error_message: errorMessage,
       error_status: errorStatus,
-      error_free: errorFree))
+      error_free: errorFree,
+      session_append_batch: sessionAppendBatch))
     table = t
     return UnsafePointer(t)
   }
@@ -241,30 +269,73 @@ private let sessionFree: @convention(c) (OpaquePointer?) -> Void = { handle in
   Unmanaged<SessionBox>.fromOpaque(UnsafeRawPointer(handle)).release()
 }
 
+/// Checks one append's arguments against the ABI's promises; nil when they hold, else the
+/// status and message to refuse it with.
+private func invalidAppend(_ box: SessionBox, _ tokens: UnsafePointer<Int32>?, _ count: Int, _ mode: eft_logits_mode,
+                           _ logits: UnsafeMutablePointer<Float>?) -> (eft_status, String)? {
+  guard let tokens, count > 0 else { return (EFT_INVALID_ARGUMENT, "no tokens to append") }
+  guard mode == EFT_LOGITS_NONE || mode == EFT_LOGITS_LAST || mode == EFT_LOGITS_ALL else {
+    return (EFT_INVALID_ARGUMENT, "unknown logits mode \(mode.rawValue)")
+  }
+  guard mode == EFT_LOGITS_NONE || logits != nil else { return (EFT_INVALID_ARGUMENT, "logits is NULL but mode asks for logits") }
+  let info = box.model.info
+  // The length first (written so that no sum can overflow), then the ids.
+  guard count <= info.contextLength - box.session.count else {
+    return (EFT_OUT_OF_RANGE, "\(box.session.count) + \(count) tokens exceed the context length \(info.contextLength)")
+  }
+  for (i, t) in UnsafeBufferPointer(start: tokens, count: count).enumerated() where t < 0 || Int(t) >= info.vocabSize {
+    return (EFT_INVALID_ARGUMENT, "token \(i) is \(t), outside the vocabulary [0, \(info.vocabSize))")
+  }
+  return nil
+}
+
 private let sessionAppend: @convention(c) (
   OpaquePointer?, UnsafePointer<Int32>?, Int, eft_logits_mode, UnsafeMutablePointer<Float>?,
   UnsafeMutablePointer<OpaquePointer?>?
 ) -> eft_status = { handle, tokens, count, mode, logits, error in
   guard let handle else { return fail(EFT_INVALID_ARGUMENT, "session_append: session is NULL", error) }
-  guard let tokens, count > 0 else { return fail(EFT_INVALID_ARGUMENT, "session_append: no tokens to append", error) }
-  guard mode == EFT_LOGITS_NONE || mode == EFT_LOGITS_LAST || mode == EFT_LOGITS_ALL else {
-    return fail(EFT_INVALID_ARGUMENT, "session_append: unknown logits mode \(mode.rawValue)", error)
-  }
-  guard mode == EFT_LOGITS_NONE || logits != nil else {
-    return fail(EFT_INVALID_ARGUMENT, "session_append: logits is NULL but mode asks for logits", error)
-  }
   let box = session(handle)
-  let info = box.model.info
-  // The length first (written so that no sum can overflow), then the ids.
-  guard count <= info.contextLength - box.session.count else {
-    return fail(EFT_OUT_OF_RANGE, "session_append: \(box.session.count) + \(count) tokens exceed the context length \(info.contextLength)", error)
-  }
-  let buffer = UnsafeBufferPointer(start: tokens, count: count)
-  for (i, t) in buffer.enumerated() where t < 0 || Int(t) >= info.vocabSize {
-    return fail(EFT_INVALID_ARGUMENT, "session_append: token \(i) is \(t), outside the vocabulary [0, \(info.vocabSize))", error)
+  if let (status, message) = invalidAppend(box, tokens, count, mode, logits) {
+    return fail(status, "session_append: \(message)", error)
   }
   do {
-    try box.session.append(buffer, mode: mode, logits: logits)
+    try box.session.append(UnsafeBufferPointer(start: tokens, count: count), mode: mode, logits: logits)
+    return EFT_OK
+  } catch let thrown {
+    return fail(thrown, error)
+  }
+}
+
+private let sessionAppendBatch: @convention(c) (
+  OpaquePointer?, UnsafePointer<eft_append>?, Int, Int, UnsafeMutablePointer<OpaquePointer?>?
+) -> eft_status = { handle, appends, count, appendSize, error in
+  guard let handle else { return fail(EFT_INVALID_ARGUMENT, "session_append_batch: model is NULL", error) }
+  guard count > 0 else { return EFT_OK }
+  guard let appends else { return fail(EFT_INVALID_ARGUMENT, "session_append_batch: appends is NULL", error) }
+  guard appendSize >= MemoryLayout<eft_append>.size else {
+    return fail(EFT_INVALID_ARGUMENT, "session_append_batch: append_size \(appendSize) is smaller than eft_append (\(MemoryLayout<eft_append>.size) bytes)", error)
+  }
+  let owner = model(handle)
+  var batch: [BackendAppend] = []
+  var seen = Set<ObjectIdentifier>()
+  for i in 0..<count {
+    let a = (UnsafeRawPointer(appends) + i * appendSize).loadUnaligned(as: eft_append.self)
+    guard let sessionHandle = a.session else { return fail(EFT_INVALID_ARGUMENT, "session_append_batch: append \(i): session is NULL", error) }
+    let box = session(sessionHandle)
+    guard box.model === owner else {
+      return fail(EFT_INVALID_ARGUMENT, "session_append_batch: append \(i): the session belongs to another model", error)
+    }
+    guard seen.insert(ObjectIdentifier(box)).inserted else {
+      return fail(EFT_INVALID_ARGUMENT, "session_append_batch: append \(i): the session appears twice in the batch", error)
+    }
+    if let (status, message) = invalidAppend(box, a.tokens, a.n_tokens, a.mode, a.logits) {
+      return fail(status, "session_append_batch: append \(i): \(message)", error)
+    }
+    batch.append(BackendAppend(session: box.session, tokens: UnsafeBufferPointer(start: a.tokens, count: a.n_tokens),
+                               mode: a.mode, logits: a.logits))
+  }
+  do {
+    try owner.model.append(batch: batch)
     return EFT_OK
   } catch let thrown {
     return fail(thrown, error)

@@ -1,4 +1,5 @@
 // How calls run: model code on a thread of its own, their cancellation, and admission.
+import EFTCore
 import Foundation
 import GRPCCore
 import Synchronization
@@ -22,7 +23,7 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
 /// cancelled or went away, the deadline passed; gRPC signals these through the call's context,
 /// not by cancelling the handler's task), the handler's task being cancelled (a shutdown past its
 /// grace period), or a failed write. The decoding thread reads `isCancelled` after every token.
-final class CallCancellation: Sendable {
+final class CallCancellation: CancellationSignal {
   private struct State {
     var cancelled = false
     var handlers: [@Sendable () -> Void] = []

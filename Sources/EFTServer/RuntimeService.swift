@@ -153,7 +153,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let runtime = self.runtime
     async let outcome = onThread {
       defer { sink.finish() }
-      return try runtime.generate(generation) { event in
+      return try runtime.generate(generation, cancellation: cancellation) { event in
         var token = Eft_V1_Token()
         token.id = event.token
         token.text = event.text
@@ -204,7 +204,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     return try await withCallCancellation { cancellation in try await admission.run(cancellation) {
       let result = try await onThread {
         try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
-                          parameters: request.parameters)
+                          parameters: request.parameters, cancellation: cancellation)
       }
       note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
       return .with {

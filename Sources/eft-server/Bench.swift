@@ -7,13 +7,26 @@ import Foundation
 
 struct Bench: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "What serving costs: the same generation in-process (as `eft run`) and streamed through this server over a Unix socket and TCP loopback, alternating, in one run.",
+    abstract: "What serving costs: the same generation in-process (as `eft run`) and streamed through this server over a Unix socket and TCP loopback, alternating, in one run; or, with --concurrency, throughput under concurrent streams.",
     discussion: """
       Each run times one generation in-process, then the same request (same seed) through each \
       transport on an open connection, from sending it to receiving its last message. Prints the \
       median per generation and per token, and the ratio to in-process; exits 1 if any streamed \
       generation differs from the in-process one.
+
+      With --concurrency 1,2,4,8: for each level N, N clients (a TCP loopback connection each) \
+      send the same request at once; prints, per level, aggregate tokens/s (all tokens over the \
+      wall time from the first request to the last token), its ratio to the first level, mean \
+      per-stream tokens/s, p50/p99 time between a stream's tokens and p50 time to first token. \
+      The levels are run --runs times, interleaved, and the run with the median aggregate is \
+      reported. Exits 1 if any stream's tokens differ from the request's alone (in-process).
       """)
+
+  @Option(help: ArgumentHelp("Concurrency levels to measure, e.g. 1,2,4,8 (see the discussion).", valueName: "n,n,…"))
+  var concurrency: String?
+
+  @Option(help: "Tokens one scheduler step may append (the server's --max-batch-tokens).")
+  var maxBatchTokens = 512
 
   @OptionGroup var configOptions: ConfigOptions
 
@@ -39,12 +52,23 @@ struct Bench: AsyncParsableCommand {
   var json = false
 
   func validate() throws {
+    guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
     guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
     guard runs > 0 else { throw ValidationError("--runs must be positive") }
   }
 
+  /// The levels of --concurrency.
+  func levels() throws -> [Int]? {
+    guard let concurrency else { return nil }
+    let levels = concurrency.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !levels.isEmpty, levels.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 256 }) else {
+      throw ValidationError("--concurrency takes positive numbers up to 256 separated by commas, e.g. 1,2,4,8")
+    }
+    return levels.map { $0! }
+  }
+
   func run() async throws {
-    let runtime = try loadRuntime(configOptions)
+    let runtime = try loadRuntime(configOptions, maxBatchTokens: maxBatchTokens)
     var local = GenerationRequest(graph: graph, prompt: prompt)
     local.maxTokens = maxTokens
     local.stopAtEOS = false
@@ -72,6 +96,12 @@ struct Bench: AsyncParsableCommand {
     defer { server.shutdown() }
 
     let expected = try runtime.generate(local).tokens
+    if let levels = try levels() {
+      try await load(levels, endpoint: endpoints[1], runtime: runtime, request: remote, expected: expected)
+      server.shutdown()
+      try await serving.value
+      return
+    }
     var localTimes: [Double] = []
     var unixTimes: [Double] = []
     var tcpTimes: [Double] = []
@@ -121,6 +151,30 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "%-13@ %9.3f ms  %8.1f µs/token  %6.3f×  %+8.1f µs/token", name, t * 1e3, t / n * 1e6, t / base, (t - base) / n * 1e6))
       }
       print(identical ? "streamed tokens identical to in-process: yes" : "streamed tokens identical to in-process: NO")
+    }
+    if !identical { throw ExitCode(1) }
+  }
+
+  /// The --concurrency benchmark.
+  func load(_ levels: [Int], endpoint: ServerEndpoint, runtime: Runtime, request: Eft_V1_GenerateRequest, expected: [Int32]) async throws {
+    let graphName = try runtime.graph(named: graph).name
+    _ = try await measureLoad(endpoint, streams: levels.max()!, request: request, expected: expected)  // warm-up
+    var measured = [[LoadLevel]](repeating: [], count: levels.count)
+    for run in 0..<runs {
+      for (i, n) in levels.enumerated() {
+        FileHandle.standardError.write("run \(run + 1)/\(runs): \(n) streams\n".data(using: .utf8)!)
+        measured[i].append(try await measureLoad(endpoint, streams: n, request: request, expected: expected))
+      }
+    }
+    let chosen = measured.map { runs in runs.sorted { $0.aggregate < $1.aggregate }[runs.count / 2] }
+    let base = chosen[0].aggregate
+    let identical = chosen.allSatisfy(\.identical) && measured.joined().allSatisfy(\.identical)
+    if json {
+      print("{\"graph\":\"\(graphName)\",\"tokens_per_stream\":\(expected.count),\"runs\":\(runs),\"max_batch_tokens\":\(maxBatchTokens),\"identical\":\(identical),\"levels\":[\(chosen.map { $0.json(base: base) }.joined(separator: ","))]}")
+    } else {
+      print("graph \(graphName), \(expected.count) tokens per stream, TCP loopback, median-aggregate run of \(runs)")
+      print(LoadLevel.header)
+      for level in chosen { print(level.row(base: base)) }
     }
     if !identical { throw ExitCode(1) }
   }

@@ -37,6 +37,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Calls that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.")
   var maxQueued = 64
 
+  @Option(help: "Tokens one decoding step may append over all running calls: their decode and verification rows first, then chunks of waiting prompts.")
+  var maxBatchTokens = 512
+
   @Option(help: "Seconds running calls may go on after SIGINT/SIGTERM before they are cancelled.")
   var shutdownGrace = 10.0
 
@@ -48,6 +51,7 @@ struct Serve: AsyncParsableCommand {
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
     guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
     guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
+    guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
     guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
   }
 
@@ -65,7 +69,7 @@ struct Serve: AsyncParsableCommand {
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
 
-    let runtime = try loadRuntime(configOptions)
+    let runtime = try loadRuntime(configOptions, maxBatchTokens: maxBatchTokens)
     let configPath = configOptions.config
     let server = RuntimeServer(runtime: runtime, options: options)
 
@@ -98,9 +102,9 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// The config's runtime, or its error on stderr and exit status 1.
-func loadRuntime(_ options: ConfigOptions) throws -> Runtime {
+func loadRuntime(_ options: ConfigOptions, maxBatchTokens: Int) throws -> Runtime {
   do {
-    return try options.load()
+    return try options.load(maxBatchTokens: maxBatchTokens)
   } catch let error as RuntimeError {
     log("error: \(error.message)")
     throw ExitCode(1)

@@ -200,11 +200,17 @@ let upscale = "examples/configs/upscale.pbtxt"
 
   @Test func shippedBackendsPass() throws {
     for (plugin, model) in [("CPUBackend", "examples/models/facts/small_base"), ("BLASBackend", "examples/models/facts/small_base"),
-                            ("BigramBackend", "examples/models/tiny/small_base.bigram"), ("FixtureBrokenBackend", "good")] {
+                            ("BigramBackend", "examples/models/tiny/small_base.bigram"), ("FixtureBrokenBackend", "good"),
+                            ("FixtureABI10", "good")] {
       let r = try eft(["backend-check", library(plugin), "--model", model])
       #expect(r.status == 0, "\(plugin): \(r.stdout)\(r.stderr)")
-      #expect(r.stdout.contains("all 7 checks passed"), "\(plugin)")
+      #expect(r.stdout.contains("all 8 checks passed"), "\(plugin)")
     }
+    // The transformer and bigram backends batch bit for bit; an ABI 1.0 plugin has no batch slot.
+    let cpu = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base"])
+    #expect(cpu.stdout.contains("match separate calls bit for bit; bad batches refused whole"))
+    let old = try eft(["backend-check", library("FixtureABI10"), "--model", "good"])
+    #expect(old.stdout.contains("ABI 1.0 (host 1.1)") && old.stdout.contains("PASS  batched = separate calls: no session_append_batch"))
   }
 
   @Test func brokenBackendsAreReportedWithAReason() throws {
@@ -215,6 +221,9 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(truncate.status == 1)
     #expect(truncate.stdout.contains("FAIL  truncate and re-append: after truncating to 4 and re-appending"))
     #expect(truncate.stdout.contains("PASS  one by one = all at once"))
+    let crosstalk = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "batch-crosstalk"])
+    #expect(crosstalk.status == 1)
+    #expect(crosstalk.stdout.contains("FAIL  batched = separate calls: append 1 (1 tokens) differs from separate calls at position 0, token 0"))
     let major = try eft(["backend-check", library("FixtureWrongMajor")])
     #expect(major.status == 1)
     #expect(major.stdout.contains("FAIL  load:") && major.stdout.contains("ABI 2.0"))

@@ -21,7 +21,22 @@ import EFTTokenizer
     #expect(e.code == .failedPrecondition)
     #expect(e.message.contains("libFixtureWrongMajor.so"))
     #expect(e.message.contains("ABI 2.0"))
-    #expect(e.message.contains("ABI 1.0"))
+    #expect(e.message.contains("ABI \(EFT_ABI_VERSION_MAJOR).\(EFT_ABI_VERSION_MINOR)"))
+  }
+
+  /// A plugin of ABI 1.0 (no `session_append_batch`) loads, and a batched append falls back to
+  /// one call per session with the same results.
+  @Test func loadsAnABI10PluginAndBatchesByFallingBack() throws {
+    let plugin = try Plugin(path: library("FixtureABI10"))
+    #expect(plugin.abiMinor == 0)
+    #expect(plugin.appendBatch == nil)
+    #expect(try Plugin(path: library("FixtureBrokenBackend")).appendBatch != nil)
+    let model = try Model(name: "toy", plugin: plugin, path: "good", options: [], tokenizer: try Tokenizer(contentsOf: tinyModels.appendingPathComponent("tokenizer.json")))
+    let a = try model.makeSession(), b = try model.makeSession()
+    let batched = model.append([Append(a, [1, 2, 3], .all), Append(b, [4], .last)])
+    #expect(try batched[0].get() == (try model.makeSession().append([1, 2, 3], mode: .all)))
+    #expect(try batched[1].get() == (try model.makeSession().append([4], mode: .last)))
+    #expect(a.count == 3 && b.count == 1)
   }
 
   @Test func refusesAMissingEntrySymbol() throws {

@@ -13,6 +13,7 @@
  *     mode. New slots may be NULL in plugins that predate them. The host accepts a plugin whose
  *     major equals the host's and whose minor is ≤ the host's, and reads only the slots that fit
  *     in the plugin's `struct_size`.
+ *   - Minor versions so far: 1.0 the first table; 1.1 appended `session_append_batch`.
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -45,7 +46,7 @@ extern "C" {
 #endif
 
 #define EFT_ABI_VERSION_MAJOR 1
-#define EFT_ABI_VERSION_MINOR 0
+#define EFT_ABI_VERSION_MINOR 1
 
 /* The name of the one symbol every plugin exports. */
 #define EFT_BACKEND_ENTRY_SYMBOL "eft_backend_entry"
@@ -72,6 +73,16 @@ typedef enum eft_logits_mode {
 typedef struct eft_model eft_model;
 typedef struct eft_session eft_session;
 typedef struct eft_error eft_error;
+
+/* One session's part of a batched append (ABI 1.1, `session_append_batch`): the arguments of one
+ * `session_append` call. The host fills an array of these; the plugin reads them. */
+typedef struct eft_append {
+  eft_session *session;   /* a session of the model the batch is for; each at most once per batch */
+  const int32_t *tokens;  /* n_tokens >= 1 ids, each in [0, vocab_size) */
+  size_t n_tokens;
+  eft_logits_mode mode;   /* which logits to write, as for session_append */
+  float *logits;          /* sized for `mode` as for session_append; NULL for EFT_LOGITS_NONE */
+} eft_append;
 
 /* What a model says about itself. The caller sets `struct_size` before calling `model_describe`;
  * the plugin fills only the fields that fit. */
@@ -142,6 +153,24 @@ typedef struct eft_backend {
 
   /* Required. Frees an error. */
   void (*error_free)(eft_error *error);
+
+  /* ---- ABI 1.1 ---- */
+
+  /* May be NULL (then the host makes one session_append call per session). Appends to several
+   * sessions of `model` in one call, so that a backend can run all of them in one pass over its
+   * weights (one matrix product per weight over every appended row): `appends[i]` is what
+   * session_append(appends[i].session, …) would get. `append_size` is sizeof(eft_append) as the
+   * host was built (a later minor may grow the struct; read only the fields that fit, stepping
+   * through the array by `append_size`).
+   * Every append's logits must be those its session_append call would write: a session's result
+   * must not depend on which other sessions share the batch (ideally bit for bit; the host's
+   * `eft backend-check` compares them with its tolerance).
+   * All or nothing: on failure no session changes, and the error names the append by index
+   * ("append 2: …"); the host then retries the appends one by one to find whose it was.
+   * Sessions are used by this call only for its duration (the one-thread-per-session rule holds
+   * for each). Thread-safe across calls on distinct sessions. */
+  eft_status (*session_append_batch)(eft_model *model, const eft_append *appends, size_t n_appends,
+                                     size_t append_size, eft_error **error);
 } eft_backend;
 
 /* The entry point every plugin exports (name: EFT_BACKEND_ENTRY_SYMBOL). Returns a table in

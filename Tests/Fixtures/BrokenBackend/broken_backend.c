@@ -1,9 +1,13 @@
 // A toy backend whose "model path" picks a defect, for `eft backend-check`'s own tests:
 //   "good"                  keeps every promise (the control),
 //   "batch-mismatch"        multi-token appends give logits other than one-by-one appends,
-//   "truncate-keeps-state"  truncate forgets the tokens but not a running state derived from them.
+//   "truncate-keeps-state"  truncate forgets the tokens but not a running state derived from them,
+//   "batch-crosstalk"       session_append_batch gives a session logits that depend on the batch.
+// Built with EFT_FIXTURE_ABI_1_0 (Tests/Fixtures/ABI10) it is a plugin of ABI 1.0: minor 0, a
+// table that ends before `session_append_batch`.
 // The toy model: logit[w] = cos(0.1·w·(1 + h)) where h is a running hash of the tokens held.
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +17,7 @@
 #define VOCAB 64
 #define CONTEXT 128
 
-enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE };
+enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK };
 struct eft_model { enum defect defect; };
 struct eft_session { const eft_model *model; int32_t tokens[CONTEXT]; size_t length; double hash; };
 struct eft_error { eft_status status; char message[128]; };
@@ -46,9 +50,10 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
   if (strcmp(name, "good") == 0) m->defect = GOOD;
   else if (strcmp(name, "batch-mismatch") == 0) m->defect = BATCH_MISMATCH;
   else if (strcmp(name, "truncate-keeps-state") == 0) m->defect = TRUNCATE_KEEPS_STATE;
+  else if (strcmp(name, "batch-crosstalk") == 0) m->defect = BATCH_CROSSTALK;
   else {
     free(m);
-    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch or truncate-keeps-state");
+    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state or batch-crosstalk");
   }
   *out = m;
   return EFT_OK;
@@ -105,8 +110,38 @@ static const char *error_message(const eft_error *e) { return e->message; }
 static eft_status error_status(const eft_error *e) { return e->status; }
 static void error_free(eft_error *e) { free(e); }
 
+#ifndef EFT_FIXTURE_ABI_1_0
+// All or nothing: every append is checked before any runs.
+static eft_status session_append_batch(eft_model *m, const eft_append *appends, size_t n, size_t append_size, eft_error **error) {
+  for (size_t i = 0; i < n; i++) {
+    const eft_append *a = (const eft_append *)((const char *)appends + i * append_size);
+    if (!a->session || a->session->model != m) return fail(error, EFT_INVALID_ARGUMENT, "a session of another model");
+    if (a->n_tokens == 0 || a->n_tokens > CONTEXT - a->session->length) return fail(error, EFT_OUT_OF_RANGE, "bad length");
+    for (size_t t = 0; t < a->n_tokens; t++) {
+      if (a->tokens[t] < 0 || a->tokens[t] >= VOCAB) return fail(error, EFT_INVALID_ARGUMENT, "token out of range");
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (((const eft_append *)((const char *)appends + j * append_size))->session == a->session) {
+        return fail(error, EFT_INVALID_ARGUMENT, "a session twice");
+      }
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const eft_append *a = (const eft_append *)((const char *)appends + i * append_size);
+    session_append(a->session, a->tokens, a->n_tokens, a->mode, a->logits, error);
+    if (m->defect == BATCH_CROSSTALK && i > 0 && a->mode != EFT_LOGITS_NONE) a->logits[0] += 0.5f;
+  }
+  return EFT_OK;
+}
+#endif
+
 static const eft_backend table = {
+#ifdef EFT_FIXTURE_ABI_1_0
+  .abi_major = EFT_ABI_VERSION_MAJOR, .abi_minor = 0, .struct_size = offsetof(eft_backend, session_append_batch),
+#else
   .abi_major = EFT_ABI_VERSION_MAJOR, .abi_minor = EFT_ABI_VERSION_MINOR, .struct_size = sizeof(eft_backend),
+  .session_append_batch = session_append_batch,
+#endif
   .name = "broken", .version = "0",
   .model_open = model_open, .model_free = model_free, .model_describe = model_describe,
   .session_new = session_new, .session_free = session_free, .session_append = session_append,
