@@ -63,11 +63,12 @@ public struct ReferenceKernels: MatrixKernels {
 
 /// Pure-Swift SIMD kernels. Every output is formed in the same order whichever block computes
 /// it, so results are row-invariant: a row's products do not depend on the number of rows in
-/// the call (tested bit for bit). Register-blocked: each 8-float weight vector is loaded once and
-/// multiplied with four input rows (prefill and speculative verification: two weight rows × four
-/// tokens), two or one (decode: four weight rows × one token), so each weight is read from memory
-/// and converted once per call. 16-bit weights are upcast in registers (F16C for f16, a
-/// shift for bf16). Rows are split into one contiguous range per thread. Sums are reassociated
+/// the call (tested bit for bit). Register-blocked: each 8-float weight vector is loaded and
+/// converted once for four input rows (prefill, batches, verification: two weight rows × four
+/// tokens), two (four weight rows × two tokens) or one (decode: eight weight rows × one token);
+/// a block of eight weight rows stays in cache while every input row passes, so each weight is
+/// read from memory once per call (16-bit weights are upcast in registers: F16C for f16, a shift
+/// for bf16). Rows are split into one contiguous range per thread. Sums are reassociated
 /// (eight lanes, then a horizontal add): results differ from the reference by rounding only
 /// (tested at 1e-4 absolute on O(1) data).
 public struct SIMDKernels: MatrixKernels {
@@ -79,20 +80,13 @@ public struct SIMDKernels: MatrixKernels {
     pool = WorkerPool.shared(size: self.threads)
   }
 
-  /// Spreads the indices over the worker pool, participant p taking p, p + size, p + 2·size, …
+  /// Spreads the indices over the worker pool (each participant claims the next free index).
   public func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
     if threads <= 1 || count <= 1 || work < 1 << 15 {
       for i in 0..<count { body(i) }
       return
     }
-    let size = pool.size
-    pool.run { p in
-      var i = p
-      while i < count {
-        body(i)
-        i += size
-      }
-    }
+    pool.run(count: count, body)
   }
 
   public func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
@@ -106,32 +100,43 @@ public struct SIMDKernels: MatrixKernels {
   @inline(__always)
   func run<R: RowLoader>(_ loader: R, _ w: Weight, _ x: UnsafePointer<Float>, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
     let rows = w.rows, cols = w.cols
-    let blocks = (rows + 3) / 4
+    let blocks = (rows + 7) / 8
     let parts = min(threads, blocks)
     parallelFor(parts, work: rows * cols * max(1, n)) { part in
-      // Contiguous, equal shares of the row blocks.
+      // Contiguous, equal shares of the 8-row blocks.
       let first = blocks * part / parts, last = blocks * (part + 1) / parts
       for block in first..<last {
-        let r0 = block * 4
-        if r0 + 4 <= rows {
+        let r0 = block * 8
+        let height = min(8, rows - r0)
+        if height >= 4 {
+          // Rows r0..<r0+4 (and r0+4..<r0+8 when the block is full).
+          let quads = height / 4
           var t = 0
           while t + 4 <= n {
-            for half in 0..<2 {
-              let r = r0 + 2 * half
+            for pair in 0..<(2 * quads) {
+              let r = r0 + 2 * pair
               Self.block2x4(loader, r, cols, x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols,
                             y + t * rows + r, rows)
             }
             t += 4
           }
           while t + 2 <= n {
-            Self.block4x2(loader, r0, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r0, y + (t + 1) * rows + r0)
+            for quad in 0..<quads {
+              let r = r0 + 4 * quad
+              Self.block4x2(loader, r, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r, y + (t + 1) * rows + r)
+            }
             t += 2
           }
-          if t < n { Self.block4x1(loader, r0, cols, x + t * cols, y + t * rows + r0) }
-        } else {
-          for r in r0..<rows {
-            for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
+          if t < n {
+            if quads == 2 {
+              Self.block8x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
+            } else {
+              Self.block4x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
+            }
           }
+        }
+        for r in (r0 + height / 4 * 4)..<(r0 + height) {
+          for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
         }
       }
     }
@@ -142,31 +147,52 @@ public struct SIMDKernels: MatrixKernels {
     UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self)
   }
 
-  /// Four rows × one input row (decode). One accumulator per row, as in every other block, so
+  /// Eight rows × one input row (decode). One accumulator per row, as in every other block, so
   /// that a row's sum is formed in the same order (8-lane chunks in column order, the lanes
   /// summed, then the scalar tail) whichever block computes it: a token's logits then do not
-  /// depend on how many rows shared the call (batching, prefill chunks). Four independent FMA
-  /// chains are enough to stream weights at memory speed. The row pointers are hoisted and
-  /// offsets use wrapping arithmetic (no overflow checks in the loop: sizes were validated at load).
+  /// depend on how many rows shared the call (batching, prefill chunks). Eight rows give eight
+  /// independent FMA chains, enough to keep both FMA units busy on cache-resident weights. The
+  /// row pointers are hoisted and offsets use wrapping arithmetic (no overflow checks in the
+  /// loop: sizes were validated at load).
+  @inline(__always)
+  static func block8x1<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
+    let p4 = w.row(r0 &+ 4), p5 = w.row(r0 &+ 5), p6 = w.row(r0 &+ 6), p7 = w.row(r0 &+ 7)
+    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+    var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+    var c = 0
+    while c &+ 8 <= cols {
+      let u = load(x, c)
+      a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
+      a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
+      a4 = a4.addingProduct(R.load(p4, c), u); a5 = a5.addingProduct(R.load(p5, c), u)
+      a6 = a6.addingProduct(R.load(p6, c), u); a7 = a7.addingProduct(R.load(p7, c), u)
+      c &+= 8
+    }
+    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    var t = SIMD4<Float>(a4.sum(), a5.sum(), a6.sum(), a7.sum())
+    while c < cols {
+      s += SIMD4<Float>(R.scalar(p0, c), R.scalar(p1, c), R.scalar(p2, c), R.scalar(p3, c)) * x[c]
+      t += SIMD4<Float>(R.scalar(p4, c), R.scalar(p5, c), R.scalar(p6, c), R.scalar(p7, c)) * x[c]
+      c &+= 1
+    }
+    for r in 0..<4 {
+      y[r] = s[r]
+      y[4 &+ r] = t[r]
+    }
+  }
+
+  /// Four rows × one input row: block8x1's order for the last rows of a matrix whose row count
+  /// is not a multiple of eight.
   @inline(__always)
   static func block4x1<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
     var c = 0
-    while c &+ 16 <= cols {
-      let u = load(x, c), v = load(x, c &+ 8)
+    while c &+ 8 <= cols {
+      let u = load(x, c)
       a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
       a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
-      a0 = a0.addingProduct(R.load(p0, c &+ 8), v); a1 = a1.addingProduct(R.load(p1, c &+ 8), v)
-      a2 = a2.addingProduct(R.load(p2, c &+ 8), v); a3 = a3.addingProduct(R.load(p3, c &+ 8), v)
-      c &+= 16
-    }
-    if c &+ 8 <= cols {
-      let u = load(x, c)
-      a0 = a0.addingProduct(R.load(p0, c), u)
-      a1 = a1.addingProduct(R.load(p1, c), u)
-      a2 = a2.addingProduct(R.load(p2, c), u)
-      a3 = a3.addingProduct(R.load(p3, c), u)
       c &+= 8
     }
     var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())

@@ -1,14 +1,26 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A fixed set of worker threads for the data-parallel loops of a forward pass. Handing work to
 /// a GCD `concurrentPerform` costs a futex wake-up per call, and a decode step makes ~90 such calls;
 /// these workers instead spin briefly on an atomic generation counter before sleeping, so
 /// back-to-back calls start within microseconds.
+///
+/// Work is claimed, not assigned: the calling thread and the workers take the next index from a
+/// shared counter until none is left. On a busy machine (a server with more request threads than
+/// cores) a worker may not be running when a job starts; the caller then does the work itself
+/// instead of spinning until the descheduled worker comes back for its share.
 final class WorkerPool: @unchecked Sendable {
   let size: Int
-  private let generation = Atomic<Int>(0)
-  private let pending = Atomic<Int>(0)
+  /// The current job's generation (high 32 bits) and its next unclaimed index (low 32 bits).
+  private let cursor = Atomic<UInt64>(0)
+  /// The current job's index count, and how many of its indices have finished.
+  private let total = Atomic<Int>(0)
+  private let finished = Atomic<Int>(0)
   private let sleepers = Atomic<Int>(0)
   private let wake = DispatchSemaphore(value: 0)
   private let lock = NSLock()  // one job at a time
@@ -29,55 +41,79 @@ final class WorkerPool: @unchecked Sendable {
   /// A pool of `size` participants: the calling thread and `size - 1` workers.
   private init(size: Int) {
     self.size = max(1, size)
-    for worker in 1..<self.size {
-      let thread = Thread { [unowned self] in self.loop(worker) }
+    for _ in 1..<self.size {
+      let thread = Thread { [unowned self] in self.loop() }
       thread.stackSize = 1 << 20
       thread.start()
     }
   }
 
-  /// Runs `body(i)` for i in 0..<size, i = 0 on the calling thread; returns when all are done.
-  func run(_ body: (Int) -> Void) {
-    if size == 1 {
-      body(0)
+  /// Runs `body(i)` for every i in 0..<count, on the calling thread and whichever workers join;
+  /// returns when all are done. Each index runs exactly once.
+  func run(count: Int, _ body: (Int) -> Void) {
+    guard size > 1, count > 1 else {
+      for i in 0..<count { body(i) }
       return
     }
+    precondition(count < 1 << 32)
     lock.lock()
     defer { lock.unlock() }
     withoutActuallyEscaping(body) { body in
       job = body
-      pending.store(size - 1, ordering: .sequentiallyConsistent)
-      generation.add(1, ordering: .sequentiallyConsistent)
+      total.store(count, ordering: .relaxed)
+      finished.store(0, ordering: .relaxed)
+      let generation = (cursor.load(ordering: .relaxed) >> 32) &+ 1
+      cursor.store(generation << 32, ordering: .releasing)  // publishes job, total and finished
       for _ in 0..<sleepers.load(ordering: .sequentiallyConsistent) { wake.signal() }
-      body(0)
-      while pending.load(ordering: .acquiring) > 0 { spinPause() }
+      work(generation)
+      // Indices claimed by workers may still be running; wait for them (yielding the core if
+      // one of them was preempted mid-index).
+      var spins = 0
+      while finished.load(ordering: .acquiring) < count {
+        spins += 1
+        if spins > 1_000 { sched_yield() }
+      }
       job = nil
     }
   }
 
-  private func loop(_ worker: Int) {
-    var seen = 0
+  /// Claims and runs indices of job `generation` until none is left.
+  private func work(_ generation: UInt64) {
+    var done = 0
+    while let i = claim(generation) {
+      job?(i)
+      done += 1
+    }
+    if done > 0 { finished.add(done, ordering: .releasing) }
+  }
+
+  /// The next unclaimed index of job `generation`, or nil when that job is over or taken.
+  private func claim(_ generation: UInt64) -> Int? {
+    var current = cursor.load(ordering: .acquiring)
+    while true {
+      guard current >> 32 == generation, Int(current & 0xffff_ffff) < total.load(ordering: .relaxed) else { return nil }
+      let (exchanged, original) = cursor.compareExchange(expected: current, desired: current &+ 1, ordering: .acquiringAndReleasing)
+      if exchanged { return Int(current & 0xffff_ffff) }
+      current = original
+    }
+  }
+
+  private func loop() {
+    var seen: UInt64 = 0
     while true {
       var spins = 0
-      while generation.load(ordering: .acquiring) == seen {
+      while cursor.load(ordering: .acquiring) >> 32 == seen {
         spins += 1
-        if spins < 20_000 {
-          spinPause()
-        } else {
+        if spins >= 20_000 {
           // Idle: sleep until the next job (re-checking the generation after registering).
           sleepers.add(1, ordering: .sequentiallyConsistent)
-          if generation.load(ordering: .sequentiallyConsistent) == seen { _ = wake.wait(timeout: .now() + .milliseconds(50)) }
+          if cursor.load(ordering: .sequentiallyConsistent) >> 32 == seen { _ = wake.wait(timeout: .now() + .milliseconds(50)) }
           sleepers.subtract(1, ordering: .sequentiallyConsistent)
           spins = 0
         }
       }
-      seen = generation.load(ordering: .acquiring)
-      job?(worker)
-      pending.subtract(1, ordering: .releasing)
+      seen = cursor.load(ordering: .acquiring) >> 32
+      work(seen)
     }
   }
 }
-
-/// One turn of a spin-wait (a plain atomic re-load; Swift exposes no pause instruction).
-@inline(__always)
-private func spinPause() {}

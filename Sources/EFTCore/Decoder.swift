@@ -6,26 +6,6 @@ struct ChosenToken {
   let nodeValues: [Float]?
 }
 
-/// Counters of one generation.
-public struct DecodeStats: Sendable, Equatable {
-  /// Decoding steps (one per token without speculation).
-  public var steps = 0
-  /// Tokens the draft proposed, and how many of them the output accepted.
-  public var drafted = 0
-  public var accepted = 0
-  /// Appends made to the backends, prefill included.
-  public var modelCalls = 0
-
-  public init(steps: Int = 0, drafted: Int = 0, accepted: Int = 0, modelCalls: Int = 0) {
-    self.steps = steps
-    self.drafted = drafted
-    self.accepted = accepted
-    self.modelCalls = modelCalls
-  }
-
-  public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
-}
-
 /// Chooses tokens for one request, step by step. Without speculation a step evaluates the graph
 /// once and draws one token. With it, the draft node proposes tokens one at a time from its own
 /// distribution q (after the request's sampling settings), the sessions the draft does not read

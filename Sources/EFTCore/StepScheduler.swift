@@ -1,10 +1,5 @@
 import Foundation
 
-/// Something a long call polls to learn that it should stop (a server call's cancellation).
-public protocol CancellationSignal: Sendable {
-  var isCancelled: Bool { get }
-}
-
 /// Runs the model work of concurrent requests in shared steps (continuous batching).
 ///
 ///     request threads            scheduler (whichever parked thread leads the step)

@@ -45,6 +45,8 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "The seed of every generation.")
   var seed: UInt64 = 1
 
+  @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
+
   @Option(help: "Runs; medians are reported.")
   var runs = 15
 
@@ -74,13 +76,8 @@ struct Bench: AsyncParsableCommand {
     local.stopAtEOS = false
     local.seed = seed
     local.temperature = temperature
-    var remote = Eft_V1_GenerateRequest()
-    remote.graph = graph ?? ""
-    remote.prompt = prompt
-    remote.sampling.maxTokens = Int32(maxTokens)
-    remote.sampling.stopAtEos = false
-    remote.sampling.seed = seed
-    if let temperature { remote.sampling.temperature = temperature }
+    speculation.apply(to: &local)
+    let remote = Eft_V1_GenerateRequest(local)
 
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eft-bench-\(getpid())").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -1,0 +1,61 @@
+import Foundation
+
+/// One generated token.
+public struct TokenEvent: Sendable {
+  public let token: Int32
+  /// Text that became complete with this token (may be empty: a split UTF-8 character, or text
+  /// held back because it could be the start of a stop string).
+  public let text: String
+  /// The token's log-probability under the graph's (renormalised) output.
+  public let logProb: Float
+  /// Per node, in `CompiledGraph.nodeNames` order, when the request asked for them.
+  public let nodeValues: [Float]?
+}
+
+public enum FinishReason: String, Sendable {
+  /// The model's end-of-sequence token.
+  case eos
+  /// A stop string.
+  case stop
+  /// max_tokens reached.
+  case length
+  /// A model's context is full.
+  case context
+  /// The caller stopped it.
+  case cancelled
+}
+
+public struct GenerationResult: Sendable {
+  public let tokens: [Int32]
+  public let text: String
+  public let finishReason: FinishReason
+  /// Prompt tokens per session (model node view), after templating.
+  public let promptTokens: [Int]
+  public let prefillSeconds: Double
+  public let decodeSeconds: Double
+  public let stats: DecodeStats
+  /// The speculation the request decoded with; nil when off.
+  public let speculation: SpeculationSettings?
+  /// Generated tokens per second of decoding (excludes prefill).
+  public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens.count) / decodeSeconds : 0 }
+}
+
+/// Counters of one generation.
+public struct DecodeStats: Sendable, Equatable {
+  /// Decoding steps (one per token without speculation).
+  public var steps = 0
+  /// Tokens the draft proposed, and how many of them the output accepted.
+  public var drafted = 0
+  public var accepted = 0
+  /// Appends made to the backends, prefill included.
+  public var modelCalls = 0
+
+  public init(steps: Int = 0, drafted: Int = 0, accepted: Int = 0, modelCalls: Int = 0) {
+    self.steps = steps
+    self.drafted = drafted
+    self.accepted = accepted
+    self.modelCalls = modelCalls
+  }
+
+  public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
+}

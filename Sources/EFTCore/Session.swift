@@ -1,0 +1,74 @@
+import CEFTBackend
+
+/// Which logits an append returns.
+public enum LogitsMode: Sendable {
+  /// None (a prefill chunk that is not the last).
+  case none
+  /// After the last appended token: one row.
+  case last
+  /// After each appended token: one row per token.
+  case all
+
+  var abi: eft_logits_mode {
+    switch self {
+    case .none: EFT_LOGITS_NONE
+    case .last: EFT_LOGITS_LAST
+    case .all: EFT_LOGITS_ALL
+    }
+  }
+
+  /// Rows of logits an append of `tokens` tokens returns.
+  func rows(_ tokens: Int) -> Int {
+    switch self {
+    case .none: 0
+    case .last: 1
+    case .all: tokens
+    }
+  }
+}
+
+/// One token sequence's state in a backend (a KV cache). Used by one thread at a time.
+public final class Session {
+  public let model: Model
+  let handle: OpaquePointer
+
+  init(model: Model, handle: OpaquePointer) {
+    self.model = model
+    self.handle = handle
+  }
+
+  deinit { model.plugin.table.pointee.session_free(handle) }
+
+  /// Tokens held.
+  public var count: Int { model.plugin.table.pointee.session_length(handle) }
+
+  /// Appends tokens. With `allPositions` false returns the logits after the last token
+  /// ([vocabSize]); with true, after each token ([tokens.count × vocabSize], row-major).
+  @discardableResult
+  public func append(_ tokens: [Int32], allPositions: Bool = false) throws -> [Float] {
+    try append(tokens, mode: allPositions ? .all : .last)
+  }
+
+  /// Appends tokens and returns the logits `mode` asks for ([rows × vocabSize], row-major).
+  public func append(_ tokens: [Int32], mode: LogitsMode) throws -> [Float] {
+    guard !tokens.isEmpty else {
+      throw RuntimeError(.request, .invalidArgument, "model '\(model.name)': nothing to append")
+    }
+    var logits = [Float](repeating: 0, count: mode.rows(tokens.count) * model.vocabSize)
+    var error: OpaquePointer? = nil
+    let status = tokens.withUnsafeBufferPointer { t in
+      logits.withUnsafeMutableBufferPointer { l in
+        model.plugin.table.pointee.session_append(handle, t.baseAddress, t.count, mode.abi, l.baseAddress, &error)
+      }
+    }
+    guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': append") }
+    return logits
+  }
+
+  /// Keeps the first `n` tokens.
+  public func truncate(to n: Int) throws {
+    var error: OpaquePointer? = nil
+    let status = model.plugin.table.pointee.session_truncate(handle, n, &error)
+    guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': truncate") }
+  }
+}
