@@ -33,6 +33,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# convert_hf_to_gguf.py recognises a BPE pre-tokenizer by the hash of a test string's tokens;
+# the bench checkpoint's byte-level BPE (GPT-2's pre-tokenizer) is not in its table, so name it.
+CONVERT = """
+import runpy, sys
+llama = sys.argv.pop(1)
+sys.path.insert(0, llama)
+from conversion import base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+sys.argv[0] = llama + "/convert_hf_to_gguf.py"
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def percentile(values, p):
     if not values:
         return 0.0
@@ -110,8 +123,8 @@ def llama_levels(args, model, levels):
     if not os.path.exists(gguf):
         outtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[args.dtype]
         env = dict(os.environ, PYTHONPATH=os.path.join(args.llama_cpp, "gguf-py"))
-        subprocess.run([sys.executable, os.path.join(args.llama_cpp, "convert_hf_to_gguf.py"), model, "--outtype", outtype,
-                        "--outfile", gguf], check=True, env=env)
+        subprocess.run([sys.executable, "-c", CONVERT, args.llama_cpp, model, "--outtype", outtype, "--outfile", gguf],
+                       check=True, env=env)
     port = free_port()
     slots = max(levels)
     server = subprocess.Popen([os.path.join(args.llama_cpp, "build/bin/llama-server"), "-m", gguf, "--host", "127.0.0.1",

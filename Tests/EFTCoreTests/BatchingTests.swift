@@ -93,20 +93,34 @@ func onThreads<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) throws -
     }
   }
 
-  @Test func concurrentRequestsGiveTheTokensTheyGiveAlone() throws {
+  /// With a step budget of 5 tokens, prompts are prefilled in chunks between other requests'
+  /// decoding steps, and decoding rows beyond the budget wait a step: still exact.
+  @Test(arguments: [512, 5])
+  func concurrentRequestsGiveTheTokensTheyGiveAlone(maxBatchTokens: Int) throws {
+    let runtime = try Runtime(configPath: Self.config, pluginDirectories: [buildDirectory], maxBatchTokens: maxBatchTokens)
     let requests = requests()
     let start = runtime.scheduler.statisticsSnapshot
-    let alone = try requests.map { try runtime.generate($0) }
+    /// The result and each token's log-prob.
+    @Sendable func run(_ runtime: Runtime, _ request: GenerationRequest) throws -> (GenerationResult, [Float]) {
+      var logProbs: [Float] = []
+      let result = try runtime.generate(request) { event in
+        logProbs.append(event.logProb)
+        return true
+      }
+      return (result, logProbs)
+    }
+    let alone = try requests.map { try run(runtime, $0) }
     let before = runtime.scheduler.statisticsSnapshot
     let shared = runtime
     // Staggered starts: requests join while others are decoding, and leave at different times.
     let together = onThreads(requests.count) { i in
       Thread.sleep(forTimeInterval: 0.002 * Double(i % 4))
-      return try shared.generate(requests[i])
+      return try run(shared, requests[i])
     }
-    for (i, (a, t)) in zip(alone, together).enumerated() {
-      let t = try t.get()
+    for (i, ((a, aLogProbs), t)) in zip(alone, together).enumerated() {
+      let (t, tLogProbs) = try t.get()
       #expect(t.tokens == a.tokens, "request \(i) (\(requests[i].graph!))")
+      #expect(tLogProbs == aLogProbs, "request \(i): the same log-probs, bit for bit")
       #expect(t.text == a.text)
       #expect(t.finishReason == a.finishReason)
       #expect(t.stats == a.stats, "request \(i): the same steps, drafts and calls")
@@ -115,6 +129,7 @@ func onThreads<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) throws -
     // Steps were shared: some step carried more appends than one request ever makes at once (3).
     #expect(after.largestStepAppends > 3, "\(after)")
     #expect(after.steps - before.steps < before.steps - start.steps, "fewer steps than one after the other: \(start) → \(before) → \(after)")
+    #expect(after.largestStepTokens <= maxBatchTokens)
     #expect(runtime.scheduler.activeMembers == 0)
   }
 
