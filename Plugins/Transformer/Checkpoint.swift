@@ -88,23 +88,69 @@ final class Checkpoint: @unchecked Sendable {
 
   // MARK: config.json
 
-  func int(_ key: String) throws -> Int {
-    guard let v = (config[key] as? NSNumber)?.intValue else {
-      throw BackendError(EFT_DATA_LOSS, "\(directory.path)/config.json: missing integer '\(key)'")
+  /// config.json decoded into an architecture's typed config (its CodingKeys are the JSON names), every type
+  /// error named by its field: `…/config.json: 'num_attention_heads': expected Int, found a string`.
+  func decodeConfig<T: Decodable>(_ type: T.Type) throws -> T {
+    let url = directory.appendingPathComponent("config.json")
+    guard let data = FileManager.default.contents(atPath: url.path) else { throw BackendError(EFT_NOT_FOUND, "\(url.path): missing") }
+    let decoder = JSONDecoder()
+    do {
+      return try decoder.decode(T.self, from: data)
+    } catch let error as DecodingError {
+      throw BackendError(EFT_DATA_LOSS, "\(url.path): \(ConfigCheck.describe(error))")
     }
-    return v
   }
-
-  func int(_ key: String, default value: Int) -> Int { (config[key] as? NSNumber)?.intValue ?? value }
-  func double(_ key: String, default value: Double) -> Double { (config[key] as? NSNumber)?.doubleValue ?? value }
-  func bool(_ key: String, default value: Bool) -> Bool { (config[key] as? NSNumber)?.boolValue ?? value }
 
   /// BOS/EOS: generation_config.json first, then config.json; a list counts by its first id.
   func tokenID(_ key: String) -> Int32 {
     for source in [generationConfig, config] {
-      if let n = source[key] as? NSNumber { return n.int32Value }
-      if let list = source[key] as? [NSNumber], let first = list.first { return first.int32Value }
+      // An id outside Int32 (a crafted file) reads as none rather than wrapping around.
+      if let n = source[key] as? NSNumber { return Int32(exactly: n.int64Value) ?? -1 }
+      if let list = source[key] as? [NSNumber], let first = list.first { return Int32(exactly: first.int64Value) ?? -1 }
     }
     return -1
+  }
+}
+
+/// Checks on the fields of a model's config.json, made before any arithmetic uses them: every
+/// bad value is an error naming the file and the field.
+struct ConfigCheck {
+  let file: String
+
+  init(_ checkpoint: Checkpoint) { file = checkpoint.directory.appendingPathComponent("config.json").path }
+
+  /// The largest size a dimension may have (2²⁴): products of two stay far from overflow.
+  static let maxDimension = 1 << 24
+
+  func fail(_ field: String, _ message: String) -> BackendError {
+    BackendError(EFT_DATA_LOSS, "\(file): '\(field)' \(message)")
+  }
+
+  /// A required size: present, positive, at most `maxDimension`.
+  func size(_ field: String, _ value: Int?) throws -> Int {
+    guard let value else { throw fail(field, "is missing") }
+    guard value > 0, value <= Self.maxDimension else { throw fail(field, "is \(value); it must be in 1...\(Self.maxDimension)") }
+    return value
+  }
+
+  /// A finite number in `range`, or `fallback` when absent.
+  func number(_ field: String, _ value: Double?, default fallback: Double, in range: ClosedRange<Double>) throws -> Double {
+    let v = value ?? fallback
+    guard v.isFinite, range.contains(v) else { throw fail(field, "is \(v); it must be a finite number in \(range.lowerBound)...\(range.upperBound)") }
+    return v
+  }
+
+  static func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+      let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+      return keys.isEmpty ? "the top level" : "'\(keys.joined(separator: "."))'"
+    }
+    switch error {
+    case .typeMismatch(let type, let context): return "\(path(context)): expected \(type) (\(context.debugDescription))"
+    case .valueNotFound(let type, let context): return "\(path(context)): expected \(type), found null"
+    case .keyNotFound(let key, _): return "'\(key.stringValue)' is missing"
+    case .dataCorrupted(let context): return "\(path(context)): \(context.debugDescription)"
+    @unknown default: return "\(error)"
+    }
   }
 }

@@ -32,18 +32,38 @@ struct GPT2: Network {
   var layers: Int { blocks.count }
   var kvWidth: Int { hidden }
 
-  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
-    hidden = try ckpt.int("n_embd")
-    heads = try ckpt.int("n_head")
-    inner = ckpt.int("n_inner", default: 4 * hidden)
-    vocabSize = try ckpt.int("vocab_size")
-    contextLength = try ckpt.int("n_positions")
-    eps = Float(ckpt.double("layer_norm_epsilon", default: 1e-5))
-    let activation = ckpt.config["activation_function"] as? String ?? "gelu_new"
-    guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
-      throw BackendError(EFT_UNIMPLEMENTED, "\(ckpt.directory.path)/config.json: activation_function '\(activation)' is not supported (supported: gelu_new)")
+  /// config.json as written by transformers (GPT2Config).
+  struct File: Decodable {
+    let nEmbd: Int?
+    let nHead: Int?
+    let nInner: Int?
+    let nLayer: Int?
+    let nPositions: Int?
+    let vocabSize: Int?
+    let layerNormEpsilon: Double?
+    let activationFunction: String?
+
+    enum CodingKeys: String, CodingKey {
+      case nEmbd = "n_embd", nHead = "n_head", nInner = "n_inner", nLayer = "n_layer", nPositions = "n_positions"
+      case vocabSize = "vocab_size", layerNormEpsilon = "layer_norm_epsilon", activationFunction = "activation_function"
     }
-    guard hidden % heads == 0 else { throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: n_embd \(hidden) is not a multiple of n_head \(heads)") }
+  }
+
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+    let f = try ckpt.decodeConfig(File.self)
+    let check = ConfigCheck(ckpt)
+    hidden = try check.size("n_embd", f.nEmbd)
+    heads = try check.size("n_head", f.nHead)
+    guard hidden % heads == 0 else { throw check.fail("n_embd", "is \(hidden), not a multiple of n_head \(heads)") }
+    inner = try check.size("n_inner", f.nInner ?? 4 * hidden)
+    vocabSize = try check.size("vocab_size", f.vocabSize)
+    contextLength = try check.size("n_positions", f.nPositions)
+    let layerCount = try check.size("n_layer", f.nLayer)
+    eps = Float(try check.number("layer_norm_epsilon", f.layerNormEpsilon, default: 1e-5, in: 0...1))
+    let activation = f.activationFunction ?? "gelu_new"
+    guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
+      throw BackendError(EFT_UNIMPLEMENTED, "\(check.file): activation_function '\(activation)' is not supported (supported: gelu_new, gelu_pytorch_tanh)")
+    }
     self.kernels = kernels
     // Hub checkpoints name tensors "h.0…"; GPT2LMHeadModel.save_pretrained writes "transformer.h.0…".
     let prefix = ckpt.has("transformer.wte.weight") ? "transformer." : ""
@@ -54,7 +74,7 @@ struct GPT2: Network {
     func vector(_ name: String, _ count: Int) throws -> [Float] { try ckpt.vector(prefix + name, count: count) }
     tokenEmbedding = try ckpt.weight(prefix + "wte.weight", shape: [vocabSize, d])
     positionEmbedding = try ckpt.weight(prefix + "wpe.weight", shape: [contextLength, d])
-    blocks = try (0..<(try ckpt.int("n_layer"))).map { i in
+    blocks = try (0..<layerCount).map { i in
       let p = "h.\(i)."
       return Layer(
         ln1Weight: try vector(p + "ln_1.weight", d), ln1Bias: try vector(p + "ln_1.bias", d),

@@ -22,6 +22,8 @@ struct Llama: Network {
     let qkvBias: Bool
     let oBias: Bool
     let mlpBias: Bool
+    /// config.json's model_type: llama, mistral or qwen2.
+    let architecture: String
   }
 
   struct Layer {
@@ -56,27 +58,88 @@ struct Llama: Network {
   var kvWidth: Int { config.kvHeads * config.headDim }
   let architecture: String
 
-  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
-    let type = ckpt.config["model_type"] as? String ?? "llama"
-    let hidden = try ckpt.int("hidden_size")
-    let heads = try ckpt.int("num_attention_heads")
-    let kvHeads = ckpt.int("num_key_value_heads", default: heads)
-    let headDim = ckpt.int("head_dim", default: hidden / heads)
-    guard heads > 0, kvHeads > 0, heads % kvHeads == 0, headDim % 2 == 0 else {
-      throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: \(heads) heads, \(kvHeads) KV heads, head_dim \(headDim) do not fit together")
+  /// config.json as written by transformers (LlamaConfig, MistralConfig, Qwen2Config).
+  struct File: Decodable {
+    let modelType: String?
+    let hiddenSize: Int?
+    let intermediateSize: Int?
+    let numHiddenLayers: Int?
+    let numAttentionHeads: Int?
+    let numKeyValueHeads: Int?
+    let headDim: Int?
+    let vocabSize: Int?
+    let maxPositionEmbeddings: Int?
+    let rmsNormEps: Double?
+    let tieWordEmbeddings: Bool?
+    let attentionBias: Bool?
+    let mlpBias: Bool?
+    let ropeTheta: Double?
+    let ropeScaling: Rope?
+    let ropeParameters: Rope?
+
+    enum CodingKeys: String, CodingKey {
+      case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+      case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+      case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", vocabSize = "vocab_size"
+      case maxPositionEmbeddings = "max_position_embeddings", rmsNormEps = "rms_norm_eps"
+      case tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias", mlpBias = "mlp_bias"
+      case ropeTheta = "rope_theta", ropeScaling = "rope_scaling", ropeParameters = "rope_parameters"
     }
-    let attentionBias = ckpt.bool("attention_bias", default: false)
-    let config = Config(
-      hidden: hidden, intermediate: try ckpt.int("intermediate_size"), layers: try ckpt.int("num_hidden_layers"),
-      heads: heads, kvHeads: kvHeads, headDim: headDim, vocab: try ckpt.int("vocab_size"),
-      contextLength: ckpt.int("max_position_embeddings", default: 2048),
-      eps: Float(ckpt.double("rms_norm_eps", default: 1e-6)),
-      invFreq: try Llama.inverseFrequencies(ckpt, headDim: headDim),
-      tied: ckpt.bool("tie_word_embeddings", default: false),
+
+    /// `rope_scaling` (older configs) or `rope_parameters` (transformers ≥ 5).
+    struct Rope: Decodable {
+      let ropeType: String?
+      let type: String?
+      let ropeTheta: Double?
+      let factor: Double?
+      let lowFreqFactor: Double?
+      let highFreqFactor: Double?
+      let originalMaxPositionEmbeddings: Double?
+
+      enum CodingKeys: String, CodingKey {
+        case ropeType = "rope_type", type, ropeTheta = "rope_theta", factor
+        case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+      }
+    }
+  }
+
+  /// The typed config, validated before anything is computed from it.
+  static func config(_ ckpt: Checkpoint) throws -> Config {
+    let f = try ckpt.decodeConfig(File.self)
+    let check = ConfigCheck(ckpt)
+    let type = f.modelType ?? "llama"
+    let hidden = try check.size("hidden_size", f.hiddenSize)
+    let heads = try check.size("num_attention_heads", f.numAttentionHeads)
+    let kvHeads = try check.size("num_key_value_heads", f.numKeyValueHeads ?? heads)
+    guard heads % kvHeads == 0 else {
+      throw check.fail("num_key_value_heads", "is \(kvHeads), which does not divide num_attention_heads \(heads)")
+    }
+    guard f.headDim != nil || hidden % heads == 0 else {
+      throw check.fail("hidden_size", "is \(hidden), not a multiple of num_attention_heads \(heads) (and there is no head_dim)")
+    }
+    let headDim = try check.size("head_dim", f.headDim ?? hidden / heads)
+    guard headDim % 2 == 0 else { throw check.fail("head_dim", "is \(headDim); rotary embeddings need an even head size") }
+    let attentionBias = f.attentionBias ?? false
+    let rope = f.ropeParameters ?? f.ropeScaling
+    let theta = try check.number("rope_theta", f.ropeParameters?.ropeTheta ?? f.ropeTheta, default: 10000, in: Double.leastNormalMagnitude...1e12)
+    return Config(
+      hidden: hidden, intermediate: try check.size("intermediate_size", f.intermediateSize),
+      layers: try check.size("num_hidden_layers", f.numHiddenLayers),
+      heads: heads, kvHeads: kvHeads, headDim: headDim, vocab: try check.size("vocab_size", f.vocabSize),
+      contextLength: try check.size("max_position_embeddings", f.maxPositionEmbeddings ?? 2048),
+      eps: Float(try check.number("rms_norm_eps", f.rmsNormEps, default: 1e-6, in: 0...1)),
+      invFreq: try inverseFrequencies(rope, theta: theta, headDim: headDim, check: check),
+      tied: f.tieWordEmbeddings ?? false,
       qkvBias: type == "qwen2" || attentionBias, oBias: attentionBias,
-      mlpBias: ckpt.bool("mlp_bias", default: false))
+      mlpBias: f.mlpBias ?? false, architecture: type)
+  }
+
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+    let config = try Llama.config(ckpt)
+    let hidden = config.hidden, heads = config.heads, headDim = config.headDim, kvHeads = config.kvHeads
     self.config = config
-    self.architecture = type
+    self.architecture = config.architecture
     self.kernels = kernels
 
     func w(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight { kernels.prepare(try ckpt.weight(name, shape: [rows, cols])) }
@@ -114,32 +177,26 @@ struct Llama: Network {
   }
 
   /// RoPE inverse frequencies θ^(−2i/d), with `rope_scaling` / `rope_parameters` applied.
-  static func inverseFrequencies(_ ckpt: Checkpoint, headDim: Int) throws -> [Float] {
-    // Older configs: rope_theta + rope_scaling; transformers ≥ 5 writes rope_parameters.
-    var scaling = ckpt.config["rope_scaling"] as? [String: Any] ?? [:]
-    var theta = ckpt.double("rope_theta", default: 10000)
-    if let parameters = ckpt.config["rope_parameters"] as? [String: Any] {
-      scaling = parameters
-      theta = (parameters["rope_theta"] as? NSNumber)?.doubleValue ?? theta
-    }
+  static func inverseFrequencies(_ rope: File.Rope?, theta: Double, headDim: Int, check: ConfigCheck) throws -> [Float] {
     let base: [Double] = (0..<(headDim / 2)).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
-    let type = (scaling["rope_type"] ?? scaling["type"]) as? String ?? "default"
-    func number(_ key: String) throws -> Double {
-      guard let v = (scaling[key] as? NSNumber)?.doubleValue else {
-        throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path)/config.json: rope scaling '\(type)' needs '\(key)'")
-      }
-      return v
+    let type = rope?.ropeType ?? rope?.type ?? "default"
+    func number(_ key: String, _ value: Double?) throws -> Double {
+      guard let value else { throw check.fail("rope_scaling", "of type '\(type)' needs '\(key)'") }
+      guard value.isFinite, value > 0 else { throw check.fail("rope_scaling.\(key)", "is \(value); it must be a positive number") }
+      return value
     }
     switch type {
     case "default":
       return base.map { Float($0) }
     case "linear":
-      let factor = try number("factor")
+      let factor = try number("factor", rope?.factor)
       return base.map { Float($0 / factor) }
     case "llama3":
       // modeling_rope_utils._compute_llama3_parameters
-      let factor = try number("factor"), low = try number("low_freq_factor"), high = try number("high_freq_factor")
-      let original = try number("original_max_position_embeddings")
+      let factor = try number("factor", rope?.factor), low = try number("low_freq_factor", rope?.lowFreqFactor)
+      let high = try number("high_freq_factor", rope?.highFreqFactor)
+      let original = try number("original_max_position_embeddings", rope?.originalMaxPositionEmbeddings)
+      guard high != low else { throw check.fail("rope_scaling", "has equal low_freq_factor and high_freq_factor (\(low))") }
       let lowWavelength = original / low, highWavelength = original / high
       return base.map { f in
         let wavelength = 2 * Double.pi / f
@@ -149,7 +206,7 @@ struct Llama: Network {
         return Float((1 - smooth) * f / factor + smooth * f)
       }
     default:
-      throw BackendError(EFT_UNIMPLEMENTED, "\(ckpt.directory.path)/config.json: rope scaling type '\(type)' is not supported (supported: default, linear, llama3)")
+      throw BackendError(EFT_UNIMPLEMENTED, "\(check.file): rope scaling type '\(type)' is not supported (supported: default, linear, llama3)")
     }
   }
 

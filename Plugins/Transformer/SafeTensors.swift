@@ -39,10 +39,12 @@ final class SafeTensorsFile: @unchecked Sendable {
     var entries: [String: Entry] = [:]
     var dataStart = 0
     do {
-      let headerLength = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
-      guard headerLength > 0, headerLength <= length - 8 else {
-        throw BackendError(EFT_DATA_LOSS, "\(path): the header claims \(headerLength) bytes but the file holds \(length - 8) after the length field (cut short or not safetensors)")
+      // Compared as UInt64 first: a crafted length ≥ 2⁶³ does not fit in Int.
+      let claimed = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+      guard claimed > 0, claimed <= UInt64(length - 8) else {
+        throw BackendError(EFT_DATA_LOSS, "\(path): the header claims \(claimed) bytes but the file holds \(length - 8) after the length field (cut short or not safetensors)")
       }
+      let headerLength = Int(claimed)
       dataStart = 8 + headerLength
       let header = Data(bytes: base + 8, count: headerLength)
       guard let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {

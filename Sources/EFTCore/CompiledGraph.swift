@@ -176,7 +176,7 @@ enum Weight: Sendable, CustomStringConvertible {
 
   var description: String {
     switch self {
-    case .constant(let v): return v == v.rounded() ? String(Int(v)) : String(v)
+    case .constant(let v): return Int(exactly: v).map(String.init) ?? String(v)
     case .expression(_, let source): return "(\(source))"
     }
   }

@@ -92,7 +92,9 @@ struct GraphCompiler {
       case .normalize(let x):
         declared.append(.normalize(try ref(x.input, of: n, as: "input")))
       case .temperature(let x):
-        guard x.temperature > 0, x.temperature.isFinite else { throw fail(n, "temperature must be > 0, got \(x.temperature)") }
+        guard x.temperature > 0, x.temperature <= SamplingOptions.maxTemperature else {
+          throw fail(n, "temperature must be in (0, \(Int(SamplingOptions.maxTemperature))], got \(x.temperature)")
+        }
         declared.append(.temperature(try ref(x.input, of: n, as: "input"), Float(x.temperature)))
       case .topK(let x):
         guard x.k >= 1 else { throw fail(n, "k must be ≥ 1, got \(x.k)") }

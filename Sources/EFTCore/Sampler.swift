@@ -2,7 +2,7 @@ import Foundation
 
 /// How a token is drawn from the graph's output distribution (see `eft.v1.Sampling`).
 public struct SamplingOptions: Sendable, Equatable {
-  /// 0 = greedy.
+  /// 0 = greedy. At most `maxTemperature`.
   public var temperature: Double = 1
   /// 0 = off.
   public var topK: Int = 0
@@ -20,12 +20,17 @@ public struct SamplingOptions: Sendable, Equatable {
     self.seed = seed
   }
 
+  /// The largest temperature (sampling and the `temperature` operator): log-probs are divided by
+  /// it in Float, where a larger one makes every finite log-prob 0 (uniform sampling) and turns
+  /// a masked token's −inf into NaN once it overflows Float.
+  public static let maxTemperature: Double = 10_000
+
   /// The error for an out-of-range field, naming it.
   public func validate() throws {
     func bad(_ field: String, _ value: Any, _ range: String) -> RuntimeError {
       RuntimeError(.request, .invalidArgument, "sampling.\(field) = \(value) is outside \(range)")
     }
-    guard temperature >= 0, temperature.isFinite else { throw bad("temperature", temperature, "[0, ∞)") }
+    guard temperature >= 0, temperature <= Self.maxTemperature else { throw bad("temperature", temperature, "[0, \(Int(Self.maxTemperature))]") }
     guard topK >= 0 else { throw bad("top_k", topK, "[0, ∞)") }
     guard topP >= 0, topP <= 1 else { throw bad("top_p", topP, "[0, 1]") }
     guard minP >= 0, minP <= 1 else { throw bad("min_p", minP, "[0, 1]") }

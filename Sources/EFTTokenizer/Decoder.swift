@@ -20,7 +20,9 @@ enum DecoderStep: Sendable {
     case "Fuse": return [.fuse]
     case "Strip":
       guard (json["stop"] as? Int ?? 0) == 0 else { throw TokenizerError("\(source): decoder Strip with stop > 0 is not supported") }
-      return [.strip(content: Array((json["content"] as? String ?? " ").utf8), start: json["start"] as? Int ?? 0)]
+      let start = json["start"] as? Int ?? 0
+      guard start >= 0 else { throw TokenizerError("\(source): decoder Strip has start \(start); it must be a count ≥ 0") }
+      return [.strip(content: Array((json["content"] as? String ?? " ").utf8), start: start)]
     case "Metaspace":
       let scheme = json["prepend_scheme"] as? String ?? ((json["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
       return [.metaspace(replacement: Array((json["replacement"] as? String ?? "▁").utf8), stripFirst: scheme != "never")]

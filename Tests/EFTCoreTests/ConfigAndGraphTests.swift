@@ -99,6 +99,21 @@ let upscaleGraph = """
     #expect(g.sessions.count == 1)  // same model, same template: one session
   }
 
+  /// Whole-number weights beyond Int's range are described, not trapped on.
+  @Test func hugeWeightsAreDescribed() throws {
+    let r = try runtime(tinyConfig(graphs: """
+      graphs {
+        name: "g"
+        nodes { name: "mix" linear { terms { input: "a" weight: 1e20 } terms { input: "a" weight: -3 } } }
+        nodes { name: "a" model { model: "large_base" } }
+        output: "mix"
+      }
+      """))
+    let g = try r.graph(named: nil)
+    let description = g.describeNode(g.nodeNames.firstIndex(of: "mix")!)
+    #expect(description.contains("1e+20") && description.contains("-3"), "\(description)")
+  }
+
   @Test func unknownNodeIsNamedWithLine() throws {
     let e = try #require(error("""
       graphs {
@@ -133,7 +148,8 @@ let upscaleGraph = """
       ("nodes { name: \"m\" model { model: \"nope\" } } output: \"m\"", "model 'nope' is not declared"),
       ("nodes { name: \"m\" model { model: \"large_base\" } } output: \"q\"", "output 'q'"),
       ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"t\" top_k { input: \"m\" k: 0 } } output: \"t\"", "k must be"),
-      ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"t\" temperature { input: \"m\" } } output: \"t\"", "temperature must be > 0"),
+      ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"t\" temperature { input: \"m\" } } output: \"t\"", "temperature must be in (0, 10000], got 0.0"),
+      ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"t\" temperature { input: \"m\" temperature: 1e39 } } output: \"t\"", "got 1e+39"),
       ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"l\" linear { terms { input: \"m\" expr: \"gamma\" } } } output: \"l\"", "'gamma', which is not a parameter"),
       ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"l\" linear { terms { input: \"m\" expr: \"1 +\" } } } output: \"l\"", "expr \"1 +\""),
       ("nodes { name: \"m\" model { model: \"large_base\" } } nodes { name: \"m\" normalize { input: \"m\" } } output: \"m\"", "used by two nodes"),

@@ -131,6 +131,13 @@ import Testing
     request.parameters = [:]
     request.topP = 2
     #expect(runtimeError { _ = try runtime.generate(request) }?.message.contains("top_p") == true)
+    request.topP = nil
+    for t in [1e39, 10_001, .infinity, .nan, -1] {
+      request.temperature = t
+      let e = runtimeError { _ = try runtime.generate(request) }
+      #expect(e?.message == "sampling.temperature = \(t) is outside [0, 10000]", "\(t)")
+    }
+    request.temperature = nil
     let noGraph = try #require(runtimeError { _ = try runtime.generate(GenerationRequest(graph: "nope", prompt: "x")) })
     #expect(noGraph.code == .notFound)
   }

@@ -124,6 +124,15 @@ func goldens(_ style: String = "tiny") throws -> [Golden] {
     }
   }
 
+  @Test func stripWithANegativeStartIsRefused() throws {
+    do {
+      _ = try load { $0["decoder"] = ["type": "Strip", "content": " ", "start": -2, "stop": 0] }
+      Issue.record("expected an error")
+    } catch let error as TokenizerError {
+      #expect(error.message.contains("decoder Strip has start -2"), "\(error.message)")
+    }
+  }
+
   @Test func outOfRangeIdsAreRefusedNotTrapped() throws {
     #expect(throws: TokenizerError.self) {
       _ = try load { json in

@@ -63,9 +63,9 @@ import Testing
 /// Broken checkpoints are refused with the file and the tensor named.
 @Suite struct CheckpointErrorTests {
   /// A copy of the llama_gqa checkpoint in a temporary directory, changed by `edit`.
-  func broken(_ edit: (URL) throws -> Void) throws -> String {
+  func broken(_ checkpoint: String = "llama_gqa", _ edit: (URL) throws -> Void) throws -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-ckpt-\(UUID().uuidString)")
-    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent("llama_gqa"), to: dir)
+    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent(checkpoint), to: dir)
     try edit(dir)
     var message = ""
     do {
@@ -103,6 +103,45 @@ import Testing
       try data.write(to: url)
     }
     #expect(message.contains("header claims"))
+  }
+
+  /// A header length that does not fit in Int (≥ 2⁶³) is refused, not a trap.
+  @Test func headerLengthBeyondInt() throws {
+    let message = try broken { dir in
+      let url = dir.appendingPathComponent("model.safetensors")
+      var data = try Data(contentsOf: url)
+      data.replaceSubrange(0..<8, with: withUnsafeBytes(of: (UInt64(1) << 63 | 5).littleEndian) { Data($0) })
+      try data.write(to: url)
+    }
+    #expect(message.contains("header claims 9223372036854775813 bytes"), "\(message)")
+  }
+
+  /// Every value of config.json that the forward pass would divide by, allocate from or loop
+  /// over is checked before use; each bad one is an error naming the file and the field (the
+  /// process goes on: these run in the test process).
+  @Test(arguments: [
+    ("llama_gqa", "num_attention_heads", "0", "'num_attention_heads' is 0; it must be in 1...16777216"),
+    ("llama_gqa", "num_attention_heads", "-4", "'num_attention_heads' is -4"),
+    ("llama_gqa", "num_key_value_heads", "0", "'num_key_value_heads' is 0"),
+    ("llama_gqa", "num_key_value_heads", "3", "does not divide num_attention_heads"),
+    ("llama_gqa", "num_hidden_layers", "-1", "'num_hidden_layers' is -1"),
+    ("llama_gqa", "head_dim", "-16", "'head_dim' is -16"),
+    ("llama_gqa", "head_dim", "15", "'head_dim' is 15; rotary embeddings need an even head size"),
+    ("llama_gqa", "hidden_size", "1099511627776", "'hidden_size' is 1099511627776; it must be in 1...16777216"),
+    ("llama_gqa", "hidden_size", "\"64\"", "'hidden_size': expected Int"),
+    ("llama_gqa", "vocab_size", "null", "'vocab_size' is missing"),
+    ("llama_gqa", "rms_norm_eps", "-1", "'rms_norm_eps' is -1.0"),
+    ("llama_gqa", "rope_parameters", #"{"rope_type": "default", "rope_theta": 0}"#, "'rope_theta' is 0.0"),
+    ("llama_gqa", "rope_parameters", #"{"rope_type": "linear", "factor": -2, "rope_theta": 10000}"#, "'rope_scaling.factor' is -2.0"),
+    ("gpt2", "n_head", "0", "'n_head' is 0"),
+    ("gpt2", "n_embd", "4611686018427387904", "'n_embd' is 4611686018427387904"),
+    ("gpt2", "n_layer", "-2", "'n_layer' is -2"),
+  ])
+  func badConfigValuesAreNamed(checkpoint: String, field: String, json: String, expected: String) throws {
+    let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+    let message = try broken(checkpoint) { try editConfig($0) { $0[field] = value } }
+    #expect(message.contains("config.json: "), "\(message)")
+    #expect(message.contains(expected), "\(field) = \(json): \(message)")
   }
 
   @Test func headerWithAnImpossibleShapeIsRefusedNotATrap() throws {
