@@ -55,7 +55,8 @@ final class CallCancellation: CancellationSignal {
 
 /// Caps the requests that run model code at once; the next ones wait in a bounded FIFO queue
 /// (a waiting call that is cancelled, or whose deadline passes, leaves the queue), and beyond the
-/// queue they are refused with RESOURCE_EXHAUSTED.
+/// queue they are refused with RESOURCE_EXHAUSTED. Once closed (a shutdown began), waiting calls
+/// and new ones get UNAVAILABLE.
 final class Admission: Sendable {
   let limit: Int
   let queueLimit: Int
@@ -68,6 +69,7 @@ final class Admission: Sendable {
     var running = 0
     var waiting: [Waiter] = []
     var nextID = 0
+    var closed = false
   }
   private let state = Mutex(State())
 
@@ -87,26 +89,42 @@ final class Admission: Sendable {
   var running: Int { state.withLock { $0.running } }
   var waiting: Int { state.withLock { $0.waiting.count } }
 
-  private enum Entry { case admitted, queued(Int), full }
+  static let closedError = RPCError(code: .unavailable, message: "the server is shutting down")
+
+  /// Refuses new calls and hands every waiting one UNAVAILABLE; running calls go on.
+  func close() {
+    let waiters = state.withLock { s -> [Waiter] in
+      s.closed = true
+      defer { s.waiting = [] }
+      return s.waiting
+    }
+    for waiter in waiters { waiter.continuation.resume(throwing: Self.closedError) }
+  }
+
+  private enum Entry { case admitted, queued(Int), full, closed }
 
   private func acquire(_ cancellation: CallCancellation) async throws {
-    let entry = state.withLock { s -> Entry in
-      if s.running < limit {
-        s.running += 1
-        return .admitted
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      // Deciding and queueing in one critical section: a slot freed in between cannot be lost.
+      let entry = state.withLock { s -> Entry in
+        if s.closed { return .closed }
+        if s.running < limit {
+          s.running += 1
+          return .admitted
+        }
+        guard s.waiting.count < queueLimit else { return .full }
+        s.nextID += 1
+        s.waiting.append(Waiter(id: s.nextID, continuation: continuation))
+        return .queued(s.nextID)
       }
-      guard s.waiting.count < queueLimit else { return .full }
-      s.nextID += 1
-      return .queued(s.nextID)
-    }
-    switch entry {
-    case .admitted:
-      return
-    case .full:
-      throw ServiceError.resourceExhausted("the server is running its limit of \(limit) requests with \(queueLimit) more waiting (eft-server --max-concurrent, --max-queued); retry later")
-    case .queued(let id):
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        state.withLock { $0.waiting.append(Waiter(id: id, continuation: continuation)) }
+      switch entry {
+      case .admitted:
+        continuation.resume()
+      case .closed:
+        continuation.resume(throwing: Self.closedError)
+      case .full:
+        continuation.resume(throwing: ServiceError.resourceExhausted("the server is running its limit of \(limit) requests with \(queueLimit) more waiting (eft-server --max-concurrent, --max-queued); retry later"))
+      case .queued(let id):
         // A cancellation that comes first runs this at once; one that comes after `release` gave
         // the waiter the slot finds nothing to remove (the call then stops by itself).
         cancellation.onCancel { [self] in

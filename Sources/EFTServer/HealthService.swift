@@ -52,9 +52,18 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     }
     defer { _ = state.withLock { $0.watchers.removeValue(forKey: id) } }
     if !serving { sink.finish() }
-    try await response.write(known ? Self.status(serving) : .with { $0.status = .serviceUnknown })
-    for await serving in changes where known {
-      try await response.write(Self.status(serving))
+    // A client that goes away (or cancels, or whose deadline passes) is reported as an RPC
+    // cancellation, not by cancelling this task: end the stream then, so the watcher is freed.
+    try await withRPCCancellationHandler {
+      try await response.write(known ? Self.status(serving) : .with { $0.status = .serviceUnknown })
+      for await serving in changes where known {
+        try await response.write(Self.status(serving))
+      }
+    } onCancelRPC: {
+      sink.finish()
     }
   }
+
+  /// Watch streams open now.
+  public var watchers: Int { state.withLock { $0.watchers.count } }
 }

@@ -52,7 +52,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       let d = (ContinuousClock.now - start).components
       let what = note.text.isEmpty ? method : "\(method) \(note.text)"
       let ms = Double(d.seconds) * 1e3 + Double(d.attoseconds) / 1e15
-      requestLog("\(what)\(outcome) (\(String(format: "%.1f", ms)) ms)")
+      // Escaped: error messages quote client strings, and a newline in one must not forge a line.
+      requestLog(escapedForLog("\(what)\(outcome)") + " (\(String(format: "%.1f", ms)) ms)")
     }
     do {
       let result = try await body(note)
@@ -75,6 +76,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// that goes away is still noticed by the failed write).
   public func beginShutdown() {
     shuttingDown.store(true, ordering: .relaxed)
+    admission.close()
   }
 
   /// Runs a method's body with the call's cancellation wired to its sources: gRPC's RPC
@@ -241,6 +243,27 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   public func describeGraph(request: Eft_V1_DescribeGraphRequest, context: ServerContext) async throws -> Eft_V1_GraphInfo {
     Eft_V1_GraphInfo(try graph(request.name))
   }
+}
+
+/// `text` with control characters written as escapes (`\n`, `\u{1B}`), so that it stays one line.
+func escapedForLog(_ text: String) -> String {
+  var out = ""
+  for scalar in text.unicodeScalars {
+    switch scalar {
+    case "\n": out += "\\n"
+    case "\r": out += "\\r"
+    case "\t": out += "\\t"
+    case "\\": out += "\\\\"
+    default:
+      if scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .lineSeparator
+        || scalar.properties.generalCategory == .paragraphSeparator {
+        out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+      } else {
+        out.unicodeScalars.append(scalar)
+      }
+    }
+  }
+  return out
 }
 
 /// What a call's log line says about it, filled in as the call learns it.

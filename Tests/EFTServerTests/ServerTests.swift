@@ -378,6 +378,55 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: dir.socket))
   }
 
+  /// At shutdown a call waiting for a slot gets UNAVAILABLE at once (it never starts), while the
+  /// running one finishes within the grace period.
+  @Test func queuedCallsGetUnavailableAtShutdown() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
+      $0.limits.maxConcurrent = 1
+      $0.shutdownGrace = .seconds(60)
+    }
+    let service = running.server.service
+    try await withClient(running.unixEndpoint) { client in
+      let first = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.runningRequests == 1 })
+      let waiter = Task { await rpcError { _ = try await generate(client, .with { $0.prompt = question }) } }
+      #expect(try await eventually { service.queuedRequests == 1 })
+      running.server.shutdown()
+      let refused = await waiter.value
+      #expect(refused?.code == .unavailable, "\(String(describing: refused))")
+      #expect(service.queuedRequests == 0)
+      let finished = try await first.value
+      #expect(finished.ids.count == 220)
+    }
+    try await running.stop()
+    #expect(service.completedGenerations == 1)
+  }
+
+  /// A Watch whose client goes away is ended and freed (not left waiting for a status change).
+  @Test func aWatchWhoseClientLeavesIsFreed() async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let health = running.server.health
+    let watch = Task {
+      try await connect(running.unixEndpoint) { connection in
+        try await HealthClient(wrapping: connection).watch(.with { $0.service = "" }) { response in
+          for try await _ in response.messages {}
+        }
+      }
+    }
+    #expect(try await eventually { health.watchers == 1 })
+    watch.cancel()
+    _ = await watch.result
+    #expect(try await eventually { health.watchers == 0 })
+    try await running.stop()
+  }
+
+  @Test func logLinesEscapeClientText() {
+    #expect(escapedForLog("no graph 'x\ngenerate upscaled: 5 tokens, eos'") == "no graph 'x\\ngenerate upscaled: 5 tokens, eos'")
+    #expect(escapedForLog("a\tb\r\u{1B}[31m\u{2028}") == "a\\tb\\r\\u{1B}[31m\\u{2028}")
+  }
+
   @Test func theRequestLogHasALinePerCall() async throws {
     let dir = try SocketDirectory()
     let lines = Lines()
@@ -387,7 +436,7 @@ import Testing
     try await withClient(running.unixEndpoint) { client in
       _ = try await generate(client, .with { $0.prompt = question })
       _ = await rpcCode { _ = try await generate(client, .with { $0.prompt = question; $0.sampling.topP = 2 }) }
-      _ = await rpcCode { _ = try await generate(client, .with { $0.graph = "nope" }) }
+      _ = await rpcCode { _ = try await generate(client, .with { $0.graph = "nope\nforged line" }) }
       _ = try await client.score(.with { $0.prompt = question; $0.continuation = "The answer is Frostmoor." })
     }
     try await running.stop()
@@ -396,7 +445,7 @@ import Testing
     guard log.count == 4 else { return }
     #expect(log[0].hasPrefix("generate upscaled: 5 tokens, eos ("), "\(log[0])")
     #expect(log[1].hasPrefix("generate upscaled: INVALID_ARGUMENT sampling.top_p = 2.0 is outside [0, 1] ("), "\(log[1])")
-    #expect(log[2].hasPrefix("generate: NOT_FOUND no graph 'nope'"), "\(log[2])")
+    #expect(log[2].hasPrefix("generate: NOT_FOUND no graph 'nope\\nforged line'"), "\(log[2])")
     #expect(log[3].hasPrefix("score upscaled: 5 tokens, total "), "\(log[3])")
     #expect(log.allSatisfy { $0.hasSuffix(" ms)") })
   }
