@@ -10,7 +10,8 @@ the same checkpoint, in one run on one machine, printed side by side.
 The checkpoint is the ~82M-parameter Llama of scripts/make_bench_model.py (made when missing).
 For each concurrency level N, N clients send the same greedy request at once (EOS ignored, a
 connection each); a level's aggregate tokens/s is all tokens over the wall time from the first
-request to the last token. eft-server's figures come from `eft-server bench --concurrency`.
+request to the last token. eft-server's figures come from `eft-server bench --concurrency`; the
+runs alternate between the two servers, and each level reports its median-aggregate run.
 
 --llama-cpp DIR adds llama.cpp's server as the peer: DIR is a llama.cpp source tree (the
 `vendor/llama.cpp` of the llama-cpp-python sdist on PyPI) built with
@@ -61,13 +62,21 @@ def free_port():
 
 
 def eft_levels(args, model):
+    """One eft-server bench run over every level (its own process: load, warm-up, measure)."""
     cmd = [os.path.join(ROOT, ".build/release/eft-server"), "bench", os.path.join(model, "bench.pbtxt"), "--graph", args.graph,
-           "--concurrency", args.concurrency, "--max-tokens", str(args.tokens), "--temperature", "0", "--runs", str(args.runs),
+           "--concurrency", args.concurrency, "--max-tokens", str(args.tokens), "--temperature", "0", "--runs", "1",
            "--prompt", args.prompt, "--json"]
     env = dict(os.environ, EFT_THREADS=str(args.threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
+    if not result["identical"]:
+        sys.exit("eft-server bench: concurrent streams differ from the request alone")
     return {level["streams"]: level for level in result["levels"]}
+
+
+def median_run(runs):
+    """The run with the median aggregate tokens/s."""
+    return sorted(runs, key=lambda r: r["aggregate_tokens_per_s"])[len(runs) // 2]
 
 
 def llama_stream(port, prompt, tokens):
@@ -118,39 +127,39 @@ def llama_level(port, streams, prompt, tokens):
             "first_token_p50_ms": percentile([a[0] - s for s, a in results if a], 0.5) * 1e3}
 
 
-def llama_levels(args, model, levels):
-    gguf = os.path.join(model, f"model-{args.dtype}.gguf")
-    if not os.path.exists(gguf):
-        outtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[args.dtype]
-        env = dict(os.environ, PYTHONPATH=os.path.join(args.llama_cpp, "gguf-py"))
-        subprocess.run([sys.executable, "-c", CONVERT, args.llama_cpp, model, "--outtype", outtype, "--outfile", gguf],
-                       check=True, env=env)
-    port = free_port()
-    slots = max(levels)
-    server = subprocess.Popen([os.path.join(args.llama_cpp, "build/bin/llama-server"), "-m", gguf, "--host", "127.0.0.1",
-                               "--port", str(port), "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots),
-                               "-c", str(slots * 512), "--no-warmup"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class LlamaServer:
+    """llama.cpp's server on the converted checkpoint, with a slot per stream of the top level."""
+
+    def __init__(self, args, model, slots):
+        self.args = args
+        gguf = os.path.join(model, f"model-{args.dtype}.gguf")
+        if not os.path.exists(gguf):
+            outtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[args.dtype]
+            env = dict(os.environ, PYTHONPATH=os.path.join(args.llama_cpp, "gguf-py"))
+            subprocess.run([sys.executable, "-c", CONVERT, args.llama_cpp, model, "--outtype", outtype, "--outfile", gguf],
+                           check=True, env=env)
+        self.port = free_port()
+        self.process = subprocess.Popen([os.path.join(args.llama_cpp, "build/bin/llama-server"), "-m", gguf, "--host", "127.0.0.1",
+                                         "--port", str(self.port), "-t", str(args.threads), "-tb", str(args.threads),
+                                         "-np", str(slots), "-c", str(slots * 512), "--no-warmup"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(600):
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/health")
                 if conn.getresponse().status == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.1)
-        llama_level(port, slots, args.prompt, args.tokens)  # warm-up
-        measured = {n: [] for n in levels}
-        for run in range(args.runs):
-            for n in levels:
-                print(f"llama.cpp run {run + 1}/{args.runs}: {n} streams", file=sys.stderr)
-                measured[n].append(llama_level(port, n, args.prompt, args.tokens))
-        return {n: sorted(runs, key=lambda r: r["aggregate_tokens_per_s"])[len(runs) // 2] for n, runs in measured.items()}
-    finally:
-        server.terminate()
-        server.wait()
+        llama_level(self.port, slots, args.prompt, args.tokens)  # warm-up
+
+    def levels(self, levels):
+        return {n: llama_level(self.port, n, self.args.prompt, self.args.tokens) for n in levels}
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait()
 
 
 def main():
@@ -171,8 +180,21 @@ def main():
     if not os.path.exists(os.path.join(model, "bench.pbtxt")):
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make_bench_model.py"), model, "--dtype", args.dtype], check=True)
 
-    eft = eft_levels(args, model)
-    peer = llama_levels(args, model, levels) if args.llama_cpp else None
+    # Interleaved runs (the machine is shared and noisy): eft, then the peer, per run.
+    peer_server = LlamaServer(args, model, max(levels)) if args.llama_cpp else None
+    eft_runs, peer_runs = [], []
+    try:
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}: eft-server", file=sys.stderr)
+            eft_runs.append(eft_levels(args, model))
+            if peer_server:
+                print(f"run {run + 1}/{args.runs}: llama.cpp", file=sys.stderr)
+                peer_runs.append(peer_server.levels(levels))
+    finally:
+        if peer_server:
+            peer_server.close()
+    eft = {n: median_run([r[n] for r in eft_runs]) for n in levels}
+    peer = {n: median_run([r[n] for r in peer_runs]) for n in levels} if peer_server else None
     if args.json:
         print(json.dumps({"dtype": args.dtype, "graph": args.graph, "threads": args.threads, "tokens_per_stream": args.tokens,
                           "eft": [eft[n] for n in levels], "llama_cpp": [peer[n] for n in levels] if peer else None}))
