@@ -92,6 +92,11 @@ public struct GraphParameter: Sendable, Equatable {
 
 /// Everything that decides how one request decodes, after request overrides.
 public struct GenerationSettings: Sendable, Equatable {
+  /// The most stop strings a request may give, and the longest one in UTF-8 bytes: every
+  /// generated token is matched against all of them.
+  public static let maxStopStrings = 16
+  public static let maxStopBytes = 256
+
   public var sampling = SamplingOptions()
   public var maxTokens = 256
   public var stop: [String] = []

@@ -181,6 +181,9 @@ struct GraphCompiler {
     defaults.maxTokens = s.maxTokens == 0 ? 256 : Int(s.maxTokens)
     defaults.stop = s.stop
     guard !s.stop.contains("") else { throw fail(nil, "sampling.stop holds an empty string") }
+    guard s.stop.count <= GenerationSettings.maxStopStrings, s.stop.allSatisfy({ $0.utf8.count <= GenerationSettings.maxStopBytes }) else {
+      throw fail(nil, "sampling.stop may hold at most \(GenerationSettings.maxStopStrings) strings of at most \(GenerationSettings.maxStopBytes) bytes each")
+    }
     defaults.stopAtEOS = s.hasStopAtEos ? s.stopAtEos : true
 
     let models = sessionSpecs.map(\.model)

@@ -29,6 +29,12 @@ extension Runtime {
     if let adaptive = request.adaptiveLookahead { s.speculation?.adaptive = adaptive }
     guard s.maxTokens >= 0 else { throw RuntimeError(.request, .invalidArgument, "max_tokens = \(s.maxTokens) is negative") }
     guard !s.stop.contains("") else { throw RuntimeError(.request, .invalidArgument, "stop holds an empty string") }
+    guard s.stop.count <= GenerationSettings.maxStopStrings else {
+      throw RuntimeError(.request, .invalidArgument, "stop holds \(s.stop.count) strings; at most \(GenerationSettings.maxStopStrings) are allowed")
+    }
+    if let long = s.stop.firstIndex(where: { $0.utf8.count > GenerationSettings.maxStopBytes }) {
+      throw RuntimeError(.request, .invalidArgument, "stop[\(long)] is \(s.stop[long].utf8.count) bytes; at most \(GenerationSettings.maxStopBytes) are allowed")
+    }
     return s
   }
 

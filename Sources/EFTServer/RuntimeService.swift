@@ -7,7 +7,7 @@ import Synchronization
 
 /// Limits a server enforces on every request.
 public struct ServiceLimits: Sendable {
-  /// Requests that run model code (Generate, Score) at once; the next ones wait.
+  /// Calls that run at once (Generate, Score, Tokenize, Detokenize); the next ones wait.
   public var maxConcurrent = 32
   /// Requests that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.
   public var maxQueued = 64
@@ -221,7 +221,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   public func tokenize(request: Eft_V1_TokenizeRequest, context: ServerContext) async throws -> Eft_V1_TokenizeResponse {
     try checkSize(request)
     let graph = try graph(request.graph)
-    return .with { $0.ids = graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
+    // Tokenizing a long text is real work: it takes a slot and a thread like the model calls, so
+    // a flood of it cannot starve the network or bypass the limits.
+    let ids = try await withCallCancellation { cancellation in
+      try await admission.run(cancellation) {
+        try await onThread { graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
+      }
+    }
+    return .with { $0.ids = ids }
   }
 
   public func detokenize(request: Eft_V1_DetokenizeRequest, context: ServerContext) async throws -> Eft_V1_DetokenizeResponse {
@@ -230,7 +237,12 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     if let i = request.ids.firstIndex(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
       throw ServiceError.invalidArgument("ids[\(i)] = \(request.ids[i]) is outside the vocabulary [0, \(graph.vocabSize)) of graph '\(graph.name)'")
     }
-    return .with { $0.text = graph.tokenizer.decode(request.ids, skipSpecialTokens: request.skipSpecialTokens) }
+    let text = try await withCallCancellation { cancellation in
+      try await admission.run(cancellation) {
+        try await onThread { graph.tokenizer.decode(request.ids, skipSpecialTokens: request.skipSpecialTokens) }
+      }
+    }
+    return .with { $0.text = text }
   }
 
   public func listGraphs(request: Eft_V1_ListGraphsRequest, context: ServerContext) async throws -> Eft_V1_ListGraphsResponse {

@@ -31,7 +31,7 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "The largest max_tokens a request may ask for (RESOURCE_EXHAUSTED above it); graph defaults above it are capped.")
   var maxTokensLimit = 4096
 
-  @Option(help: "Generate and Score calls running at once; the next ones wait in a queue.")
+  @Option(help: "Calls running at once (Generate, Score, Tokenize, Detokenize); the next ones wait in a queue.")
   var maxConcurrent = 32
 
   @Option(help: "Calls that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.")

@@ -138,6 +138,11 @@ import Testing
       #expect(e?.message == "sampling.temperature = \(t) is outside [0, 10000]", "\(t)")
     }
     request.temperature = nil
+    request.stop = (0..<17).map { "s\($0)" }
+    #expect(runtimeError { _ = try runtime.generate(request) }?.message == "stop holds 17 strings; at most 16 are allowed")
+    request.stop = ["x", String(repeating: "y", count: 257)]
+    #expect(runtimeError { _ = try runtime.generate(request) }?.message == "stop[1] is 257 bytes; at most 256 are allowed")
+    request.stop = nil
     let noGraph = try #require(runtimeError { _ = try runtime.generate(GenerationRequest(graph: "nope", prompt: "x")) })
     #expect(noGraph.code == .notFound)
   }
