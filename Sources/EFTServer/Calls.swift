@@ -29,6 +29,24 @@ final class CallCancellation: CancellationSignal {
     var handlers: [@Sendable () -> Void] = []
   }
   private let state = Mutex(State())
+  /// When the client's deadline (its grpc-timeout) passes, if it sent one.
+  let deadline: ContinuousClock.Instant?
+
+  init(deadline: ContinuousClock.Instant? = CallDeadline.current) {
+    self.deadline = deadline
+  }
+
+  /// The status a call that stopped because it was cancelled ends with: DEADLINE_EXCEEDED when
+  /// its deadline has passed (gRPC signals a passed deadline as a cancellation), else CANCELLED.
+  func error(_ message: String) -> RPCError {
+    // gRPC's timer starts before the handler reads the header (so before `deadline` was set): a
+    // cancellation within half a second of the deadline is the deadline's. (A client that
+    // cancels that late sees its own CANCELLED anyway; this is what the server logs and counts.)
+    if let deadline, ContinuousClock.now + .milliseconds(500) >= deadline {
+      return RPCError(code: .deadlineExceeded, message: "the deadline passed: \(message)")
+    }
+    return RPCError(code: .cancelled, message: message)
+  }
 
   var isCancelled: Bool { state.withLock { $0.cancelled } }
 
@@ -50,6 +68,30 @@ final class CallCancellation: CancellationSignal {
       return false
     }
     if now { handler() }
+  }
+}
+
+/// The deadline of the call being handled (a task-local, set from the request's grpc-timeout
+/// header before the handler runs).
+enum CallDeadline {
+  @TaskLocal static var current: ContinuousClock.Instant?
+
+  /// The deadline a `grpc-timeout` header value sets from now: digits (at most 8) and a unit,
+  /// H, M, S, m (ms), u (µs) or n (ns). nil when absent or malformed.
+  static func from(timeout: String?) -> ContinuousClock.Instant? {
+    guard let timeout, let unit = timeout.last, timeout.count >= 2, timeout.count <= 9,
+          let amount = Int64(timeout.dropLast()), amount >= 0 else { return nil }
+    let duration: Duration
+    switch unit {
+    case "H": duration = .seconds(amount * 3600)
+    case "M": duration = .seconds(amount * 60)
+    case "S": duration = .seconds(amount)
+    case "m": duration = .milliseconds(amount)
+    case "u": duration = .microseconds(amount)
+    case "n": duration = .nanoseconds(amount)
+    default: return nil
+    }
+    return .now + duration
   }
 }
 
@@ -132,7 +174,7 @@ final class Admission: Sendable {
             guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return nil }
             return s.waiting.remove(at: i)
           }
-          waiter?.continuation.resume(throwing: RPCError(code: .cancelled, message: "cancelled while waiting for a slot"))
+          waiter?.continuation.resume(throwing: cancellation.error("cancelled while waiting for a slot"))
         }
       }
     }

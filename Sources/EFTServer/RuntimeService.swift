@@ -122,6 +122,27 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     }
   }
 
+  // The calls that can run long read the client's deadline from the request's metadata (the
+  // simple handlers below do not see it), so that a call its deadline stops ends with
+  // DEADLINE_EXCEEDED rather than CANCELLED.
+  public func generate(request: ServerRequest<Eft_V1_GenerateRequest>,
+                       context: ServerContext) async throws -> StreamingServerResponse<Eft_V1_GenerateResponse> {
+    let deadline = CallDeadline.from(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+    return StreamingServerResponse(metadata: [:]) { writer in
+      try await CallDeadline.$current.withValue(deadline) {
+        try await self.generate(request: request.message, response: writer, context: context)
+      }
+      return [:]
+    }
+  }
+
+  public func score(request: ServerRequest<Eft_V1_ScoreRequest>, context: ServerContext) async throws -> ServerResponse<Eft_V1_ScoreResponse> {
+    let deadline = CallDeadline.from(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+    return ServerResponse(message: try await CallDeadline.$current.withValue(deadline) {
+      try await self.score(request: request.message, context: context)
+    }, metadata: [:])
+  }
+
   public func generate(request: Eft_V1_GenerateRequest, response: RPCWriter<Eft_V1_GenerateResponse>,
                        context: ServerContext) async throws {
     try await serving("generate") { note in try await generate(request, response, note) }
@@ -181,7 +202,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     count(result)
     note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
     guard result.finishReason != .cancelled, !cancellation.isCancelled else {
-      throw RPCError(code: .cancelled, message: "the generation was cancelled after \(result.tokens.count) tokens")
+      throw cancellation.error("the generation was cancelled after \(result.tokens.count) tokens")
     }
     try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
   }
@@ -204,9 +225,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     note.text = graph.name
     let runtime = self.runtime
     return try await withCallCancellation { cancellation in try await admission.run(cancellation) {
-      let result = try await onThread {
-        try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
-                          parameters: request.parameters, cancellation: cancellation)
+      let result: ScoreResult
+      do {
+        result = try await onThread {
+          try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
+                            parameters: request.parameters, cancellation: cancellation)
+        }
+      } catch let error as EFTCore.RuntimeError where error.code == .cancelled {
+        throw cancellation.error(error.message)
       }
       note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
       return .with {

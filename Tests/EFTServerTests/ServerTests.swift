@@ -194,7 +194,10 @@ import Testing
 
   @Test func aDeadlineStopsTheGenerationOnTheServer() async throws {
     let dir = try SocketDirectory()
-    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let lines = Lines()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { options in
+      options.requestLog = { lines.append($0) }
+    }
     let service = running.server.service
     var options = CallOptions.defaults
     options.timeout = .milliseconds(100)
@@ -215,6 +218,10 @@ import Testing
     #expect(try await eventually { service.runningRequests == 0 })
     #expect(service.completedGenerations == 0)
     #expect(service.cancelledGenerations <= 1)
+    // The server reads the deadline from the call's grpc-timeout: it ends the call with
+    // DEADLINE_EXCEEDED, not CANCELLED.
+    #expect(try await eventually { lines.all.count == 1 })
+    #expect(lines.all.first?.contains("DEADLINE_EXCEEDED") == true, "\(lines.all)")
     let after = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
     #expect(after.text == "The answer is Frostmoor.")
     try await running.stop()
@@ -420,6 +427,17 @@ import Testing
     _ = await watch.result
     #expect(try await eventually { health.watchers == 0 })
     try await running.stop()
+  }
+
+  @Test func grpcTimeoutHeadersParse() {
+    let now = ContinuousClock.now
+    for (header, seconds) in [("100m", 0.1), ("2S", 2.0), ("1M", 60.0), ("1H", 3600.0), ("5000u", 0.005), ("99999999n", 0.1)] {
+      let deadline = try! #require(CallDeadline.from(timeout: header))
+      let d = (deadline - now).components
+      let got = Double(d.seconds) + Double(d.attoseconds) / 1e18
+      #expect(abs(got - seconds) < 0.05, "\(header): \(got)")
+    }
+    for bad in [nil, "", "5", "S", "123456789S", "-1S", "10x"] as [String?] { #expect(CallDeadline.from(timeout: bad) == nil, "\(String(describing: bad))") }
   }
 
   @Test func logLinesEscapeClientText() {
