@@ -39,13 +39,17 @@ final class CallCancellation: CancellationSignal {
   /// The status a call that stopped because it was cancelled ends with: DEADLINE_EXCEEDED when
   /// its deadline has passed (gRPC signals a passed deadline as a cancellation), else CANCELLED.
   func error(_ message: String) -> RPCError {
-    // gRPC's timer starts before the handler reads the header (so before `deadline` was set): a
-    // cancellation within half a second of the deadline is the deadline's. (A client that
-    // cancels that late sees its own CANCELLED anyway; this is what the server logs and counts.)
-    if let deadline, ContinuousClock.now + .milliseconds(500) >= deadline {
-      return RPCError(code: .deadlineExceeded, message: "the deadline passed: \(message)")
-    }
+    if pastDeadline { return RPCError(code: .deadlineExceeded, message: "the deadline passed: \(message)") }
     return RPCError(code: .cancelled, message: message)
+  }
+
+  /// Whether the call's deadline has passed. gRPC's timer starts before the handler reads the
+  /// header (so before `deadline` was set): a cancellation within half a second of the deadline
+  /// is the deadline's. (A client that cancels that late sees its own CANCELLED anyway; this is
+  /// what the server logs and counts.)
+  var pastDeadline: Bool {
+    guard let deadline else { return false }
+    return ContinuousClock.now + .milliseconds(500) >= deadline
   }
 
   var isCancelled: Bool { state.withLock { $0.cancelled } }

@@ -196,7 +196,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     } catch {
       cancellation.cancel()
       if let result = try? await outcome { count(result) }
-      throw error
+      // A client whose deadline passed closes the stream, and the write fails first.
+      throw cancellation.pastDeadline ? cancellation.error("\(error)") : error
     }
     let result = try await outcome
     count(result)
