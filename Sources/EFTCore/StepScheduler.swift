@@ -34,7 +34,6 @@ public final class StepScheduler: @unchecked Sendable {
   // Everything below is guarded by `condition`.
   private var members: [Member] = []
   private var stepRunning = false
-  private var nextMember = 0
   private var statistics = Statistics()
 
   public init(maxBatchTokens: Int = 512) {
@@ -69,7 +68,6 @@ public final class StepScheduler: @unchecked Sendable {
   /// One request's place in the steps. A member must leave when it is done with models (the
   /// scheduler waits for every member to park before a step).
   public final class Member: @unchecked Sendable {
-    fileprivate let id: Int
     fileprivate weak var scheduler: StepScheduler?
     fileprivate let cancellation: (any CancellationSignal)?
     fileprivate var isCancelled: Bool { cancellation?.isCancelled ?? false }
@@ -79,8 +77,7 @@ public final class StepScheduler: @unchecked Sendable {
     fileprivate var inFlight = 0
     fileprivate var left = false
 
-    fileprivate init(id: Int, scheduler: StepScheduler, cancellation: (any CancellationSignal)?) {
-      self.id = id
+    fileprivate init(scheduler: StepScheduler, cancellation: (any CancellationSignal)?) {
       self.scheduler = scheduler
       self.cancellation = cancellation
     }
@@ -120,8 +117,7 @@ public final class StepScheduler: @unchecked Sendable {
   public func join(cancellation: (any CancellationSignal)? = nil) -> Member {
     condition.lock()
     defer { condition.unlock() }
-    nextMember += 1
-    let member = Member(id: nextMember, scheduler: self, cancellation: cancellation)
+    let member = Member(scheduler: self, cancellation: cancellation)
     members.append(member)
     return member
   }
