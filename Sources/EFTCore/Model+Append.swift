@@ -29,26 +29,25 @@ extension Model {
     _ call: @convention(c) (OpaquePointer?, UnsafePointer<eft_append>?, Int, Int, UnsafeMutablePointer<OpaquePointer?>?) -> eft_status,
     _ appends: [Append]
   ) throws -> [[Float]] {
-    var logits = appends.map { [Float](repeating: 0, count: $0.mode.rows($0.tokens.count) * vocabSize) }
-    // Stable addresses for the call: copies of the token ids and the logits buffers.
+    let counts = appends.map { $0.mode.rows($0.tokens.count) * vocabSize }
+    // Stable addresses for the call: copies of the token ids, and the logits buffers.
     let tokenBuffers = appends.map { a in
       let p = UnsafeMutablePointer<Int32>.allocate(capacity: a.tokens.count)
       p.initialize(from: a.tokens, count: a.tokens.count)
       return p
     }
-    let logitBuffers = logits.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0.count)) }
+    let logitBuffers = counts.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0)) }
     defer {
       tokenBuffers.forEach { $0.deallocate() }
       logitBuffers.forEach { $0.deallocate() }
     }
     let items = appends.indices.map { i in
       eft_append(session: appends[i].session.handle, tokens: tokenBuffers[i], n_tokens: appends[i].tokens.count,
-                 mode: appends[i].mode.abi, logits: logits[i].isEmpty ? nil : logitBuffers[i])
+                 mode: appends[i].mode.abi, logits: counts[i] == 0 ? nil : logitBuffers[i])
     }
     var error: OpaquePointer? = nil
     let status = items.withUnsafeBufferPointer { call(handle, $0.baseAddress, $0.count, MemoryLayout<eft_append>.stride, &error) }
     guard status == EFT_OK else { throw plugin.error(status, error, "model '\(name)': batched append") }
-    for i in logits.indices { logits[i].withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logitBuffers[i], count: $0.count) } }
-    return logits
+    return counts.indices.map { Array(UnsafeBufferPointer(start: logitBuffers[$0], count: counts[$0])) }
   }
 }

@@ -80,6 +80,12 @@ final class CallCancellation: CancellationSignal {
 enum CallDeadline {
   @TaskLocal static var current: ContinuousClock.Instant?
 
+  /// The deadline a request's metadata sets (its `grpc-timeout` header), if any.
+  static func of(_ metadata: Metadata) -> ContinuousClock.Instant? {
+    var values = metadata[stringValues: "grpc-timeout"].makeIterator()
+    return from(timeout: values.next())
+  }
+
   /// The deadline a `grpc-timeout` header value sets from now: digits (at most 8) and a unit,
   /// H, M, S, m (ms), u (µs) or n (ns). nil when absent or malformed.
   static func from(timeout: String?) -> ContinuousClock.Instant? {

@@ -127,7 +127,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   // DEADLINE_EXCEEDED rather than CANCELLED.
   public func generate(request: ServerRequest<Eft_V1_GenerateRequest>,
                        context: ServerContext) async throws -> StreamingServerResponse<Eft_V1_GenerateResponse> {
-    let deadline = CallDeadline.from(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+    let deadline = CallDeadline.of(request.metadata)
     return StreamingServerResponse(metadata: [:]) { writer in
       try await CallDeadline.$current.withValue(deadline) {
         try await self.generate(request: request.message, response: writer, context: context)
@@ -137,7 +137,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   }
 
   public func score(request: ServerRequest<Eft_V1_ScoreRequest>, context: ServerContext) async throws -> ServerResponse<Eft_V1_ScoreResponse> {
-    let deadline = CallDeadline.from(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+    let deadline = CallDeadline.of(request.metadata)
     return ServerResponse(message: try await CallDeadline.$current.withValue(deadline) {
       try await self.score(request: request.message, context: context)
     }, metadata: [:])
@@ -225,36 +225,39 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let runtime = self.runtime
-    return try await withCallCancellation { cancellation in try await admission.run(cancellation) {
-      let result: ScoreResult
-      do {
-        result = try await onThread {
-          try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
-                            parameters: request.parameters, cancellation: cancellation)
+    let result = try await admittedOnThread { cancellation in
+      try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
+                        parameters: request.parameters, cancellation: cancellation)
+    }
+    note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
+    return .with {
+      $0.tokens = result.tokens
+      $0.logProbs = result.logProbs
+      $0.total = result.total
+      $0.pieces = result.tokens.map { graph.tokenizer.decode([$0]) }
+    }
+  }
+
+  /// Runs `body` on a thread of its own once admitted, with the call's cancellation wired up; a
+  /// runtime error of cancellation becomes CANCELLED or DEADLINE_EXCEEDED. Tokenizing a long text
+  /// is real work too, so Tokenize and Detokenize take this path as Score does: a flood of them
+  /// cannot starve the network or bypass the limits.
+  private func admittedOnThread<T: Sendable>(_ body: @escaping @Sendable (CallCancellation) throws -> T) async throws -> T {
+    try await withCallCancellation { cancellation in
+      try await admission.run(cancellation) {
+        do {
+          return try await onThread { try body(cancellation) }
+        } catch let error as EFTCore.RuntimeError where error.code == .cancelled {
+          throw cancellation.error(error.message)
         }
-      } catch let error as EFTCore.RuntimeError where error.code == .cancelled {
-        throw cancellation.error(error.message)
       }
-      note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
-      return .with {
-        $0.tokens = result.tokens
-        $0.logProbs = result.logProbs
-        $0.total = result.total
-        $0.pieces = result.tokens.map { graph.tokenizer.decode([$0]) }
-      }
-    } }
+    }
   }
 
   public func tokenize(request: Eft_V1_TokenizeRequest, context: ServerContext) async throws -> Eft_V1_TokenizeResponse {
     try checkSize(request)
     let graph = try graph(request.graph)
-    // Tokenizing a long text is real work: it takes a slot and a thread like the model calls, so
-    // a flood of it cannot starve the network or bypass the limits.
-    let ids = try await withCallCancellation { cancellation in
-      try await admission.run(cancellation) {
-        try await onThread { graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
-      }
-    }
+    let ids = try await admittedOnThread { _ in graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
     return .with { $0.ids = ids }
   }
 
@@ -264,11 +267,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     if let i = request.ids.firstIndex(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
       throw ServiceError.invalidArgument("ids[\(i)] = \(request.ids[i]) is outside the vocabulary [0, \(graph.vocabSize)) of graph '\(graph.name)'")
     }
-    let text = try await withCallCancellation { cancellation in
-      try await admission.run(cancellation) {
-        try await onThread { graph.tokenizer.decode(request.ids, skipSpecialTokens: request.skipSpecialTokens) }
-      }
-    }
+    let text = try await admittedOnThread { _ in graph.tokenizer.decode(request.ids, skipSpecialTokens: request.skipSpecialTokens) }
     return .with { $0.text = text }
   }
 
