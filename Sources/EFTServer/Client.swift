@@ -12,15 +12,17 @@ public typealias HealthClient = Grpc_Health_V1_Health.Client<HTTP2ClientTranspor
 ///     try await connect(.unix(path: "/tmp/eft.sock")) { connection in
 ///       let graphs = try await RuntimeClient(wrapping: connection).listGraphs(Eft_V1_ListGraphsRequest())
 ///     }
+/// `security` gives the certificates to trust for TLS on TCP and a bearer token for every call.
 public func connect<Result: Sendable>(
   _ endpoint: ServerEndpoint,
+  security: ClientSecurity = .none,
   _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
-  try await withGRPCClient(transport: try clientTransport(endpoint), handleClient: body)
+  try await withGRPCClient(transport: try clientTransport(endpoint, security: security), interceptors: security.interceptors, handleClient: body)
 }
 
-/// The HTTP/2 transport to `endpoint` (plaintext: loopback and Unix sockets).
-public func clientTransport(_ endpoint: ServerEndpoint) throws -> HTTP2ClientTransport.Posix {
+/// The HTTP/2 transport to `endpoint`: TLS on TCP when `security` has trust roots, else plaintext.
+func clientTransport(_ endpoint: ServerEndpoint, security: ClientSecurity) throws -> HTTP2ClientTransport.Posix {
   let target: any ResolvableTarget
   switch endpoint {
   case .unix(let path):
@@ -34,5 +36,6 @@ public func clientTransport(_ endpoint: ServerEndpoint) throws -> HTTP2ClientTra
       target = .dns(host: host, port: port)
     }
   }
-  return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+  if case .unix = endpoint { return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext) }
+  return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security.transportSecurity)
 }

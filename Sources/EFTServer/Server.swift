@@ -9,6 +9,11 @@ public struct ServerOptions: Sendable {
   public var limits = ServiceLimits()
   /// After a shutdown begins, how long running calls may go on before they are cancelled.
   public var shutdownGrace: Duration = .seconds(10)
+  /// TLS on every TCP listener (nil: plaintext). Unix sockets stay plaintext: they are local and
+  /// owner-only.
+  public var tls: ServerTLS?
+  /// When set, every call must carry `authorization: Bearer TOKEN` (else UNAUTHENTICATED).
+  public var token: String?
   /// Where a line per Generate and Score call goes (nil: nowhere).
   public var requestLog: (@Sendable (String) -> Void)?
 
@@ -53,7 +58,7 @@ public final class RuntimeServer: Sendable {
       switch endpoint {
       case .tcp(let host, let port):
         let address: GRPCNIOTransportHTTP2Posix.SocketAddress = endpoint.isIPv6 ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-        transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
+        transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: options.tls?.transportSecurity ?? .plaintext, config: config)
       case .unix(let path):
         let listener: UnixListener
         do {
@@ -65,7 +70,8 @@ public final class RuntimeServer: Sendable {
         unixListeners.append(listener)
         transport = HTTP2ServerTransport.Posix(listeningSocketDescriptor: Int(listener.descriptor), transportSecurity: .plaintext, config: config)
       }
-      servers.append(GRPCServer(transport: transport, services: [service, health]))
+      let interceptors: [any ServerInterceptor] = options.token.map { [TokenCheck(token: $0)] } ?? []
+      servers.append(GRPCServer(transport: transport, services: [service, health], interceptors: interceptors))
     }
 
     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -24,6 +24,12 @@ struct ConnectionOptions: ParsableArguments {
   @Option(help: "A deadline for the call, in seconds (the server stops working on it then).")
   var timeout: Double?
 
+  @Option(help: ArgumentHelp("Connect over TLS, trusting the certificates (PEM) in this file (TCP only).", valueName: "file"))
+  var tlsCa: String?
+
+  @Option(help: ArgumentHelp("Send the bearer token in this file with every call (default: the EFT_TOKEN environment variable, if set).", valueName: "file"))
+  var tokenFile: String?
+
   func validate() throws {
     if let timeout { guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") } }
   }
@@ -51,8 +57,15 @@ struct ConnectionOptions: ParsableArguments {
     } catch {
       throw ValidationError("--connect \(error)")
     }
+    let security: ClientSecurity
     do {
-      return try await EFTServer.connect(endpoint, body)
+      let token = try tokenFile.map { try readToken(file: $0) } ?? ProcessInfo.processInfo.environment["EFT_TOKEN"]
+      security = try ClientSecurity(trustRootsFile: tlsCa, token: token)
+    } catch {
+      throw ValidationError("\(error)")
+    }
+    do {
+      return try await EFTServer.connect(endpoint, security: security, body)
     } catch let error as RPCError {
       FileHandle.standardError.write(Data("eft-client: error: \(error.message) (\(statusName(error.code)))\n".utf8))
       throw ExitCode(1)

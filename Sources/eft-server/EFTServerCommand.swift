@@ -46,6 +46,15 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Seconds running calls may go on after SIGINT/SIGTERM before they are cancelled.")
   var shutdownGrace = 10.0
 
+  @Option(help: ArgumentHelp("TLS on the TCP listeners: the server's certificate chain (PEM). Needs --tls-key.", valueName: "file"))
+  var tlsCert: String?
+
+  @Option(help: ArgumentHelp("The private key (PEM) of --tls-cert.", valueName: "file"))
+  var tlsKey: String?
+
+  @Option(help: ArgumentHelp("A file holding a bearer token (16-4096 printable ASCII bytes): every call must then send `authorization: Bearer TOKEN`, else UNAUTHENTICATED.", valueName: "file"))
+  var tokenFile: String?
+
   @Flag(help: "Log a line per Generate and Score call to stderr (graph, tokens, finish or status, time).")
   var logRequests = false
 
@@ -56,6 +65,7 @@ struct Serve: AsyncParsableCommand {
     guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
     guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
     guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
+    guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
   }
 
   func run() async throws {
@@ -72,6 +82,17 @@ struct Serve: AsyncParsableCommand {
     options.limits.maxQueued = maxQueued
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
+    do {
+      if let tlsCert, let tlsKey { options.tls = try ServerTLS(certificateChainFile: tlsCert, privateKeyFile: tlsKey) }
+      if let tokenFile { options.token = try readToken(file: tokenFile) }
+    } catch {
+      throw ValidationError("\(error)")
+    }
+    for endpoint in options.endpoints {
+      guard case .tcp(let host, _) = endpoint, !isLoopback(host) else { continue }
+      let missing = [options.tls == nil ? "TLS (--tls-cert, --tls-key)" : nil, options.token == nil ? "a token (--token-file)" : nil].compactMap { $0 }
+      if !missing.isEmpty { log("warning: \(endpoint) is reachable from other hosts, without \(missing.joined(separator: " or "))") }
+    }
 
     let runtime = try loadRuntime(configOptions, maxBatchTokens: maxBatchTokens)
     let configPath = configOptions.config
@@ -103,6 +124,11 @@ struct Serve: AsyncParsableCommand {
     }
     log("stopped")
   }
+}
+
+/// Whether `host` (an address or a name) is this machine's loopback.
+func isLoopback(_ host: String) -> Bool {
+  host == "localhost" || host == "::1" || host.hasPrefix("127.")
 }
 
 /// The config's runtime, or its error on stderr and exit status 1.

@@ -6,10 +6,12 @@
     python3 eft_client.py --connect tcp:127.0.0.1:50051 generate --prompt '...' --temperature 1 --seed 7 -v
     python3 eft_client.py --connect unix:/tmp/eft.sock score --prompt '...' --continuation '...'
     python3 eft_client.py --connect unix:/tmp/eft.sock graphs
+    python3 eft_client.py --connect tcp:HOST:PORT --tls-ca ca.pem --token-file token generate --prompt '...'
 
 `generate` prints the text as it streams (what `eft run` prints); `-v` adds the finish line.
 """
 import argparse
+import collections
 import os
 import sys
 
@@ -29,6 +31,46 @@ def channel_target(endpoint: str) -> str:
         rest = endpoint[4:]
         return rest if ":" in rest else f"127.0.0.1:{rest}"
     raise SystemExit(f"eft_client: --connect {endpoint!r}: expected unix:PATH, tcp:HOST:PORT or tcp:PORT")
+
+
+def open_channel(args):
+    """A channel to --connect: TLS on TCP when --tls-ca is given, plaintext otherwise; the bearer
+    token (--token-file, else $EFT_TOKEN) goes with every call."""
+    target = channel_target(args.connect)
+    token = os.environ.get("EFT_TOKEN")
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    if args.tls_ca and not target.startswith("unix:"):
+        with open(args.tls_ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        if token:
+            credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+        return grpc.secure_channel(target, credentials)
+    channel = grpc.insecure_channel(target)
+    if token:  # gRPC sends call credentials over TLS only: add the header by hand
+        channel = grpc.intercept_channel(channel, BearerToken(token))
+    return channel
+
+
+class CallDetails(collections.namedtuple("CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                        "wait_for_ready", "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def __init__(self, token):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        return CallDetails(details.method, details.timeout, list(details.metadata or []) + [self.header],
+                           details.credentials, details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
 
 
 def parameters(assignments):
@@ -91,6 +133,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connect", default="tcp:127.0.0.1:50051", help="unix:PATH, tcp:HOST:PORT or tcp:PORT")
     parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    parser.add_argument("--tls-ca", help="connect over TLS (TCP), trusting the certificates in this PEM file")
+    parser.add_argument("--token-file", help="send the bearer token in this file (default: $EFT_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True)
     g = commands.add_parser("generate")
     g.add_argument("--prompt", required=True)
@@ -109,7 +153,7 @@ def main():
     commands.add_parser("graphs")
     args = parser.parse_args()
 
-    with grpc.insecure_channel(channel_target(args.connect)) as channel:
+    with open_channel(args) as channel:
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         try:
             {"generate": generate, "score": score, "graphs": graphs}[args.command](stub, args)
