@@ -4,10 +4,15 @@ import CEFTBackend
 /// host loader, then straight at the C table, so that a backend author learns which promise of
 /// eft_backend.h is broken and where.
 public struct BackendChecker {
-  public struct Check: Sendable {
+  public struct Check: Sendable, Codable {
     public let name: String
     public let passed: Bool
     public let detail: String
+    public init(name: String, passed: Bool, detail: String) {
+      self.name = name
+      self.passed = passed
+      self.detail = detail
+    }
   }
 
   public let pluginPath: String
@@ -22,10 +27,30 @@ public struct BackendChecker {
     self.options = options
   }
 
-  /// Runs every check, in order; a failure that makes the rest meaningless stops the run.
-  public func run() -> [Check] {
+  /// The checks, in the order they run. Each needs the ones before it up to "describe", and the
+  /// reference logits of "one by one = all at once".
+  public static let checkNames = ["load", "open", "describe", "one by one = all at once", "truncate and re-append",
+                                  "sessions independent", "batched = separate calls", "bad input is refused"]
+  /// The checks without which the others mean nothing: a failure of one stops the run.
+  public static let prerequisites: Set<String> = ["load", "open", "describe", "one by one = all at once"]
+
+  /// Runs every check, in order; a failure that makes the rest meaningless stops the run. With
+  /// `only`, runs what that check needs and reports that check alone (`eft backend-check` runs
+  /// each check so, in a process of its own).
+  public func run(only: String? = nil) -> [Check] {
     var checks: [Check] = []
-    func record(_ name: String, _ passed: Bool, _ detail: String) { checks.append(Check(name: name, passed: passed, detail: detail)) }
+    var finished = false  // `only` has its result
+    func record(_ name: String, _ passed: Bool, _ detail: String) {
+      if let only, name != only {
+        if !passed {  // a check it needs failed (it passed in its own process)
+          checks.append(Check(name: only, passed: false, detail: "'\(name)' failed before it: \(detail)"))
+          finished = true
+        }
+        return
+      }
+      checks.append(Check(name: name, passed: passed, detail: detail))
+      finished = only != nil
+    }
 
     let plugin: Plugin
     do {
@@ -35,7 +60,7 @@ public struct BackendChecker {
       record("load", false, "\(error)")
       return checks
     }
-    guard let modelPath else { return checks }
+    guard let modelPath, !finished else { return checks }
     let t = plugin.table.pointee
 
     // Open and describe.
@@ -48,6 +73,7 @@ public struct BackendChecker {
     }
     defer { t.model_free(model) }
     record("open", true, modelPath)
+    if finished { return checks }
 
     var info = eft_model_info()
     info.struct_size = MemoryLayout<eft_model_info>.size
@@ -69,7 +95,7 @@ public struct BackendChecker {
     record("describe", problems.isEmpty, problems.isEmpty
            ? "vocab \(vocab), context \(context), bos \(info.bos_token_id), eos \(info.eos_token_id), architecture \(architecture)"
            : problems.joined(separator: "; "))
-    guard problems.isEmpty else { return checks }
+    guard problems.isEmpty, !finished else { return checks }
 
     // Raw session helpers: every failure becomes a message instead of a crash of the checker.
     final class RawSession {
@@ -112,6 +138,7 @@ public struct BackendChecker {
       return nil
     }
     func check(_ name: String, _ body: () throws -> String) {
+      if let only, name != only, !Self.prerequisites.contains(name) { return }
       do { record(name, true, try body()) } catch let e as RuntimeError { record(name, false, e.message) } catch { record(name, false, "\(error)") }
     }
     struct Mismatch: Error, CustomStringConvertible { let description: String }
@@ -138,8 +165,9 @@ public struct BackendChecker {
       }
       return "\(length) tokens: LAST per token, ALL, NONE+LAST agree within \(tolerance); lengths right"
     }
-    guard reference.count == length else { return checks }
+    guard reference.count == length, !finished else { return checks }
 
+    if finished { return checks }
     check("truncate and re-append") {
       let s = try newSession()
       _ = try append(s, tokens, EFT_LOGITS_NONE)
@@ -154,6 +182,7 @@ public struct BackendChecker {
       return "truncate to \(keep) and to 0, re-append: same logits"
     }
 
+    if finished { return checks }
     check("sessions independent") {
       let alone = try newSession()
       let otherReference = try append(alone, other, EFT_LOGITS_ALL)
@@ -168,6 +197,7 @@ public struct BackendChecker {
       return "two sessions appended in turn match each one alone"
     }
 
+    if finished { return checks }
     check("batched = separate calls") {
       guard let batch = plugin.appendBatch else {
         return "no session_append_batch (ABI 1.0, or the slot is NULL): the host appends one session at a time"
@@ -223,6 +253,7 @@ public struct BackendChecker {
       return "3 sessions at lengths \(half)/0/1 appending \(length - half)/1/\(min(4, length) - 1) tokens (ALL/LAST/LAST) match separate calls \(exact ? "bit for bit" : "within \(tolerance)"); bad batches refused whole"
     }
 
+    if finished { return checks }
     check("bad input is refused") {
       let s = try newSession()
       _ = try append(s, Array(tokens.prefix(2)), EFT_LOGITS_NONE)

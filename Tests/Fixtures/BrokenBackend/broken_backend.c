@@ -2,7 +2,9 @@
 //   "good"                  keeps every promise (the control),
 //   "batch-mismatch"        multi-token appends give logits other than one-by-one appends,
 //   "truncate-keeps-state"  truncate forgets the tokens but not a running state derived from them,
-//   "batch-crosstalk"       session_append_batch gives a session logits that depend on the batch.
+//   "batch-crosstalk"       session_append_batch gives a session logits that depend on the batch,
+//   "truncate-crashes"      session_truncate dereferences NULL (SIGSEGV),
+//   "batch-hangs"           session_append_batch never returns.
 // Built with EFT_FIXTURE_ABI_1_0 (Tests/Fixtures/ABI10) it is a plugin of ABI 1.0: minor 0, a
 // table that ends before `session_append_batch`.
 // The toy model: logit[w] = cos(0.1·w·(1 + h)) where h is a running hash of the tokens held.
@@ -11,13 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eft_backend.h"
 
 #define VOCAB 64
 #define CONTEXT 128
 
-enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK };
+enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK, TRUNCATE_CRASHES, BATCH_HANGS };
 struct eft_model { enum defect defect; };
 struct eft_session { const eft_model *model; int32_t tokens[CONTEXT]; size_t length; double hash; };
 struct eft_error { eft_status status; char message[128]; };
@@ -51,9 +54,11 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
   else if (strcmp(name, "batch-mismatch") == 0) m->defect = BATCH_MISMATCH;
   else if (strcmp(name, "truncate-keeps-state") == 0) m->defect = TRUNCATE_KEEPS_STATE;
   else if (strcmp(name, "batch-crosstalk") == 0) m->defect = BATCH_CROSSTALK;
+  else if (strcmp(name, "truncate-crashes") == 0) m->defect = TRUNCATE_CRASHES;
+  else if (strcmp(name, "batch-hangs") == 0) m->defect = BATCH_HANGS;
   else {
     free(m);
-    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state or batch-crosstalk");
+    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state, batch-crosstalk, truncate-crashes or batch-hangs");
   }
   *out = m;
   return EFT_OK;
@@ -100,6 +105,10 @@ static eft_status session_append(eft_session *s, const int32_t *tokens, size_t n
 
 static eft_status session_truncate(eft_session *s, size_t n, eft_error **error) {
   if (n > s->length) return fail(error, EFT_OUT_OF_RANGE, "past the end");
+  if (s->model->defect == TRUNCATE_CRASHES) {
+    volatile int *nowhere = NULL;
+    *nowhere = 1;
+  }
   s->length = n;  // the defective variant keeps s->hash as it was
   if (s->model->defect != TRUNCATE_KEEPS_STATE) s->hash = hash_of(s->tokens, n);
   return EFT_OK;
@@ -113,6 +122,7 @@ static void error_free(eft_error *e) { free(e); }
 #ifndef EFT_FIXTURE_ABI_1_0
 // All or nothing: every append is checked before any runs.
 static eft_status session_append_batch(eft_model *m, const eft_append *appends, size_t n, size_t append_size, eft_error **error) {
+  while (m->defect == BATCH_HANGS) pause();
   for (size_t i = 0; i < n; i++) {
     const eft_append *a = (const eft_append *)((const char *)appends + i * append_size);
     if (!a->session || a->session->model != m) return fail(error, EFT_INVALID_ARGUMENT, "a session of another model");
