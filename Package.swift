@@ -57,9 +57,13 @@ let package = Package(
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
     ]),
+    // Wire messages <-> runtime types (no transport: the request fuzzer links it).
+    .target(name: "EFTWire", dependencies: [
+      "EFTCore", "EFTRPC", .product(name: "GRPCCore", package: "grpc-swift-2"),
+    ]),
     // The Runtime service over gRPC (HTTP/2 on TCP or a Unix socket).
     .target(name: "EFTServer", dependencies: [
-      "EFTCore", "EFTRPC",
+      "EFTCore", "EFTRPC", "EFTWire",
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -69,7 +73,7 @@ let package = Package(
       "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "eft-client", dependencies: [
-      "EFTServer", "EFTRPC", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTServer", "EFTRPC", "EFTWire", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),
@@ -95,6 +99,18 @@ let package = Package(
     .target(name: "FixtureABI10", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/ABI10", publicHeadersPath: ".",
             linkerSettings: [.linkedLibrary("m")]),
 
+    // Fuzz targets (Tests/Fuzz; scripts/fuzz.sh builds them with libFuzzer, a normal build makes
+    // them replay their corpora).
+    .target(name: "CFuzzer", path: "Tests/Fuzz/CFuzzer"),
+    .target(name: "EFTFuzzSupport", dependencies: ["CFuzzer"], path: "Tests/Fuzz/Support"),
+    .executableTarget(name: "fuzz-config", dependencies: ["EFTCore", "EFTFuzzSupport"], path: "Tests/Fuzz/Config"),
+    .executableTarget(name: "fuzz-tokenizer", dependencies: ["EFTTokenizer", "EFTFuzzSupport"], path: "Tests/Fuzz/Tokenizer"),
+    .executableTarget(name: "fuzz-checkpoint", dependencies: ["Transformer", "EFTPluginKit", "EFTProto", "EFTFuzzSupport"], path: "Tests/Fuzz/Checkpoint",
+                      swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),
+    .executableTarget(name: "fuzz-request", dependencies: [
+      "EFTCore", "EFTRPC", "EFTWire", "EFTFuzzSupport", .product(name: "GRPCCore", package: "grpc-swift-2"),
+    ], path: "Tests/Fuzz/Request"),
+
     // Paths every test target uses (the repository, the build products).
     .target(name: "EFTTestSupport", path: "Tests/Support"),
     .testTarget(name: "EFTTokenizerTests", dependencies: ["EFTTokenizer", "EFTTestSupport"], exclude: ["Goldens"]),
@@ -102,7 +118,7 @@ let package = Package(
     .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer", "EFTTestSupport"]),
     .testTarget(name: "EFTCLITests", dependencies: ["EFTTestSupport"]),
     .testTarget(name: "EFTServerTests", dependencies: [
-      "EFTServer", "EFTRPC", "EFTCore", "EFTTestSupport",
+      "EFTServer", "EFTRPC", "EFTWire", "EFTCore", "EFTTestSupport",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),

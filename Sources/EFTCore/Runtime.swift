@@ -76,7 +76,18 @@ public final class Runtime: Sendable {
       }
     }
 
-    // Graphs.
+    (graphs, defaultGraph) = try Runtime.compileGraphs(of: file, models: models)
+    self.plugins = plugins
+    self.models = models
+    self.scheduler = StepScheduler(maxBatchTokens: maxBatchTokens)
+  }
+
+  /// Compiles every graph of `file` against loaded `models` and picks the default graph: what
+  /// loading a config does once its models are open. (The config fuzzer calls it with the models
+  /// of a runtime already loaded, so that no input opens files.)
+  public static func compileGraphs(of file: ConfigFile, models: [String: Model]) throws -> (graphs: [CompiledGraph], defaultGraph: String?) {
+    let config = file.config
+    func at(_ name: String) -> String { file.location(ofName: name) }
     guard !config.graphs.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(file.path): the config declares no graph") }
     let compiler = GraphCompiler(file: file, models: models)
     var graphs: [CompiledGraph] = []
@@ -87,18 +98,11 @@ public final class Runtime: Sendable {
       }
       graphs.append(try compiler.compile(g))
     }
-    if !config.defaultGraph.isEmpty {
-      guard graphs.contains(where: { $0.name == config.defaultGraph }) else {
-        throw RuntimeError(.config, .invalidArgument, "\(file.path): default_graph '\(config.defaultGraph)' is not a graph (graphs: \(graphs.map(\.name).joined(separator: ", ")))")
-      }
-      defaultGraph = config.defaultGraph
-    } else {
-      defaultGraph = graphs.count == 1 ? graphs[0].name : nil
+    guard !config.defaultGraph.isEmpty else { return (graphs, graphs.count == 1 ? graphs[0].name : nil) }
+    guard graphs.contains(where: { $0.name == config.defaultGraph }) else {
+      throw RuntimeError(.config, .invalidArgument, "\(file.path): default_graph '\(config.defaultGraph)' is not a graph (graphs: \(graphs.map(\.name).joined(separator: ", ")))")
     }
-    self.plugins = plugins
-    self.models = models
-    self.graphs = graphs
-    self.scheduler = StepScheduler(maxBatchTokens: maxBatchTokens)
+    return (graphs, config.defaultGraph)
   }
 
   /// `tokenizer.json` beside a model: in `path` when it is a directory, else in its directory.

@@ -1,5 +1,6 @@
 // How calls run: model code on a thread of its own, their cancellation, and admission.
 import EFTCore
+import EFTWire
 import Foundation
 import GRPCCore
 import Synchronization

@@ -1,5 +1,6 @@
 import EFTCore
 import EFTRPC
+import EFTWire
 import GRPCCore
 import Foundation
 import SwiftProtobuf

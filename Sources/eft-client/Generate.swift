@@ -2,6 +2,7 @@ import ArgumentParser
 import EFTCommandLine
 import EFTCore
 import EFTRPC
+import EFTWire
 import EFTServer
 import Foundation
 

@@ -1,5 +1,6 @@
 import EFTCore
 import EFTRPC
+import EFTWire
 @testable import EFTServer
 import Foundation
 import GRPCCore

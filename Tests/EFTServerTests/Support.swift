@@ -1,5 +1,6 @@
 import EFTCore
 import EFTRPC
+import EFTWire
 import EFTServer
 @_exported import EFTTestSupport
 import Foundation

@@ -1,15 +1,17 @@
+// The conversions between the wire messages (eft.v1, proto/eft/v1/runtime.proto) and the
+// runtime's types, both ways, and the status a runtime error travels as.
 import EFTCore
 import EFTRPC
 import GRPCCore
 
 /// Errors the service reports, as gRPC statuses.
-enum ServiceError {
-  static func invalidArgument(_ message: String) -> RPCError { RPCError(code: .invalidArgument, message: message) }
-  static func resourceExhausted(_ message: String) -> RPCError { RPCError(code: .resourceExhausted, message: message) }
+public enum ServiceError {
+  public static func invalidArgument(_ message: String) -> RPCError { RPCError(code: .invalidArgument, message: message) }
+  public static func resourceExhausted(_ message: String) -> RPCError { RPCError(code: .resourceExhausted, message: message) }
 
   /// The status a runtime error travels as (`StatusCode` is the one vocabulary; this is its gRPC
   /// spelling).
-  static func rpc(_ error: EFTCore.RuntimeError) -> RPCError {
+  public static func rpc(_ error: EFTCore.RuntimeError) -> RPCError {
     let code: RPCError.Code
     switch error.code {
     case .ok, .internal: code = .internalError
@@ -28,7 +30,7 @@ enum ServiceError {
 
 extension GenerationRequest {
   /// The runtime request a message asks for, checked against `graph` and the server's limits.
-  init(_ m: Eft_V1_GenerateRequest, graph: CompiledGraph, maxTokensLimit: Int) throws(RPCError) {
+  public init(_ m: Eft_V1_GenerateRequest, graph: CompiledGraph, maxTokensLimit: Int) throws(RPCError) {
     self.init(graph: graph.name, prompt: m.prompt)
     if !m.promptTokens.isEmpty {
       guard m.prompt.isEmpty else {
@@ -89,7 +91,7 @@ extension Eft_V1_GenerateRequest {
 }
 
 extension Eft_V1_FinishReason {
-  init(_ reason: FinishReason) {
+  public init(_ reason: FinishReason) {
     switch reason {
     case .eos: self = .eos
     case .stop: self = .stop
@@ -101,7 +103,7 @@ extension Eft_V1_FinishReason {
 }
 
 extension Eft_V1_Speculation {
-  init(_ s: SpeculationSettings) {
+  public init(_ s: SpeculationSettings) {
     self.init()
     draft = s.draft
     lookahead = Int32(s.lookahead)
@@ -110,7 +112,7 @@ extension Eft_V1_Speculation {
 }
 
 extension Eft_V1_Finish {
-  init(_ r: GenerationResult) {
+  public init(_ r: GenerationResult) {
     self.init()
     reason = Eft_V1_FinishReason(r.finishReason)
     completionTokens = Int32(r.tokens.count)
@@ -126,7 +128,7 @@ extension Eft_V1_Finish {
 }
 
 extension Eft_V1_GraphInfo {
-  init(_ g: CompiledGraph) {
+  public init(_ g: CompiledGraph) {
     self.init()
     name = g.name
     description_p = g.description
