@@ -23,8 +23,9 @@ final class DecodeState {
   /// Opens one session per session spec and prefills it with its templated prompt.
   convenience init(graph: CompiledGraph, prompt: String, scheduler: StepScheduler,
                    cancellation: (any CancellationSignal)? = nil) throws {
+    // Tokenizing stops once a prompt is past its model's context (refused below).
     try self.init(graph: graph, prompts: graph.sessions.map {
-      graph.tokenizer.encode($0.render(prompt), addSpecialTokens: $0.addSpecialTokens)
+      graph.tokenizer.encode($0.render(prompt), addSpecialTokens: $0.addSpecialTokens, limit: $0.model.contextLength)
     }, scheduler: scheduler, cancellation: cancellation)
   }
 
@@ -39,7 +40,8 @@ final class DecodeState {
         throw RuntimeError(.request, .invalidArgument, "the prompt is empty for model '\(spec.model.name)' (after its template, with no BOS token added); give a prompt")
       }
       guard ids.count < spec.model.contextLength else {
-        throw RuntimeError(.request, .outOfRange, "the prompt is \(ids.count) tokens for model '\(spec.model.name)', which holds \(spec.model.contextLength)")
+        let length = ids.count > spec.model.contextLength ? "over \(spec.model.contextLength)" : "\(ids.count)"
+        throw RuntimeError(.request, .outOfRange, "the prompt is \(length) tokens for model '\(spec.model.name)', which holds \(spec.model.contextLength)")
       }
       if let bad = ids.first(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
         throw RuntimeError(.request, .invalidArgument, "prompt token id \(bad) is outside the vocabulary [0, \(graph.vocabSize))")

@@ -18,6 +18,10 @@ public struct ServiceLimits: Sendable {
   /// four times this, before reading them; between the two the service answers
   /// RESOURCE_EXHAUSTED with the sizes.
   public var maxMessageBytes = 4 << 20
+  /// The longest text a request may hand the tokenizer (a Generate prompt, a Score prompt or
+  /// continuation, a Tokenize text), in UTF-8 bytes; longer ones get RESOURCE_EXHAUSTED before
+  /// any tokenizing.
+  public var maxPromptBytes = 1 << 20
 
   public init() {}
 }
@@ -113,6 +117,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     }
   }
 
+  /// RESOURCE_EXHAUSTED for a text over `limits.maxPromptBytes`.
+  func checkText(_ field: String, _ text: String) throws(RPCError) {
+    let size = text.utf8.count
+    guard size <= limits.maxPromptBytes else {
+      throw ServiceError.resourceExhausted("\(field) is \(size) bytes, over the server's limit of \(limits.maxPromptBytes) (eft-server --max-prompt-bytes)")
+    }
+  }
+
   func graph(_ name: String) throws(RPCError) -> CompiledGraph {
     do {
       return try runtime.graph(named: name)
@@ -151,6 +163,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   private func generate(_ request: Eft_V1_GenerateRequest, _ response: RPCWriter<Eft_V1_GenerateResponse>, _ note: CallNote) async throws {
     try checkSize(request)
+    try checkText("prompt", request.prompt)
     let graph = try graph(request.graph)
     note.text = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
@@ -223,6 +236,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   private func score(_ request: Eft_V1_ScoreRequest, _ note: CallNote) async throws -> Eft_V1_ScoreResponse {
     try checkSize(request)
+    try checkText("prompt", request.prompt)
+    try checkText("continuation", request.continuation)
     let graph = try graph(request.graph)
     note.text = graph.name
     let runtime = self.runtime
@@ -257,6 +272,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   public func tokenize(request: Eft_V1_TokenizeRequest, context: ServerContext) async throws -> Eft_V1_TokenizeResponse {
     try checkSize(request)
+    try checkText("text", request.text)
     let graph = try graph(request.graph)
     let ids = try await admittedOnThread { _ in graph.tokenizer.encode(request.text, addSpecialTokens: request.addSpecialTokens) }
     return .with { $0.ids = ids }

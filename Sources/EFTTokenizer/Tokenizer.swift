@@ -88,8 +88,10 @@ public final class Tokenizer: Sendable {
     return model.vocab[token]
   }
 
-  /// Text to ids, like HF `tokenizer.encode(text, add_special_tokens:)`.
-  public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
+  /// Text to ids, like HF `tokenizer.encode(text, add_special_tokens:)`. With a `limit`, stops
+  /// as soon as it has more than `limit` ids and returns those (a text too long for a context is
+  /// known without tokenizing all of it; the caller sees `count > limit`).
+  public func encode(_ text: String, addSpecialTokens: Bool = true, limit: Int = .max) -> [Int32] {
     var ids: [Int32] = []
     for (index, piece) in added.split(text).enumerated() {
       switch piece {
@@ -98,8 +100,12 @@ public final class Tokenizer: Sendable {
       case .text(let segment):
         let normalized = normalizer?.apply(String(segment)) ?? String(segment)
         let words = preTokenizer?.apply([normalized], atStart: index == 0) ?? [normalized]
-        for word in words where !word.isEmpty { model.tokenize(word, into: &ids) }
+        for word in words where !word.isEmpty {
+          model.tokenize(word, into: &ids)
+          if ids.count > limit { return ids }
+        }
       }
+      if ids.count > limit { return ids }
     }
     if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
     return ids

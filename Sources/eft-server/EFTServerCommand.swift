@@ -31,6 +31,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "The largest request message in bytes; larger ones get RESOURCE_EXHAUSTED (over 4× this the transport resets the stream unread).")
   var maxMessageBytes = 4 << 20
 
+  @Option(help: "The longest text a request may give the tokenizer (prompt, continuation, Tokenize text), in bytes; longer ones get RESOURCE_EXHAUSTED.")
+  var maxPromptBytes = 1 << 20
+
   @Option(help: "The largest max_tokens a request may ask for (RESOURCE_EXHAUSTED above it); graph defaults above it are capped.")
   var maxTokensLimit = 4096
 
@@ -60,6 +63,7 @@ struct Serve: AsyncParsableCommand {
 
   func validate() throws {
     guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+    guard maxPromptBytes > 0 else { throw ValidationError("--max-prompt-bytes must be positive") }
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
     guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
     guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
@@ -77,6 +81,7 @@ struct Serve: AsyncParsableCommand {
       throw ValidationError("--listen \(error)")
     }
     options.limits.maxMessageBytes = maxMessageBytes
+    options.limits.maxPromptBytes = maxPromptBytes
     options.limits.maxTokens = maxTokensLimit
     options.limits.maxConcurrent = maxConcurrent
     options.limits.maxQueued = maxQueued

@@ -167,6 +167,31 @@ func onThreads<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) throws -
     #expect(runtime.scheduler.activeMembers == 0)
   }
 
+  /// A score reads its continuation in chunks: the same log-probs whatever the chunk, and a
+  /// cancellation seen between two chunks stops it.
+  @Test func scoreReadsItsContinuationInChunks() throws {
+    let continuation = String(repeating: "The answer is Frostmoor. Fenyar Balutam lives there. ", count: 4)
+    let whole = try runtime.score(graph: nil, prompt: prompts[0], continuation: continuation, parameters: [:], cancellation: nil, chunk: 1 << 20)
+    #expect(whole.tokens.count > 40)
+    for chunk in [1, 7, 64] {
+      let parts = try runtime.score(graph: nil, prompt: prompts[0], continuation: continuation, parameters: [:], cancellation: nil, chunk: chunk)
+      #expect(parts.tokens == whole.tokens)
+      #expect(parts.logProbs == whole.logProbs, "chunk \(chunk)")
+    }
+    /// Cancelled after `polls` looks.
+    final class CancelledLater: CancellationSignal, @unchecked Sendable {
+      let lock = NSLock()
+      var polls: Int
+      init(after polls: Int) { self.polls = polls }
+      var isCancelled: Bool { lock.withLock { polls -= 1; return polls < 0 } }
+    }
+    let error = runtimeError {
+      _ = try runtime.score(graph: nil, prompt: prompts[0], continuation: continuation, parameters: [:], cancellation: CancelledLater(after: 3), chunk: 7)
+    }
+    #expect(error?.code == .cancelled)
+    #expect(runtime.scheduler.activeMembers == 0)
+  }
+
   /// Prompts prefilled in chunks of 1, 3 or 7 tokens give the tokens and log-probs of one prefill.
   @Test(arguments: [1, 3, 7])
   func chunkedPrefillIsExact(maxBatchTokens: Int) throws {

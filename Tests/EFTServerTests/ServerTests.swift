@@ -232,6 +232,7 @@ import Testing
     let dir = try SocketDirectory()
     let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
       $0.limits.maxMessageBytes = 64 << 10
+      $0.limits.maxPromptBytes = 32 << 10
       $0.limits.maxTokens = 100
     }
     try await withClient(running.unixEndpoint) { client in
@@ -253,7 +254,8 @@ import Testing
         (.invalidArgument, "stop holds an empty string", { $0.sampling.stop = [""] }),
         (.invalidArgument, "max_tokens = -1", { $0.sampling.maxTokens = -1 }),
         (.resourceExhausted, "max_tokens = 101 is over the server's limit of 100", { $0.sampling.maxTokens = 101 }),
-        (.outOfRange, "which holds 256", { $0.prompt = String(repeating: "Fenyar Balutam ", count: 400) }),
+        (.outOfRange, "the prompt is over 256 tokens for model 'large_base', which holds 256", { $0.prompt = String(repeating: "Fenyar Balutam ", count: 400) }),
+        (.resourceExhausted, "prompt is 40960 bytes, over the server's limit of 32768 (eft-server --max-prompt-bytes)", { $0.prompt = String(repeating: "a", count: 40 << 10) }),
         (.resourceExhausted, "over the server's limit of 65536 (eft-server --max-message-bytes)", { $0.prompt = String(repeating: "a", count: 65 << 10) }),
       ]
       for (code, message, configure) in cases {
@@ -264,6 +266,11 @@ import Testing
       #expect(await rpcCode { _ = try await client.detokenize(.with { $0.ids = [3, 99999] }) } == .invalidArgument)
       #expect(await rpcError { _ = try await client.detokenize(.with { $0.ids = [3, 99999] }) }?.message.contains("ids[1] = 99999") == true)
       #expect(await rpcCode { _ = try await client.score(.with { $0.prompt = question; $0.continuation = "" }) } == .invalidArgument)
+      let longText = String(repeating: "b", count: 33 << 10)
+      let continuation = await rpcError { _ = try await client.score(.with { $0.prompt = question; $0.continuation = longText }) }
+      #expect(continuation?.code == .resourceExhausted && continuation?.message.hasPrefix("continuation is 33792 bytes") == true)
+      let text = await rpcError { _ = try await client.tokenize(.with { $0.text = longText }) }
+      #expect(text?.code == .resourceExhausted && text?.message.hasPrefix("text is 33792 bytes") == true)
       // Far over the limit, the transport drops the message unread (the stream is reset).
       let huge = await rpcCode { _ = try await client.tokenize(.with { $0.text = String(repeating: "a", count: 300 << 10) }) }
       #expect(huge != nil)

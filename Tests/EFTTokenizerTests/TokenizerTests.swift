@@ -39,6 +39,23 @@ func goldens(_ style: String = "tiny") throws -> [Golden] {
     }
   }
 
+  /// With a limit, encoding stops soon after passing it: a prefix of the full encoding. (A
+  /// tokenizer that does not split words — the SentencePiece and Metaspace styles — stops only after its one
+  /// word; there the server's --max-prompt-bytes is the bound.)
+  @Test(arguments: ["llama3", "qwen2"])
+  func encodeStopsPastItsLimit(style: String) throws {
+    let tokenizer = try Tokenizer(contentsOf: goldensDirectory.appendingPathComponent("\(style).tokenizer.json"))
+    let text = String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 50)
+    let full = tokenizer.encode(text, addSpecialTokens: false)
+    #expect(full.count > 300)
+    for limit in [0, 5, 100] {
+      let limited = tokenizer.encode(text, addSpecialTokens: false, limit: limit)
+      #expect(limited.count > limit && limited.count <= limit + 10, "\(style), limit \(limit): \(limited.count) ids")
+      #expect(Array(full.prefix(limited.count)) == limited)
+    }
+    #expect(tokenizer.encode(text, limit: full.count + 5) == tokenizer.encode(text), "a limit not reached changes nothing")
+  }
+
   @Test func stylesHaveDistinctFingerprints() throws {
     let prints = try ["sentencepiece", "metaspace", "llama3", "qwen2"].map {
       try Tokenizer(contentsOf: goldensDirectory.appendingPathComponent("\($0).tokenizer.json")).fingerprint
