@@ -22,6 +22,10 @@ public struct ServiceLimits: Sendable {
   /// continuation, a Tokenize text), in UTF-8 bytes; longer ones get RESOURCE_EXHAUSTED before
   /// any tokenizing.
   public var maxPromptBytes = 1 << 20
+  /// Streams (calls) one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
+  /// a client past it waits for one of its calls to end. Keeps one connection from taking every
+  /// slot of `maxConcurrent` and the queue.
+  public var maxStreamsPerConnection = 100
 
   public init() {}
 }

@@ -50,6 +50,7 @@ public final class RuntimeServer: Sendable {
     // The service answers messages over the limit with RESOURCE_EXHAUSTED; far over it (4×) the
     // transport resets the stream without reading the message.
     config.rpc.maxRequestPayloadSize = min(options.limits.maxMessageBytes, Int(Int32.max) / 4) * 4
+    config.http2.maxConcurrentStreams = options.limits.maxStreamsPerConnection
     var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
     var unixListeners: [UnixListener] = []
     defer { for l in unixListeners { l.removeFile() } }

@@ -43,6 +43,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Calls that may wait for a slot (first come, first served); more get RESOURCE_EXHAUSTED.")
   var maxQueued = 64
 
+  @Option(help: "Calls one connection may have open at once (HTTP/2 max concurrent streams); its further calls wait in the client.")
+  var maxStreamsPerConnection = 100
+
   @Option(help: "Tokens one decoding step may append over all running calls: their decode and verification rows first, then chunks of waiting prompts.")
   var maxBatchTokens = 512
 
@@ -67,6 +70,7 @@ struct Serve: AsyncParsableCommand {
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
     guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
     guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
+    guard maxStreamsPerConnection > 0 else { throw ValidationError("--max-streams-per-connection must be positive") }
     guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
     guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
     guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
@@ -85,6 +89,7 @@ struct Serve: AsyncParsableCommand {
     options.limits.maxTokens = maxTokensLimit
     options.limits.maxConcurrent = maxConcurrent
     options.limits.maxQueued = maxQueued
+    options.limits.maxStreamsPerConnection = maxStreamsPerConnection
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
     do {

@@ -286,6 +286,38 @@ import Testing
     try await running.stop()
   }
 
+  /// Past --max-streams-per-connection, a connection's further calls wait in the client: the
+  /// server never sees them (with one slot, a call it saw would be queued); another connection
+  /// still gets in.
+  @Test(arguments: [1, 100])
+  func oneConnectionHasAtMostItsStreams(streams: Int) async throws {
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
+      $0.limits.maxStreamsPerConnection = streams
+      $0.limits.maxConcurrent = 1
+    }
+    let service = running.server.service
+    try await withClient(running.unixEndpoint) { client in
+      final class Flag: Sendable { let value = Mutex(false) }
+      let firstDone = Flag()
+      let first = Task {
+        defer { firstDone.value.withLock { $0 = true } }
+        return try await generate(client, Self.long)
+      }
+      #expect(try await eventually { service.runningRequests == 1 })
+      let second = Task { try await generate(client, .with { $0.prompt = question }) }
+      let seen = try await eventually(0.2) { service.queuedRequests == 1 }
+      #expect(!firstDone.value.withLock { $0 }, "the long call ended before the check")
+      #expect(seen == (streams > 1), streams > 1 ? "the second call must reach the server's queue" : "the second call must wait in the client")
+      let other = Task { try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) } }
+      #expect(try await eventually { service.queuedRequests >= 1 }, "another connection's call reaches the server")
+      #expect(try await other.value.text == "The answer is Frostmoor.")
+      #expect(try await second.value.text == "The answer is Frostmoor.")
+      _ = try await first.value
+    }
+    try await running.stop()
+  }
+
   @Test func requestsOverTheLimitWaitAndOverTheQueueAreRefused() async throws {
     let dir = try SocketDirectory()
     let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {
