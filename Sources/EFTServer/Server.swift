@@ -9,6 +9,9 @@ public struct ServerOptions: Sendable {
   public var limits = ServiceLimits()
   /// After a shutdown begins, how long running calls may go on before they are cancelled.
   public var shutdownGrace: Duration = .seconds(10)
+  /// After the grace period, how long cancelled calls have to end before `run` gives up on them
+  /// and returns (throwing `ShutdownError`): a call stuck in a backend cannot hold the process.
+  public var shutdownForce: Duration = .seconds(5)
   /// TLS on every TCP listener (nil: plaintext). Unix sockets stay plaintext: they are local and
   /// owner-only.
   public var tls: ServerTLS?
@@ -75,46 +78,90 @@ public final class RuntimeServer: Sendable {
       servers.append(GRPCServer(transport: transport, services: [service, health], interceptors: interceptors))
     }
 
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      for server in servers { group.addTask { try await server.serve() } }
-      var bound: [ServerEndpoint] = []
-      for (server, endpoint) in zip(servers, options.endpoints) {
-        let address = try await server.listeningAddress
-        if case .tcp(let host, _) = endpoint, let port = address?.ipv4?.port ?? address?.ipv6?.port {
-          bound.append(.tcp(host: host, port: port))
-        } else {
-          bound.append(endpoint)
+    // Every server serves in a task of its own; this loop reacts to what happens, in order: a
+    // shutdown (or a server failing) begins the graceful shutdown, the grace period's end cancels
+    // what still runs, and `shutdownForce` later `run` returns whatever is left.
+    enum Event { case shutdown, stopped((any Error)?), graceExpired, forceExpired }
+    let (events, sink) = AsyncStream<Event>.makeStream()
+    let serving = servers.map { server in
+      Task {
+        do {
+          try await server.serve()
+          sink.yield(.stopped(nil))
+        } catch {
+          sink.yield(.stopped(error))
         }
       }
-      onListening(bound)
+    }
+    var timers: [Task<Void, Never>] = []
+    defer {
+      for task in serving + timers { task.cancel() }
+    }
+    var bound: [ServerEndpoint] = []
+    for (server, endpoint) in zip(servers, options.endpoints) {
+      let address = try await server.listeningAddress
+      if case .tcp(let host, _) = endpoint, let port = address?.ipv4?.port ?? address?.ipv6?.port {
+        bound.append(.tcp(host: host, port: port))
+      } else {
+        bound.append(endpoint)
+      }
+    }
+    onListening(bound)
+    let signal = shutdownSignal
+    timers.append(Task {
+      for await _ in signal { break }
+      sink.yield(.shutdown)
+    })
 
-      for await _ in shutdownSignal { break }
+    var stopped = 0
+    var failure: (any Error)?
+    var shuttingDown = false
+    func beginShutdown() {
+      guard !shuttingDown else { return }
+      shuttingDown = true
       health.markNotServing()
       service.beginShutdown()
       for server in servers { server.beginGracefulShutdown() }
       let grace = options.shutdownGrace
-      group.addTask {
-        try await Task.sleep(for: grace)
-        throw GraceExpired()
-      }
-      // Wait for every server to drain; when the grace period ends first, cancel what is left
-      // (running generations stop within a step and end with CANCELLED).
-      var stopped = 0
-      var expired = false
-      while stopped < servers.count {
-        do {
-          guard try await group.next() != nil else { break }
-          stopped += 1
-        } catch is GraceExpired {
-          expired = true
-          group.cancelAll()
-        } catch where expired {
-          stopped += 1  // a server cancelled after the grace period
+      timers.append(Task {
+        try? await Task.sleep(for: grace)
+        sink.yield(.graceExpired)
+      })
+    }
+    for await event in events {
+      switch event {
+      case .shutdown:
+        beginShutdown()
+      case .stopped(let error):
+        stopped += 1
+        if let error, !shuttingDown, failure == nil { failure = error }  // a server failed: stop the rest
+        if stopped == servers.count {
+          if let failure { throw failure }
+          return
         }
+        beginShutdown()
+      case .graceExpired:
+        // Running generations stop within a step and end with CANCELLED.
+        for task in serving { task.cancel() }
+        let force = options.shutdownForce
+        timers.append(Task {
+          try? await Task.sleep(for: force)
+          sink.yield(.forceExpired)
+        })
+      case .forceExpired:
+        throw ShutdownError(calls: service.runningRequests, after: options.shutdownGrace + options.shutdownForce)
       }
-      group.cancelAll()
     }
   }
-
-  private struct GraceExpired: Error {}
 }
+
+/// A shutdown that left calls running: they did not end within the grace period and
+/// `shutdownForce` after it (a backend call that never returns). `run` returned without them.
+public struct ShutdownError: Error, CustomStringConvertible, Sendable {
+  public let calls: Int
+  public let after: Duration
+  public var description: String {
+    "\(calls) call\(calls == 1 ? "" : "s") still running \(after) after the shutdown began (stuck in a backend?); leaving \(calls == 1 ? "it" : "them")"
+  }
+}
+

@@ -412,6 +412,35 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: dir.socket))
   }
 
+  /// A call stuck in a backend (FixtureBrokenBackend's `append-hangs` never returns) cannot hold
+  /// a shutdown: `run` gives up on it `shutdownForce` after the grace period, says how many calls
+  /// it left, and the socket file is removed.
+  @Test func aShutdownEndsInBoundedTimeEvenWithACallStuckInABackend() async throws {
+    let dir = try SocketDirectory()
+    let tokenizer = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "decoder": {"type": "ByteLevel"}}"#
+    try tokenizer.write(toFile: dir.path + "/tokenizer.json", atomically: true, encoding: .utf8)
+    try """
+      plugins { name: "FixtureBrokenBackend" }
+      models { name: "stuck" plugin: "FixtureBrokenBackend" path: "append-hangs" tokenizer: "tokenizer.json" }
+      graphs { name: "g" nodes { name: "n" model { model: "stuck" } } output: "n" }
+      """.write(toFile: dir.path + "/stuck.pbtxt", atomically: true, encoding: .utf8)
+    let runtime = try Runtime(configPath: dir.path + "/stuck.pbtxt", pluginDirectories: [buildDirectory])
+    let running = try await RunningServer.start(runtime, [.unix(path: dir.socket)]) {
+      $0.shutdownGrace = .milliseconds(100)
+      $0.shutdownForce = .milliseconds(300)
+    }
+    let service = running.server.service
+    let stuck = Task { await rpcCode { _ = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = "ab" }) } } }
+    #expect(try await eventually { service.runningRequests == 1 })
+    let start = ContinuousClock.now
+    let error = await #expect(throws: ShutdownError.self) { try await running.stop() }
+    #expect(ContinuousClock.now - start < .seconds(3))
+    #expect(error?.calls == 1)
+    #expect(error?.description.hasPrefix("1 call still running 0.4 seconds after the shutdown began") == true, "\(String(describing: error))")
+    #expect(!FileManager.default.fileExists(atPath: dir.socket))
+    stuck.cancel()
+  }
+
   @Test func aGracefulShutdownLetsRunningCallsFinish() async throws {
     let dir = try SocketDirectory()
     let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.shutdownGrace = .seconds(60) }

@@ -4,7 +4,9 @@
 //   "truncate-keeps-state"  truncate forgets the tokens but not a running state derived from them,
 //   "batch-crosstalk"       session_append_batch gives a session logits that depend on the batch,
 //   "truncate-crashes"      session_truncate dereferences NULL (SIGSEGV),
-//   "batch-hangs"           session_append_batch never returns.
+//   "batch-hangs"           session_append_batch never returns,
+//   "append-hangs"          session_append and session_append_batch never return (a server's
+//                           call that no cancellation can stop).
 // Built with EFT_FIXTURE_ABI_1_0 (Tests/Fixtures/ABI10) it is a plugin of ABI 1.0: minor 0, a
 // table that ends before `session_append_batch`.
 // The toy model: logit[w] = cos(0.1·w·(1 + h)) where h is a running hash of the tokens held.
@@ -20,7 +22,7 @@
 #define VOCAB 64
 #define CONTEXT 128
 
-enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK, TRUNCATE_CRASHES, BATCH_HANGS };
+enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK, TRUNCATE_CRASHES, BATCH_HANGS, APPEND_HANGS };
 struct eft_model { enum defect defect; };
 struct eft_session { const eft_model *model; int32_t tokens[CONTEXT]; size_t length; double hash; };
 struct eft_error { eft_status status; char message[128]; };
@@ -56,9 +58,10 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
   else if (strcmp(name, "batch-crosstalk") == 0) m->defect = BATCH_CROSSTALK;
   else if (strcmp(name, "truncate-crashes") == 0) m->defect = TRUNCATE_CRASHES;
   else if (strcmp(name, "batch-hangs") == 0) m->defect = BATCH_HANGS;
+  else if (strcmp(name, "append-hangs") == 0) m->defect = APPEND_HANGS;
   else {
     free(m);
-    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state, batch-crosstalk, truncate-crashes or batch-hangs");
+    return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state, batch-crosstalk, truncate-crashes, batch-hangs or append-hangs");
   }
   *out = m;
   return EFT_OK;
@@ -88,6 +91,7 @@ static eft_status session_new(eft_model *m, eft_session **out, eft_error **error
 static void session_free(eft_session *s) { free(s); }
 
 static eft_status session_append(eft_session *s, const int32_t *tokens, size_t n, eft_logits_mode mode, float *logits, eft_error **error) {
+  while (s->model->defect == APPEND_HANGS) pause();
   if (n == 0) return fail(error, EFT_INVALID_ARGUMENT, "no tokens");
   for (size_t i = 0; i < n; i++) {
     if (tokens[i] < 0 || tokens[i] >= VOCAB) return fail(error, EFT_INVALID_ARGUMENT, "token out of range");
@@ -122,7 +126,7 @@ static void error_free(eft_error *e) { free(e); }
 #ifndef EFT_FIXTURE_ABI_1_0
 // All or nothing: every append is checked before any runs.
 static eft_status session_append_batch(eft_model *m, const eft_append *appends, size_t n, size_t append_size, eft_error **error) {
-  while (m->defect == BATCH_HANGS) pause();
+  while (m->defect == BATCH_HANGS || m->defect == APPEND_HANGS) pause();
   for (size_t i = 0; i < n; i++) {
     const eft_append *a = (const eft_append *)((const char *)appends + i * append_size);
     if (!a->session || a->session->model != m) return fail(error, EFT_INVALID_ARGUMENT, "a session of another model");
