@@ -119,36 +119,99 @@ final class BPEModel: Sendable {
         symbols.append(unkID)
       }
     }
-    // Repeatedly merge the lowest-ranked adjacent pair (all its occurrences, left to right).
-    while symbols.count > 1 {
-      var best: (rank: Int, id: Int32)? = nil
-      for i in 0..<(symbols.count - 1) {
-        if let m = ranks[Pair(left: symbols[i], right: symbols[i + 1])], m.rank < (best?.rank ?? .max) {
-          best = m
-        }
-      }
-      guard let best else { break }
-      var merged: [Int32] = []
-      merged.reserveCapacity(symbols.count)
-      var i = 0
-      while i < symbols.count {
-        if i + 1 < symbols.count, let m = ranks[Pair(left: symbols[i], right: symbols[i + 1])], m.rank == best.rank {
-          merged.append(m.id)
-          i += 2
-        } else {
-          merged.append(symbols[i])
-          i += 1
-        }
-      }
-      symbols = merged
-    }
-    cache.put(word, symbols)
+    symbols = merge(symbols)
+    if word.utf8.count <= WordCache.longestWord { cache.put(word, symbols) }
     ids.append(contentsOf: symbols)
+  }
+
+  /// Applies the merges to a word's symbols as HF tokenizers does: always the adjacent pair of
+  /// lowest rank next (leftmost first among equals), until no pair has a merge. A heap of
+  /// candidate pairs over a linked list of symbols: O(n log n) in the word's length. (One pass
+  /// over the word per merge rank used was O(n · r): for a long text in a tokenizer that does not
+  /// split words — SentencePiece style — with a large merge table, thousands of passes over the
+  /// whole text.)
+  func merge(_ symbols: [Int32]) -> [Int32] {
+    guard symbols.count > 1 else { return symbols }
+    var symbols = symbols
+    var next = Array(1...symbols.count), previous = Array(-1..<(symbols.count - 1))
+    next[symbols.count - 1] = -1
+    var removed = [Bool](repeating: false, count: symbols.count)
+    var candidates = MinHeap<Candidate>()
+    func consider(_ left: Int) {
+      let right = next[left]
+      guard right >= 0, let m = ranks[Pair(left: symbols[left], right: symbols[right])] else { return }
+      candidates.push(Candidate(rank: m.rank, position: left, id: m.id))
+    }
+    for i in 0..<(symbols.count - 1) { consider(i) }
+    while let c = candidates.pop() {
+      // Stale candidates: the left symbol was merged away, or the pair has changed since.
+      let right = next[c.position]
+      guard !removed[c.position], right >= 0,
+            ranks[Pair(left: symbols[c.position], right: symbols[right])]?.id == c.id else { continue }
+      symbols[c.position] = c.id
+      removed[right] = true
+      next[c.position] = next[right]
+      if next[right] >= 0 { previous[next[right]] = c.position }
+      if previous[c.position] >= 0 { consider(previous[c.position]) }
+      consider(c.position)
+    }
+    var out: [Int32] = []
+    var i = 0
+    while i >= 0 {
+      out.append(symbols[i])
+      i = next[i]
+    }
+    return out
+  }
+
+  /// A pair that may merge: ordered by rank, then position (HF's order).
+  struct Candidate: Comparable {
+    let rank: Int
+    let position: Int
+    let id: Int32
+    static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
   }
 }
 
-/// A bounded word → ids cache shared by threads.
+/// A binary min-heap.
+struct MinHeap<Element: Comparable> {
+  private var items: [Element] = []
+
+  mutating func push(_ item: Element) {
+    items.append(item)
+    var child = items.count - 1
+    while child > 0 {
+      let parent = (child - 1) / 2
+      guard items[child] < items[parent] else { break }
+      items.swapAt(child, parent)
+      child = parent
+    }
+  }
+
+  mutating func pop() -> Element? {
+    guard let top = items.first else { return nil }
+    let last = items.removeLast()
+    if !items.isEmpty {
+      items[0] = last
+      var parent = 0
+      while true {
+        let left = 2 * parent + 1, right = left + 1
+        var smallest = parent
+        if left < items.count, items[left] < items[smallest] { smallest = left }
+        if right < items.count, items[right] < items[smallest] { smallest = right }
+        guard smallest != parent else { break }
+        items.swapAt(parent, smallest)
+        parent = smallest
+      }
+    }
+    return top
+  }
+}
+
+/// A bounded word → ids cache shared by threads: at most `capacity` words of at most
+/// `longestWord` bytes each (longer words are not cached, so the cache's memory is bounded).
 final class WordCache: @unchecked Sendable {
+  static let longestWord = 256
   private let lock = NSLock()
   private var storage: [String: [Int32]] = [:]
   private let capacity = 50_000
