@@ -111,7 +111,8 @@ public final class BigramModel: BackendModel {
     self.delayMicroseconds = opts.delayUsPerToken
     self.description = ModelDescription(
       vocabSize: vocab, contextLength: context, bosTokenID: Int32(bos), eosTokenID: Int32(eos),
-      architecture: "bigram", tokenizerFingerprint: header["tokenizer"] ?? "")
+      architecture: "bigram", tokenizerFingerprint: header["tokenizer"] ?? "",
+      sessionBytesPerToken: MemoryLayout<Int32>.size)  // a session holds its token ids
   }
 
   public func makeSession() throws -> any BackendSession { BigramSession(model: self) }

@@ -26,7 +26,9 @@ public final class TransformerModel: BackendModel {
     description = ModelDescription(
       vocabSize: network.vocabSize, contextLength: context,
       bosTokenID: checkpoint.tokenID("bos_token_id"), eosTokenID: checkpoint.tokenID("eos_token_id"),
-      architecture: network.architecture)
+      architecture: network.architecture,
+      // Keys and values of every layer, f32; the cache grows by doubling (KVCache.reserve).
+      sessionBytesPerToken: 2 * (network.layers * 2 * network.kvWidth * MemoryLayout<Float>.size))
   }
 
   public func makeSession() throws -> any BackendSession {

@@ -14,6 +14,8 @@ public final class Model: @unchecked Sendable {
   public let bosTokenID: Int32?
   public let eosTokenID: Int32?
   public let architecture: String
+  /// Memory a session may hold per token, in bytes (0: the plugin does not say; ABI 1.2).
+  public let sessionBytesPerToken: Int
   let handle: OpaquePointer
 
   /// Opens `path` with `plugin`, passing `options` (serialized protobuf) through the ABI.
@@ -47,6 +49,7 @@ public final class Model: @unchecked Sendable {
     self.bosTokenID = info.bos_token_id >= 0 ? info.bos_token_id : nil
     self.eosTokenID = info.eos_token_id >= 0 ? info.eos_token_id : nil
     self.architecture = info.architecture.map { String(cString: $0) } ?? "unknown"
+    self.sessionBytesPerToken = Int(clamping: info.session_bytes_per_token)
   }
 
   deinit { plugin.table.pointee.model_free(handle) }

@@ -22,15 +22,19 @@ public struct ModelDescription: Sendable {
   public var eosTokenID: Int32
   public var architecture: String
   public var tokenizerFingerprint: String
+  /// Memory a session may hold per token, growth slack included (0: unknown); see
+  /// `eft_model_info.session_bytes_per_token`.
+  public var sessionBytesPerToken: Int
 
   public init(vocabSize: Int, contextLength: Int, bosTokenID: Int32, eosTokenID: Int32,
-              architecture: String, tokenizerFingerprint: String = "") {
+              architecture: String, tokenizerFingerprint: String = "", sessionBytesPerToken: Int = 0) {
     self.vocabSize = vocabSize
     self.contextLength = contextLength
     self.bosTokenID = bosTokenID
     self.eosTokenID = eosTokenID
     self.architecture = architecture
     self.tokenizerFingerprint = tokenizerFingerprint
+    self.sessionBytesPerToken = sessionBytesPerToken
   }
 }
 
@@ -241,6 +245,7 @@ private let modelDescribe: @convention(c) (
   full.eos_token_id = box.info.eosTokenID
   full.architecture = UnsafePointer(box.architecture)
   full.tokenizer_fingerprint = UnsafePointer(box.fingerprint)
+  full.session_bytes_per_token = UInt64(max(0, box.info.sessionBytesPerToken))
   let callerSize = info.pointee.struct_size
   let n = min(callerSize, MemoryLayout<eft_model_info>.size)
   withUnsafeBytes(of: &full) { src in

@@ -113,34 +113,42 @@ enum CallDeadline {
 final class Admission: Sendable {
   let limit: Int
   let queueLimit: Int
+  /// Bytes the running calls' estimates may add up to (Int.max: no budget).
+  let memoryBudget: Int
 
   private struct Waiter {
     let id: Int
+    let cost: Int
     let continuation: CheckedContinuation<Void, any Error>
   }
   private struct State {
     var running = 0
+    var reserved = 0
     var waiting: [Waiter] = []
     var nextID = 0
     var closed = false
   }
   private let state = Mutex(State())
 
-  init(limit: Int, queueLimit: Int) {
+  init(limit: Int, queueLimit: Int, memoryBudget: Int = .max) {
     self.limit = limit
     self.queueLimit = queueLimit
+    self.memoryBudget = memoryBudget
   }
 
-  /// Runs `body` when a slot is free, waiting in the queue (until `cancellation`) if need be.
-  func run<T: Sendable>(_ cancellation: CallCancellation, _ body: () async throws -> T) async throws -> T {
-    try await acquire(cancellation)
-    defer { release() }
+  /// Runs `body` when a slot is free and `cost` bytes fit in the memory budget beside what the
+  /// running calls reserved, waiting in the queue (first come, first served; until
+  /// `cancellation`) if need be.
+  func run<T: Sendable>(_ cancellation: CallCancellation, cost: Int = 0, _ body: () async throws -> T) async throws -> T {
+    try await acquire(cancellation, cost: cost)
+    defer { release(cost: cost) }
     return try await body()
   }
 
-  /// Requests running now, and waiting.
+  /// Requests running now, and waiting; bytes the running ones reserved.
   var running: Int { state.withLock { $0.running } }
   var waiting: Int { state.withLock { $0.waiting.count } }
+  var reserved: Int { state.withLock { $0.reserved } }
 
   static let closedError = RPCError(code: .unavailable, message: "the server is shutting down")
 
@@ -154,20 +162,26 @@ final class Admission: Sendable {
     for waiter in waiters { waiter.continuation.resume(throwing: Self.closedError) }
   }
 
-  private enum Entry { case admitted, queued(Int), full, closed }
+  private enum Entry { case admitted, queued(Int), full, tooBig, closed }
 
-  private func acquire(_ cancellation: CallCancellation) async throws {
+  private func fits(_ cost: Int, _ s: State) -> Bool {
+    s.running < limit && cost <= memoryBudget - s.reserved
+  }
+
+  private func acquire(_ cancellation: CallCancellation, cost: Int) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
       // Deciding and queueing in one critical section: a slot freed in between cannot be lost.
       let entry = state.withLock { s -> Entry in
         if s.closed { return .closed }
-        if s.running < limit {
+        if cost > memoryBudget { return .tooBig }
+        if s.waiting.isEmpty, fits(cost, s) {  // no overtaking: waiters go first
           s.running += 1
+          s.reserved += cost
           return .admitted
         }
         guard s.waiting.count < queueLimit else { return .full }
         s.nextID += 1
-        s.waiting.append(Waiter(id: s.nextID, continuation: continuation))
+        s.waiting.append(Waiter(id: s.nextID, cost: cost, continuation: continuation))
         return .queued(s.nextID)
       }
       switch entry {
@@ -176,30 +190,50 @@ final class Admission: Sendable {
       case .closed:
         continuation.resume(throwing: Self.closedError)
       case .full:
-        continuation.resume(throwing: ServiceError.resourceExhausted("the server is running its limit of \(limit) requests with \(queueLimit) more waiting (eft-server --max-concurrent, --max-queued); retry later"))
+        continuation.resume(throwing: ServiceError.resourceExhausted("the server is running its limit of \(limit) requests (or of its memory budget) with \(queueLimit) more waiting (eft-server --max-concurrent, --memory-budget, --max-queued); retry later"))
+      case .tooBig:
+        continuation.resume(throwing: ServiceError.resourceExhausted("the request needs an estimated \(mebibytes(cost)) of KV cache and logits, over the server's whole memory budget of \(mebibytes(memoryBudget)) (eft-server --memory-budget); ask for fewer tokens"))
       case .queued(let id):
         // A cancellation that comes first runs this at once; one that comes after `release` gave
         // the waiter the slot finds nothing to remove (the call then stops by itself).
         cancellation.onCancel { [self] in
-          let waiter = state.withLock { s -> Waiter? in
-            guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return nil }
-            return s.waiting.remove(at: i)
+          let (waiter, admitted) = state.withLock { s -> (Waiter?, [Waiter]) in
+            guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return (nil, []) }
+            let waiter = s.waiting.remove(at: i)
+            return (waiter, admitWaiting(&s))  // the first waiter may have held the others back
           }
           waiter?.continuation.resume(throwing: cancellation.error("cancelled while waiting for a slot"))
+          for next in admitted { next.continuation.resume() }
         }
       }
     }
   }
 
-  /// Hands the slot to the first waiter, or frees it.
-  private func release() {
-    let next = state.withLock { s -> Waiter? in
-      guard !s.waiting.isEmpty else {
-        s.running -= 1
-        return nil
-      }
-      return s.waiting.removeFirst()
+  /// Frees a slot and its bytes, and admits the waiters that now fit, in order.
+  private func release(cost: Int) {
+    let admitted = state.withLock { s -> [Waiter] in
+      s.running -= 1
+      s.reserved -= cost
+      return admitWaiting(&s)
     }
-    next?.continuation.resume()
+    for next in admitted { next.continuation.resume() }
   }
+
+  /// Takes waiters from the head of the queue while they fit (first come, first served: one that
+  /// does not fit holds back those behind it).
+  private func admitWaiting(_ s: inout State) -> [Waiter] {
+    var admitted: [Waiter] = []
+    while let first = s.waiting.first, fits(first.cost, s) {
+      s.waiting.removeFirst()
+      s.running += 1
+      s.reserved += first.cost
+      admitted.append(first)
+    }
+    return admitted
+  }
+}
+
+/// `bytes` in MiB, for messages.
+func mebibytes(_ bytes: Int) -> String {
+  bytes == .max ? "unlimited" : String(format: "%.1f MiB", Double(bytes) / 1_048_576)
 }

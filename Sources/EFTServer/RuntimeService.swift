@@ -26,6 +26,10 @@ public struct ServiceLimits: Sendable {
   /// a client past it waits for one of its calls to end. Keeps one connection from taking every
   /// slot of `maxConcurrent` and the queue.
   public var maxStreamsPerConnection = 100
+  /// Bytes of KV cache and logits the running calls may hold, by their estimates made before
+  /// they start (`Runtime.memoryEstimate`); a call that does not fit waits in the queue, one
+  /// estimated over the whole budget gets RESOURCE_EXHAUSTED. Int.max: no budget.
+  public var memoryBudget = Int.max
 
   public init() {}
 }
@@ -46,7 +50,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits(), requestLog: (@Sendable (String) -> Void)? = nil) {
     self.runtime = runtime
     self.limits = limits
-    self.admission = Admission(limit: limits.maxConcurrent, queueLimit: limits.maxQueued)
+    self.admission = Admission(limit: limits.maxConcurrent, queueLimit: limits.maxQueued, memoryBudget: limits.memoryBudget)
     self.requestLog = requestLog
   }
 
@@ -106,6 +110,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// Requests running model code now, and waiting for a slot.
   public var runningRequests: Int { admission.running }
   public var queuedRequests: Int { admission.waiting }
+  /// Bytes the running requests' memory estimates add up to.
+  public var reservedMemory: Int { admission.reserved }
   /// Generations stopped early because their call was cancelled (by the client, a disconnect, a
   /// deadline or a shutdown).
   public var cancelledGenerations: Int { cancelled.load(ordering: .relaxed) }
@@ -171,8 +177,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
+    let cost: Int
+    do {
+      cost = try runtime.memoryEstimate(for: generation, graph: graph)
+    } catch let error as EFTCore.RuntimeError {
+      throw ServiceError.rpc(error)
+    }
     try await withCallCancellation { cancellation in
-      try await admission.run(cancellation) {
+      try await admission.run(cancellation, cost: cost) {
         try await stream(generation, graph, response, cancellation, note)
       }
     }
@@ -245,7 +257,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let runtime = self.runtime
-    let result = try await admittedOnThread { cancellation in
+    let cost = runtime.scoreMemoryEstimate(graph: graph, prompt: request.prompt, continuation: request.continuation)
+    let result = try await admittedOnThread(cost: cost) { cancellation in
       try runtime.score(graph: graph.name, prompt: request.prompt, continuation: request.continuation,
                         parameters: request.parameters, cancellation: cancellation)
     }
@@ -262,9 +275,9 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// runtime error of cancellation becomes CANCELLED or DEADLINE_EXCEEDED. Tokenizing a long text
   /// is real work too, so Tokenize and Detokenize take this path as Score does: a flood of them
   /// cannot starve the network or bypass the limits.
-  private func admittedOnThread<T: Sendable>(_ body: @escaping @Sendable (CallCancellation) throws -> T) async throws -> T {
+  private func admittedOnThread<T: Sendable>(cost: Int = 0, _ body: @escaping @Sendable (CallCancellation) throws -> T) async throws -> T {
     try await withCallCancellation { cancellation in
-      try await admission.run(cancellation) {
+      try await admission.run(cancellation, cost: cost) {
         do {
           return try await onThread { try body(cancellation) }
         } catch let error as EFTCore.RuntimeError where error.code == .cancelled {

@@ -46,6 +46,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Calls one connection may have open at once (HTTP/2 max concurrent streams); its further calls wait in the client.")
   var maxStreamsPerConnection = 100
 
+  @Option(help: "MiB of KV cache and logits the running calls may hold, by estimates made before each starts; calls that do not fit wait. Default: half the machine's memory.")
+  var memoryBudget: Int?
+
   @Option(help: "Tokens one decoding step may append over all running calls: their decode and verification rows first, then chunks of waiting prompts.")
   var maxBatchTokens = 512
 
@@ -70,6 +73,7 @@ struct Serve: AsyncParsableCommand {
     guard maxTokensLimit >= 0 else { throw ValidationError("--max-tokens-limit must not be negative") }
     guard maxConcurrent > 0 else { throw ValidationError("--max-concurrent must be positive") }
     guard maxQueued >= 0 else { throw ValidationError("--max-queued must not be negative") }
+    if let memoryBudget { guard memoryBudget > 0 else { throw ValidationError("--memory-budget must be a positive number of MiB") } }
     guard maxStreamsPerConnection > 0 else { throw ValidationError("--max-streams-per-connection must be positive") }
     guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive") }
     guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be a number of seconds ≥ 0") }
@@ -90,6 +94,8 @@ struct Serve: AsyncParsableCommand {
     options.limits.maxConcurrent = maxConcurrent
     options.limits.maxQueued = maxQueued
     options.limits.maxStreamsPerConnection = maxStreamsPerConnection
+    let budgetMiB = memoryBudget ?? Int((ProcessInfo.processInfo.physicalMemory / 2) >> 20)
+    options.limits.memoryBudget = budgetMiB.multipliedReportingOverflow(by: 1 << 20).overflow ? .max : budgetMiB << 20
     options.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
     if logRequests { options.requestLog = { log($0) } }
     do {
@@ -126,6 +132,7 @@ struct Serve: AsyncParsableCommand {
       try await server.run { endpoints in
         let graphs = runtime.graphs.map(\.name).joined(separator: ", ")
         log("serving \(runtime.graphs.count) graph\(runtime.graphs.count == 1 ? "" : "s") (\(graphs)) from \(configPath)")
+        log("memory budget \(budgetMiB) MiB for the running calls' KV caches and logits (--memory-budget)")
         for endpoint in endpoints { log("listening on \(endpoint)") }
       }
     } catch {

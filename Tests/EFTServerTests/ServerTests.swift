@@ -321,6 +321,42 @@ import Testing
     try await running.stop()
   }
 
+  /// Calls are admitted by their memory estimates too: past the budget the next call waits (with
+  /// slots free), one over the whole budget is refused, and what they reserved is given back.
+  @Test func callsWaitForTheMemoryBudget() async throws {
+    let runtime = try facts()
+    let graph = try runtime.graph(named: nil)
+    let request = try GenerationRequest(Self.long, graph: graph, maxTokensLimit: 4096)
+    let cost = try runtime.memoryEstimate(for: request, graph: graph)
+    // The estimate bounds what the sessions can hold: every model's cache for prompt + tokens.
+    #expect(graph.models.allSatisfy { $0.sessionBytesPerToken > 0 })
+    #expect(cost >= graph.models.map { $0.sessionBytesPerToken * 220 }.reduce(0, +))
+    let dir = try SocketDirectory()
+    let running = try await RunningServer.start(runtime, [.unix(path: dir.socket)]) {
+      $0.limits.memoryBudget = cost + cost / 2
+    }
+    let service = running.server.service
+    try await withClient(running.unixEndpoint) { client in
+      let first = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.runningRequests == 1 })
+      #expect(service.reservedMemory == cost)
+      let second = Task { try await generate(client, Self.long) }
+      #expect(try await eventually { service.queuedRequests == 1 }, "the second call must wait for memory, not for a slot")
+      #expect(service.runningRequests == 1)
+      _ = try await first.value
+      _ = try await second.value
+    }
+    #expect(service.reservedMemory == 0)
+    try await running.stop()
+
+    let small = try await RunningServer.start(runtime, [.unix(path: dir.socket)]) { $0.limits.memoryBudget = cost - 1 }
+    let tooBig = await rpcError { _ = try await withClient(small.unixEndpoint) { try await generate($0, Self.long) } }
+    #expect(tooBig?.code == .resourceExhausted)
+    #expect(tooBig?.message.contains("over the server's whole memory budget") == true, "\(String(describing: tooBig))")
+    #expect(try await withClient(small.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }.text == "The answer is Frostmoor.")
+    try await small.stop()
+  }
+
   @Test func requestsOverTheLimitWaitAndOverTheQueueAreRefused() async throws {
     let dir = try SocketDirectory()
     let running = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) {

@@ -14,6 +14,7 @@
  * session is used by one thread at a time and owns its scratch buffer.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -334,8 +335,10 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
 
 static eft_status model_describe(const eft_model *m, eft_model_info *info, eft_error **error) {
   if (!m || !info) return fail(error, EFT_INVALID_ARGUMENT, "model_describe: NULL argument");
-  if (info->struct_size < sizeof(eft_model_info)) {
-    return fail(error, EFT_INVALID_ARGUMENT, "model_describe: info.struct_size %zu is smaller than %zu", info->struct_size, sizeof(eft_model_info));
+  /* The fields of ABI 1.0 must fit; later ones are written when the host's struct has them. */
+  size_t required = offsetof(eft_model_info, session_bytes_per_token);
+  if (info->struct_size < required) {
+    return fail(error, EFT_INVALID_ARGUMENT, "model_describe: info.struct_size %zu is smaller than %zu", info->struct_size, required);
   }
   info->vocab_size = m->vocab_size;
   info->context_length = m->context_length;
@@ -343,6 +346,9 @@ static eft_status model_describe(const eft_model *m, eft_model_info *info, eft_e
   info->eos_token_id = m->eos;
   info->architecture = "ngram-kn";
   info->tokenizer_fingerprint = "";
+  if (info->struct_size >= offsetof(eft_model_info, session_bytes_per_token) + sizeof(uint64_t)) {
+    info->session_bytes_per_token = sizeof(int32_t);  /* a session holds its token ids */
+  }
   return EFT_OK;
 }
 

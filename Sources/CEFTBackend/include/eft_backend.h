@@ -13,7 +13,8 @@
  *     mode. New slots may be NULL in plugins that predate them. The host accepts a plugin whose
  *     major equals the host's and whose minor is ≤ the host's, and reads only the slots that fit
  *     in the plugin's `struct_size`.
- *   - Minor versions so far: 1.0 the first table; 1.1 appended `session_append_batch`.
+ *   - Minor versions so far: 1.0 the first table; 1.1 appended `session_append_batch`; 1.2
+ *     appended `session_bytes_per_token` to `eft_model_info` (0 from older plugins).
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -46,7 +47,7 @@ extern "C" {
 #endif
 
 #define EFT_ABI_VERSION_MAJOR 1
-#define EFT_ABI_VERSION_MINOR 1
+#define EFT_ABI_VERSION_MINOR 2
 
 /* The name of the one symbol every plugin exports. */
 #define EFT_BACKEND_ENTRY_SYMBOL "eft_backend_entry"
@@ -101,6 +102,10 @@ typedef struct eft_model_info {
   /* Identifies the tokenizer the model was trained with (e.g. a hash of tokenizer.json's
    * vocabulary and merges); "" when unknown. Informational: the host compares tokenizers itself. */
   const char *tokenizer_fingerprint;
+  /* (1.2) Memory a session may hold per token it holds, in bytes, the slack of its growth policy
+   * included (a cache that grows by doubling reports twice its bytes per token); 0 when unknown.
+   * The host budgets a request's memory with it before admitting it. */
+  uint64_t session_bytes_per_token;
 } eft_model_info;
 
 /* The function table. Slots marked "required" are non-NULL in every plugin of this major. */
