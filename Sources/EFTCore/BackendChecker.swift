@@ -93,7 +93,8 @@ public struct BackendChecker {
     if info.tokenizer_fingerprint == nil { problems.append("tokenizer_fingerprint is NULL (use \"\")") }
     let architecture = info.architecture.map { String(cString: $0) } ?? "?"
     record("describe", problems.isEmpty, problems.isEmpty
-           ? "vocab \(vocab), context \(context), bos \(info.bos_token_id), eos \(info.eos_token_id), architecture \(architecture)"
+           ? "vocab \(vocab), context \(context), bos \(info.bos_token_id), eos \(info.eos_token_id), architecture \(architecture), "
+             + (info.session_bytes_per_token > 0 ? "\(info.session_bytes_per_token) bytes per session token" : "session bytes per token unknown (ABI < 1.2 or 0)")
            : problems.joined(separator: "; "))
     guard problems.isEmpty, !finished else { return checks }
 
