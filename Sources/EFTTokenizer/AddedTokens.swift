@@ -19,13 +19,14 @@ struct AddedTokens: Sendable {
   /// Contents, longest first, so that "<|assistant|>" wins over a shorter token it starts with.
   private let ordered: [Token]
 
-  init(json: [[String: Any]], source: String) throws {
+  init(json: [JSONObject]) throws {
     var tokens: [Token] = []
-    for (i, entry) in json.enumerated() {
-      guard let id = entry["id"] as? Int, id >= 0, id < Tokenizer.maxTokenID, let content = entry["content"] as? String, !content.isEmpty else {
-        throw TokenizerError("\(source): added_tokens[\(i)] needs an 'id' in [0, \(Tokenizer.maxTokenID)) and a non-empty 'content'")
+    for entry in json {
+      let id = try entry.required("id", as: Int.self), content = try entry.required("content", as: String.self)
+      guard id >= 0, id < Tokenizer.maxTokenID, !content.isEmpty else {
+        throw entry.error("\(entry.path) needs an 'id' in [0, \(Tokenizer.maxTokenID)) and a non-empty 'content'")
       }
-      tokens.append(Token(id: Int32(id), content: content, special: entry["special"] as? Bool ?? false))
+      tokens.append(Token(id: Int32(id), content: content, special: try entry.value("special", default: false)))
     }
     self.tokens = tokens
     byID = Dictionary(tokens.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })

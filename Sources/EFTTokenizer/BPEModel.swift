@@ -23,22 +23,21 @@ final class BPEModel: Sendable {
     let right: Int32
   }
 
-  init(json: [String: Any], source: String) throws {
-    let type = json["type"] as? String ?? "?"
+  init(json: JSONObject) throws {
+    let source = json.source
+    let type = try json.type()
     guard type == "BPE" else {
-      throw TokenizerError("\(source): model type '\(type)' is not supported yet (supported: BPE)")
+      throw json.error("model type '\(type)' is not supported yet (supported: BPE)")
     }
     for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-      if let v = json[key] as? String, !v.isEmpty {
-        throw TokenizerError("\(source): BPE \(key) is not supported")
+      if let v = try json.optional(key, as: String.self), !v.isEmpty {
+        throw json.error("BPE \(key) is not supported")
       }
     }
-    byteFallback = json["byte_fallback"] as? Bool ?? false
-    fuseUnknown = json["fuse_unk"] as? Bool ?? false
-    ignoreMerges = json["ignore_merges"] as? Bool ?? false
-    guard let vocabJSON = json["vocab"] as? [String: Any] else {
-      throw TokenizerError("\(source): model.vocab is missing or not an object")
-    }
+    byteFallback = try json.value("byte_fallback", default: false)
+    fuseUnknown = try json.value("fuse_unk", default: false)
+    ignoreMerges = try json.value("ignore_merges", default: false)
+    let vocabJSON = try json.required("vocab", as: [String: Any].self)
     var vocab: [String: Int32] = [:]
     var maxID = -1
     for (token, value) in vocabJSON {
@@ -52,7 +51,7 @@ final class BPEModel: Sendable {
     for (token, id) in vocab { idToToken[Int(id)] = token }
 
     var mergeList: [(String, String)] = []
-    for (i, entry) in (json["merges"] as? [Any] ?? []).enumerated() {
+    for (i, entry) in try json.value("merges", default: [Any]()).enumerated() {
       if let s = entry as? String {
         let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { throw TokenizerError("\(source): model.merges[\(i)] '\(s)' is not 'left right'") }
@@ -70,7 +69,7 @@ final class BPEModel: Sendable {
       }
       if ranks[Pair(left: l, right: r)] == nil { ranks[Pair(left: l, right: r)] = (rank, m) }
     }
-    if let unk = json["unk_token"] as? String {
+    if let unk = try json.optional("unk_token", as: String.self) {
       unkID = vocab[unk]
     } else {
       unkID = nil

@@ -10,27 +10,26 @@ enum DecoderStep: Sendable {
   case strip(content: [UInt8], start: Int)
   case metaspace(replacement: [UInt8], stripFirst: Bool)
 
-  static func make(json: [String: Any], source: String) throws -> [DecoderStep] {
-    let type = json["type"] as? String ?? "?"
+  static func make(json: JSONObject) throws -> [DecoderStep] {
+    let type = try json.type()
     switch type {
     case "ByteLevel": return [.byteLevel]
     case "Replace":
-      return [.replace(Array(try literalPattern(json, "decoder Replace", source).utf8), Array((json["content"] as? String ?? "").utf8))]
+      return [.replace(Array(try literalPattern(json, "decoder Replace").utf8), Array(try json.value("content", default: "").utf8))]
     case "ByteFallback": return [.byteFallback]
     case "Fuse": return [.fuse]
     case "Strip":
-      guard (json["stop"] as? Int ?? 0) == 0 else { throw TokenizerError("\(source): decoder Strip with stop > 0 is not supported") }
-      let start = json["start"] as? Int ?? 0
-      guard start >= 0 else { throw TokenizerError("\(source): decoder Strip has start \(start); it must be a count ≥ 0") }
-      return [.strip(content: Array((json["content"] as? String ?? " ").utf8), start: start)]
+      guard try json.value("stop", default: 0) == 0 else { throw json.error("decoder Strip with stop > 0 is not supported") }
+      let start = try json.value("start", default: 0)
+      guard start >= 0 else { throw json.error("decoder Strip has start \(start); it must be a count ≥ 0") }
+      return [.strip(content: Array(try json.value("content", default: " ").utf8), start: start)]
     case "Metaspace":
-      let scheme = json["prepend_scheme"] as? String ?? ((json["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
-      return [.metaspace(replacement: Array((json["replacement"] as? String ?? "▁").utf8), stripFirst: scheme != "never")]
+      let scheme = try json.optional("prepend_scheme", as: String.self) ?? (try json.value("add_prefix_space", default: true) ? "always" : "never")
+      return [.metaspace(replacement: Array(try json.value("replacement", default: "▁").utf8), stripFirst: scheme != "never")]
     case "Sequence":
-      let parts = json["decoders"] as? [[String: Any]] ?? []
-      return try parts.flatMap { try make(json: $0, source: source) }
+      return try json.objects("decoders").flatMap(make)
     default:
-      throw TokenizerError("\(source): decoder type '\(type)' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
+      throw json.error("decoder type '\(type)' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
     }
   }
 

@@ -10,8 +10,8 @@ indirect enum Normalizer: Sendable {
   case replace(String, String)
   case sequence([Normalizer])
 
-  static func make(json: [String: Any], source: String) throws -> Normalizer {
-    let type = json["type"] as? String ?? "?"
+  static func make(json: JSONObject) throws -> Normalizer {
+    let type = try json.type()
     switch type {
     case "NFC": return .nfc
     case "NFD": return .nfd
@@ -19,15 +19,13 @@ indirect enum Normalizer: Sendable {
     case "NFKD": return .nfkd
     case "Lowercase": return .lowercase
     case "Prepend":
-      guard let s = json["prepend"] as? String else { throw TokenizerError("\(source): normalizer Prepend needs 'prepend'") }
-      return .prepend(s)
+      return .prepend(try json.required("prepend", as: String.self))
     case "Replace":
-      return .replace(try literalPattern(json, "normalizer Replace", source), json["content"] as? String ?? "")
+      return .replace(try literalPattern(json, "normalizer Replace"), try json.value("content", default: ""))
     case "Sequence":
-      let parts = json["normalizers"] as? [[String: Any]] ?? []
-      return .sequence(try parts.map { try make(json: $0, source: source) })
+      return .sequence(try json.objects("normalizers").map(make))
     default:
-      throw TokenizerError("\(source): normalizer type '\(type)' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Sequence)")
+      throw json.error("normalizer type '\(type)' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Sequence)")
     }
   }
 
@@ -46,10 +44,10 @@ indirect enum Normalizer: Sendable {
 }
 
 /// The literal of a `{"String": "…"}` pattern (regex patterns are refused where only literals work).
-func literalPattern(_ json: [String: Any], _ what: String, _ source: String) throws -> String {
-  guard let pattern = json["pattern"] as? [String: Any] else { throw TokenizerError("\(source): \(what) needs a 'pattern'") }
-  guard let s = pattern["String"] as? String else {
-    throw TokenizerError("\(source): \(what) with a Regex pattern is not supported (only String patterns)")
+func literalPattern(_ json: JSONObject, _ what: String) throws -> String {
+  guard let pattern = try json.object("pattern") else { throw json.error("\(what) needs a 'pattern'") }
+  guard let s = try pattern.optional("String", as: String.self) else {
+    throw json.error("\(what) with a Regex pattern is not supported (only String patterns)")
   }
   return s
 }

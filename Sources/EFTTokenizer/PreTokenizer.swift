@@ -14,40 +14,39 @@ indirect enum PreTokenizer: @unchecked Sendable {
   enum SplitBehavior: String { case isolated = "Isolated", removed = "Removed", mergedWithPrevious = "MergedWithPrevious", mergedWithNext = "MergedWithNext" }
   enum PrependScheme: String { case first, always, never }
 
-  static func make(json: [String: Any], source: String) throws -> PreTokenizer {
-    let type = json["type"] as? String ?? "?"
+  static func make(json: JSONObject) throws -> PreTokenizer {
+    let type = try json.type()
     switch type {
     case "ByteLevel":
-      return .byteLevel(addPrefixSpace: json["add_prefix_space"] as? Bool ?? true, useRegex: json["use_regex"] as? Bool ?? true)
+      return .byteLevel(addPrefixSpace: try json.value("add_prefix_space", default: true), useRegex: try json.value("use_regex", default: true))
     case "Split":
-      guard let pattern = json["pattern"] as? [String: Any] else { throw TokenizerError("\(source): Split needs a 'pattern'") }
+      guard let pattern = try json.object("pattern") else { throw json.error("Split needs a 'pattern'") }
       let regex: String
-      if let r = pattern["Regex"] as? String {
+      if let r = try pattern.optional("Regex", as: String.self) {
         regex = r
-      } else if let s = pattern["String"] as? String {
+      } else if let s = try pattern.optional("String", as: String.self) {
         regex = NSRegularExpression.escapedPattern(for: s)
       } else {
-        throw TokenizerError("\(source): Split pattern must be {\"Regex\": …} or {\"String\": …}")
+        throw json.error("Split pattern must be {\"Regex\": …} or {\"String\": …}")
       }
-      guard json["invert"] as? Bool != true else { throw TokenizerError("\(source): Split with invert: true is not supported") }
-      let name = json["behavior"] as? String ?? "?"
+      guard try json.value("invert", default: false) == false else { throw json.error("Split with invert: true is not supported") }
+      let name = try json.required("behavior", as: String.self)
       guard let behavior = SplitBehavior(rawValue: name) else {
-        throw TokenizerError("\(source): Split behavior '\(name)' is not supported (supported: Isolated, Removed, MergedWithPrevious, MergedWithNext)")
+        throw json.error("Split behavior '\(name)' is not supported (supported: Isolated, Removed, MergedWithPrevious, MergedWithNext)")
       }
       do {
         return .split(try NSRegularExpression(pattern: regex), behavior)
       } catch {
-        throw TokenizerError("\(source): Split regex does not compile: \(regex)")
+        throw json.error("Split regex does not compile: \(regex)")
       }
     case "Metaspace":
-      let scheme = json["prepend_scheme"] as? String ?? ((json["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
-      guard let prepend = PrependScheme(rawValue: scheme) else { throw TokenizerError("\(source): Metaspace prepend_scheme '\(scheme)' is unknown") }
-      return .metaspace(replacement: json["replacement"] as? String ?? "▁", prepend: prepend, split: json["split"] as? Bool ?? true)
+      let scheme = try json.optional("prepend_scheme", as: String.self) ?? (try json.value("add_prefix_space", default: true) ? "always" : "never")
+      guard let prepend = PrependScheme(rawValue: scheme) else { throw json.error("Metaspace prepend_scheme '\(scheme)' is unknown") }
+      return .metaspace(replacement: try json.value("replacement", default: "▁"), prepend: prepend, split: try json.value("split", default: true))
     case "Sequence":
-      let parts = json["pretokenizers"] as? [[String: Any]] ?? []
-      return .sequence(try parts.map { try make(json: $0, source: source) })
+      return .sequence(try json.objects("pretokenizers").map(make))
     default:
-      throw TokenizerError("\(source): pre_tokenizer type '\(type)' is not supported (supported: ByteLevel, Split, Metaspace, Sequence)")
+      throw json.error("pre_tokenizer type '\(type)' is not supported (supported: ByteLevel, Split, Metaspace, Sequence)")
     }
   }
 

@@ -19,35 +19,35 @@ struct TemplateProcessing: Sendable {
     }.joined(separator: " ")
   }
 
-  static func make(json: [String: Any], source: String) throws -> TemplateProcessing? {
-    let type = json["type"] as? String ?? "?"
+  static func make(json: JSONObject) throws -> TemplateProcessing? {
+    let type = try json.type()
     switch type {
     case "ByteLevel":
       return nil
     case "TemplateProcessing":
-      return try TemplateProcessing(json: json, source: source)
+      return try TemplateProcessing(json: json)
     default:
-      throw TokenizerError("\(source): post_processor type '\(type)' is not supported yet (supported: TemplateProcessing, ByteLevel)")
+      throw json.error("post_processor type '\(type)' is not supported yet (supported: TemplateProcessing, ByteLevel)")
     }
   }
 
-  init(json: [String: Any], source: String) throws {
-    guard let single = json["single"] as? [[String: Any]] else {
-      throw TokenizerError("\(source): post_processor.single is missing")
-    }
-    let specials = json["special_tokens"] as? [String: Any] ?? [:]
+  init(json: JSONObject) throws {
+    let single = try json.objects("single")
+    guard !single.isEmpty else { throw json.error("post_processor.single is missing") }
+    let specials = try json.object("special_tokens")
     var items: [Item] = []
     for (i, entry) in single.enumerated() {
-      if entry["Sequence"] != nil {
+      if entry.fields["Sequence"] != nil {
         items.append(.sequence)
-      } else if let special = entry["SpecialToken"] as? [String: Any], let name = special["id"] as? String {
-        guard let spec = specials[name] as? [String: Any], let ids = spec["ids"] as? [Int],
+      } else if let special = try entry.object("SpecialToken") {
+        let name = try special.required("id", as: String.self)
+        guard let spec = try specials?.object(name), let ids = try spec.optional("ids", as: [Int].self),
               ids.allSatisfy({ $0 >= 0 && $0 < Tokenizer.maxTokenID }) else {
-          throw TokenizerError("\(source): post_processor.single[\(i)] names special token '\(name)' missing from special_tokens")
+          throw json.error("post_processor.single[\(i)] names special token '\(name)' missing from special_tokens")
         }
         items.append(.special(ids.map { Int32($0) }))
       } else {
-        throw TokenizerError("\(source): post_processor.single[\(i)] is neither Sequence nor SpecialToken")
+        throw json.error("post_processor.single[\(i)] is neither Sequence nor SpecialToken")
       }
     }
     self.items = items

@@ -52,20 +52,14 @@ public final class Tokenizer: Sendable {
     } catch {
       throw TokenizerError("\(source): not valid JSON (\(error.localizedDescription))")
     }
-    func section(_ key: String) -> [String: Any]? { root[key] as? [String: Any] }
-
-    normalizer = try section("normalizer").map { try Normalizer.make(json: $0, source: source) }
-    guard let modelJSON = section("model") else { throw TokenizerError("\(source): no 'model' section") }
-    model = try BPEModel(json: modelJSON, source: source)
-    added = try AddedTokens(json: root["added_tokens"] as? [[String: Any]] ?? [], source: source)
-
-    preTokenizer = try section("pre_tokenizer").map { try PreTokenizer.make(json: $0, source: source) }
-    if let post = section("post_processor") {
-      postProcessor = try TemplateProcessing.make(json: post, source: source)
-    } else {
-      postProcessor = nil
-    }
-    decoder = try section("decoder").map { try DecoderStep.make(json: $0, source: source) } ?? []
+    let file = JSONObject(root, source: source, path: "")
+    normalizer = try file.object("normalizer").map(Normalizer.make)
+    guard let modelJSON = try file.object("model") else { throw TokenizerError("\(source): no 'model' section") }
+    model = try BPEModel(json: modelJSON)
+    added = try AddedTokens(json: file.objects("added_tokens"))
+    preTokenizer = try file.object("pre_tokenizer").map(PreTokenizer.make)
+    postProcessor = try file.object("post_processor").flatMap(TemplateProcessing.make)
+    decoder = try file.object("decoder").map(DecoderStep.make) ?? []
     vocabSize = max(model.vocab.count, (model.idToToken.indices.last ?? -1) + 1, added.maxID + 1)
 
     var hasher = FNV1a()

@@ -150,6 +150,32 @@ func goldens(_ style: String = "tiny") throws -> [Golden] {
     }
   }
 
+  /// A field of the wrong type is an error naming it, not its default.
+  @Test func fieldsOfTheWrongTypeAreErrorsNamingThem() throws {
+    let cases: [(String, (inout [String: Any]) -> Void)] = [
+      ("pre_tokenizer.add_prefix_space is \"yes\", expected true or false",
+       { $0["pre_tokenizer"] = ["type": "ByteLevel", "add_prefix_space": "yes"] }),
+      ("decoder.decoders[1].start is 1.5, expected an integer",
+       { $0["decoder"] = ["type": "Sequence", "decoders": [["type": "ByteLevel"], ["type": "Strip", "content": " ", "start": 1.5]]] }),
+      ("normalizer.normalizers[0] is \"NFC\", expected an object", { $0["normalizer"] = ["type": "Sequence", "normalizers": ["NFC"]] }),
+      ("model.byte_fallback is 1, expected true or false", { json in
+        var model = json["model"] as! [String: Any]
+        model["byte_fallback"] = 1
+        json["model"] = model
+      }),
+      ("added_tokens[0].special is \"no\", expected true or false", { $0["added_tokens"] = [["id": 3, "content": "<x>", "special": "no"]] }),
+      ("pre_tokenizer.type is missing", { $0["pre_tokenizer"] = ["add_prefix_space": true] }),
+    ]
+    for (message, mutate) in cases {
+      do {
+        _ = try load(mutate)
+        Issue.record("expected an error: \(message)")
+      } catch let error as TokenizerError {
+        #expect(error.message == "t.json: " + message)
+      }
+    }
+  }
+
   @Test func outOfRangeIdsAreRefusedNotTrapped() throws {
     #expect(throws: TokenizerError.self) {
       _ = try load { json in
