@@ -17,6 +17,9 @@ targets=("$@")
 
 # The config and request targets load the bundled tiny models through the normal build's plugin.
 swift build --product BigramBackend > /dev/null
+# Inputs are at most 16 KiB and one may take 30 s: under ASan and coverage a 12 KiB text takes
+# ~2.5 s through the tokenizer target (encode twice, decode, stream), linear in its length; what
+# runs past 30 s is a hang worth a look.
 # Not -sanitize=fuzzer: it links libFuzzer's main, which clashes with the main SwiftPM gives every
 # executable; the targets start libFuzzer's driver from their own main instead (fuzzMain), so
 # they get libFuzzer's coverage instrumentation and its no-main library.
@@ -37,7 +40,7 @@ for t in "${targets[@]}"; do
   # Swift keeps pointers with tag bits in enum payloads (the weight expressions' indirect enum
   # nodes) and weak-reference side tables, which LeakSanitizer cannot follow, so it reports
   # objects the runtime still holds (scripts/soak.py watches memory growth instead).
-  if ! SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "$bin/fuzz-$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -detect_leaks=0 \
+  if ! SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "$bin/fuzz-$t" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -max_len=16384 -detect_leaks=0 \
        -artifact_prefix=".build/fuzz-findings/$t-" -print_final_stats=1 "$work" "${seeds[@]}" > ".build/fuzz-findings/$t.log" 2>&1; then
     echo "fuzz-$t: FOUND a problem (.build/fuzz-findings/$t.log):"
     grep -E "ERROR|invariant broken|Test unit written|SUMMARY" ".build/fuzz-findings/$t.log" | head -20
