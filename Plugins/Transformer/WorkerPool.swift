@@ -26,14 +26,18 @@ final class WorkerPool: @unchecked Sendable {
   private let lock = NSLock()  // one job at a time
   nonisolated(unsafe) private var job: ((Int) -> Void)?
 
-  private static let registry = Mutex<[Int: WorkerPool]>([:])
+  // An NSLock (a pthread mutex) rather than Synchronization.Mutex: ThreadSanitizer sees
+  // pthread locking, not Mutex's futex, and reported the registry as racing when two models
+  // opened at once.
+  private static let registryLock = NSLock()
+  nonisolated(unsafe) private static var registry: [Int: WorkerPool] = [:]
 
   /// The process-wide pool of `size` participants (its threads live as long as the process).
   static func shared(size: Int) -> WorkerPool {
-    registry.withLock { pools in
-      if let pool = pools[size] { return pool }
+    registryLock.withLock {
+      if let pool = registry[size] { return pool }
       let pool = WorkerPool(size: size)
-      pools[size] = pool
+      registry[size] = pool
       return pool
     }
   }
