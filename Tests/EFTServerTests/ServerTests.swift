@@ -444,7 +444,7 @@ import Testing
       }
     }
     #expect(try await eventually { service.runningRequests == 1 })
-    try await Task.sleep(for: .milliseconds(100))  // let the watcher get its first answer
+    #expect(try await eventually(30) { !statuses.withLock { $0 }.isEmpty }, "the watcher gets its first answer")
     try await running.stop()
     await watcher.value
     let seen = statuses.withLock { $0 }
