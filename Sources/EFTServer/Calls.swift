@@ -3,7 +3,6 @@ import EFTCore
 import EFTWire
 import Foundation
 import GRPCCore
-import Synchronization
 
 /// Runs `body` on a thread of its own and returns its result. Decoding blocks (backend calls,
 /// sampling) for as long as a generation lasts; on Swift's cooperative pool (one thread per core)
@@ -29,7 +28,7 @@ final class CallCancellation: CancellationSignal {
     var cancelled = false
     var handlers: [@Sendable () -> Void] = []
   }
-  private let state = Mutex(State())
+  private let state = Locked(State())
   /// When the client's deadline (its grpc-timeout) passes, if it sent one.
   let deadline: ContinuousClock.Instant?
 
@@ -128,7 +127,7 @@ final class Admission: Sendable {
     var nextID = 0
     var closed = false
   }
-  private let state = Mutex(State())
+  private let state = Locked(State())
 
   init(limit: Int, queueLimit: Int, memoryBudget: Int = .max) {
     self.limit = limit

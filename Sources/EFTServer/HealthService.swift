@@ -1,6 +1,6 @@
+import EFTCore
 import EFTRPC
 import GRPCCore
-import Synchronization
 
 /// `grpc.health.v1.Health`: SERVING for the server as a whole ("") and for "eft.v1.Runtime" until
 /// the server begins shutting down, NOT_SERVING after; NOT_FOUND (Check) or SERVICE_UNKNOWN
@@ -13,7 +13,7 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     var watchers: [Int: AsyncStream<Bool>.Continuation] = [:]
     var nextWatcher = 0
   }
-  private let state = Mutex(State())
+  private let state = Locked(State())
 
   public init() {}
 

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 
 @testable import EFTCore
@@ -7,7 +6,7 @@ import Testing
 /// Runs `body(i)` for i in 0..<n, each on a thread of its own (all at once, unlike
 /// concurrentPerform, which runs one per core), and returns the results in order.
 func onThreads<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) throws -> T) -> [Result<T, any Error>] {
-  let results = Mutex([Result<T, any Error>?](repeating: nil, count: n))
+  let results = Locked([Result<T, any Error>?](repeating: nil, count: n))
   let group = DispatchGroup()
   for i in 0..<n {
     group.enter()

@@ -5,7 +5,6 @@ import EFTWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import Synchronization
 import Testing
 
 /// A real server on a temporary Unix socket and a free loopback port, exercised through the
@@ -301,10 +300,9 @@ import Testing
     }
     let service = running.server.service
     try await withClient(running.unixEndpoint) { client in
-      final class Flag: Sendable { let value = Mutex(false) }
-      let firstDone = Flag()
+      let firstDone = Locked(false)
       let first = Task {
-        defer { firstDone.value.withLock { $0 = true } }
+        defer { firstDone.withLock { $0 = true } }
         return try await generate(client, Self.long)
       }
       #expect(try await eventually { service.runningRequests == 1 })
@@ -312,7 +310,7 @@ import Testing
       // Reaching the queue may take a while on a loaded machine (ThreadSanitizer); staying away
       // is checked for 0.15 s (the long call must outlast it).
       let seen = try await eventually(streams > 1 ? 10 : 0.15) { service.queuedRequests == 1 }
-      #expect(!firstDone.value.withLock { $0 }, "the long call ended before the check")
+      #expect(!firstDone.withLock { $0 }, "the long call ended before the check")
       #expect(seen == (streams > 1), streams > 1 ? "the second call must reach the server's queue" : "the second call must wait in the client")
       let other = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
       #expect(other.text == "The answer is Frostmoor.", "another connection's call is served")
@@ -435,7 +433,7 @@ import Testing
     // A health watcher sees SERVING, then NOT_SERVING when the shutdown begins, then its call ends
     // (or is reset: with no grace, the shutdown may cancel it before NOT_SERVING goes out, as it
     // did under ThreadSanitizer).
-    let statuses = Mutex<[Grpc_Health_V1_HealthCheckResponse.ServingStatus]>([])
+    let statuses = Locked<[Grpc_Health_V1_HealthCheckResponse.ServingStatus]>([])
     let watcher = Task {
       try? await connect(running.unixEndpoint) { connection in
         try await HealthClient(wrapping: connection).watch(.with { $0.service = "" }) { response in
@@ -608,13 +606,13 @@ import Testing
 }
 
 final class Lines: Sendable {
-  private let lines = Mutex<[String]>([])
+  private let lines = Locked<[String]>([])
   func append(_ line: String) { lines.withLock { $0.append(line) } }
   var all: [String] { lines.withLock { $0 } }
 }
 
 final class Counter: Sendable {
-  private let n = Mutex(0)
+  private let n = Locked(0)
   func add() { n.withLock { $0 += 1 } }
   var value: Int { n.withLock { $0 } }
 }

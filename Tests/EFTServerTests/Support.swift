@@ -6,7 +6,6 @@ import EFTServer
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import Synchronization
 
 
 
@@ -76,7 +75,7 @@ final class RunningServer: Sendable {
 
 /// A continuation resumed at most once, from any thread.
 final class Once<T: Sendable>: Sendable {
-  private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+  private let continuation = Locked<CheckedContinuation<T, any Error>?>(nil)
   func set(_ c: CheckedContinuation<T, any Error>) { continuation.withLock { $0 = c } }
   func resume(_ result: Result<T, any Error>) {
     continuation.withLock { c in
