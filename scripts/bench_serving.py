@@ -14,11 +14,9 @@ request to the last token. eft-server's figures come from `eft-server bench --co
 runs alternate between the two servers, and each level reports its median-aggregate run.
 
 --llama-cpp DIR adds llama.cpp's server as the peer: DIR is a llama.cpp source tree (the
-`vendor/llama.cpp` of the llama-cpp-python sdist on PyPI) built with
-  cmake -B DIR/build -S DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \\
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF && cmake --build DIR/build --target llama-server
-The checkpoint is converted with DIR/convert_hf_to_gguf.py (needs torch, transformers,
-sentencepiece) at the same dtype, and llama-server runs with as many parallel slots as the
+`vendor/llama.cpp` of the llama-cpp-python sdist on PyPI; scripts/llamacpp.py builds llama-server
+with cmake when it is missing). The checkpoint is converted with DIR/convert_hf_to_gguf.py at the
+same dtype, and llama-server runs with as many parallel slots as the
 highest level (continuous batching), --threads threads, prompt caching off.
 """
 import argparse
@@ -31,20 +29,11 @@ import sys
 import threading
 import time
 
+import llamacpp
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# convert_hf_to_gguf.py recognises a BPE pre-tokenizer by the hash of a test string's tokens;
-# the bench checkpoint's byte-level BPE (GPT-2's pre-tokenizer) is not in its table, so name it.
-CONVERT = """
-import runpy, sys
-llama = sys.argv.pop(1)
-sys.path.insert(0, llama)
-from conversion import base
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
-sys.argv[0] = llama + "/convert_hf_to_gguf.py"
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def percentile(values, p):
@@ -132,14 +121,9 @@ class LlamaServer:
 
     def __init__(self, args, model, slots):
         self.args = args
-        gguf = os.path.join(model, f"model-{args.dtype}.gguf")
-        if not os.path.exists(gguf):
-            outtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[args.dtype]
-            env = dict(os.environ, PYTHONPATH=os.path.join(args.llama_cpp, "gguf-py"))
-            subprocess.run([sys.executable, "-c", CONVERT, args.llama_cpp, model, "--outtype", outtype, "--outfile", gguf],
-                           check=True, env=env)
+        gguf = llamacpp.convert(args.llama_cpp, model, {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[args.dtype])
         self.port = free_port()
-        self.process = subprocess.Popen([os.path.join(args.llama_cpp, "build/bin/llama-server"), "-m", gguf, "--host", "127.0.0.1",
+        self.process = subprocess.Popen([llamacpp.tool(args.llama_cpp, "llama-server"), "-m", gguf, "--host", "127.0.0.1",
                                          "--port", str(self.port), "-t", str(args.threads), "-tb", str(args.threads),
                                          "-np", str(slots), "-c", str(slots * 512), "--no-warmup"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,12 +5,14 @@ in f32). hidden 768, 12 layers, 12 heads, 4 KV heads, intermediate 2048, vocab 4
   python3 scripts/make_bench_model.py OUT_DIR [--dtype float32|float16|bfloat16]
 
 Also writes OUT_DIR/tokenizer.json (a byte-level BPE trained to 4096 tokens on generated text)
-and OUT_DIR/bench.pbtxt, a config with graphs `cpu` and `blas` (the model alone on each backend)
-and `upscale` (three copies composed as in EFT up-scaling), for `eft bench`.
+and OUT_DIR/bench.pbtxt (a copy of scripts/bench.pbtxt: graphs `cpu` and `blas`, the model alone on
+each backend, `cpu_q8` and `blas_q8` with Q8_0 weights, and `upscale`, three copies composed as in
+EFT up-scaling), for `eft bench`.
 """
 import argparse
 import os
 import random
+import shutil
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -40,31 +42,10 @@ def main():
                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                                       show_progress=False))
     tok.save(os.path.join(args.out, "tokenizer.json"))
-    with open(os.path.join(args.out, "bench.pbtxt"), "w") as f:
-        f.write(BENCH_CONFIG)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench.pbtxt"), os.path.join(args.out, "bench.pbtxt"))
     print("parameters:", sum(p.numel() for p in model.parameters()))
 
 
-BENCH_CONFIG = """# Written by scripts/make_bench_model.py. Plugins are found beside the eft executable.
-plugins { name: "CPUBackend" }
-plugins { name: "BLASBackend" }
-models { name: "cpu"       plugin: "CPUBackend"   path: "." }
-models { name: "cpu_ft"    plugin: "CPUBackend"   path: "." }
-models { name: "cpu_base"  plugin: "CPUBackend"   path: "." }
-models { name: "blas"      plugin: "BLASBackend"  path: "." }
-default_graph: "cpu"
-graphs { name: "cpu"   nodes { name: "m" model { model: "cpu" } }   output: "m" }
-graphs { name: "blas"  nodes { name: "m" model { model: "blas" } }  output: "m" }
-graphs {
-  name: "upscale"
-  parameters { name: "beta" default_value: 1 }
-  nodes { name: "large" model { model: "cpu" } }
-  nodes { name: "ft"    model { model: "cpu_ft" } }
-  nodes { name: "base"  model { model: "cpu_base" } }
-  nodes { name: "eft"   linear { terms { input: "large" } terms { input: "ft" expr: "beta" } terms { input: "base" expr: "-beta" } } }
-  output: "eft"
-}
-"""
 
 
 if __name__ == "__main__":

@@ -2,19 +2,45 @@ import COpenBLAS
 import EFTPluginKit
 import Transformer
 
-/// Matrix products through OpenBLAS (cblas_sgemm / cblas_sgemv). BLAS has no 16-bit products,
-/// so f16/bf16 weights are upcast to f32 once at load (twice the memory of the checkpoint).
+/// Matrix products through OpenBLAS (cblas_sgemm / cblas_sgemv). BLAS has no 16-bit or 8-bit
+/// products: f16/bf16 weights are upcast to f32 once at load (twice the memory of the
+/// checkpoint); Q8_0 weights stay Q8_0, multiplied by the SIMD kernels for a few rows (decode)
+/// and, for more, dequantized a slice at a time into f32 for sgemm (prefill).
 struct BLASKernels: MatrixKernels {
   let threads: Int
+  let simd: SIMDKernels
 
   init(threads: Int) {
     self.threads = max(1, threads)
+    simd = SIMDKernels(threads: self.threads)
     openblas_set_num_threads(Int32(self.threads))
   }
 
-  func prepare(_ w: Weight) -> Weight { w.upcastF32() }
+  func prepare(_ w: Weight) -> Weight { w.dtype == .q8_0 ? w : w.upcastF32() }
+
+  /// Input rows from which a Q8_0 product dequantizes for sgemm: below, the SIMD kernels (which
+  /// read each weight once per call too) win, as dequantizing costs a pass over the weights.
+  static let dequantizeFrom = 16
+  /// Weights dequantized at a time (f32, 4 MiB): fits in L2/L3 while sgemm reads it.
+  static let sliceElements = 1 << 20
 
   func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
+    if w.dtype == .q8_0 {
+      if n < Self.dequantizeFrom { return simd.multiply(w, x, n: n, into: y) }
+      let sliceRows = max(1, min(w.rows, Self.sliceElements / w.cols))
+      let slice = UnsafeMutablePointer<Float>.allocate(capacity: sliceRows * w.cols)
+      defer { slice.deallocate() }
+      var r0 = 0
+      while r0 < w.rows {
+        let height = min(sliceRows, w.rows - r0)
+        w.dequantize(rows: r0..<(r0 + height), into: slice)
+        // Y[:, r0..<r0+height] (row stride w.rows) = X [n × cols] · sliceᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(height), Int32(w.cols), 1, x, Int32(w.cols),
+                    slice, Int32(w.cols), 0, y + r0, Int32(w.rows))
+        r0 += height
+      }
+      return
+    }
     let a = w.data.assumingMemoryBound(to: Float.self)
     let rows = Int32(w.rows), cols = Int32(w.cols)
     if n == 1 {

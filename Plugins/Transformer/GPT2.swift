@@ -49,7 +49,7 @@ struct GPT2: Network {
     }
   }
 
-  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels, format: WeightFormat = .checkpoint) throws {
     let f = try ckpt.decodeConfig(File.self)
     let check = ConfigCheck(ckpt)
     hidden = try check.size("n_embd", f.nEmbd)
@@ -69,7 +69,7 @@ struct GPT2: Network {
     let prefix = ckpt.has("transformer.wte.weight") ? "transformer." : ""
     let (d, inner) = (hidden, self.inner)
     func conv(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
-      kernels.prepare(try ckpt.weight(prefix + name, shape: [rows, cols]).transposedF32())
+      kernels.prepare(try ckpt.weight(prefix + name, shape: [rows, cols]).transposedF32(), format: format)
     }
     func vector(_ name: String, _ count: Int) throws -> [Float] { try ckpt.vector(prefix + name, count: count) }
     tokenEmbedding = try ckpt.weight(prefix + "wte.weight", shape: [vocabSize, d])
@@ -86,7 +86,7 @@ struct GPT2: Network {
     }
     finalNormWeight = try vector("ln_f.weight", d)
     finalNormBias = try vector("ln_f.bias", d)
-    head = ckpt.has("lm_head.weight") ? kernels.prepare(try ckpt.weight("lm_head.weight", shape: [vocabSize, d])) : kernels.prepare(tokenEmbedding)
+    head = ckpt.has("lm_head.weight") ? kernels.prepare(try ckpt.weight("lm_head.weight", shape: [vocabSize, d]), format: format) : kernels.prepare(tokenEmbedding, format: format)
   }
 
   func forward(_ batch: BatchRows) {

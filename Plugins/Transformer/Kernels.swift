@@ -94,6 +94,7 @@ public struct SIMDKernels: MatrixKernels {
     case .f32: run(F32Rows(w), w, x, n, y)
     case .f16: run(F16Rows(w), w, x, n, y)
     case .bf16: run(BF16Rows(w), w, x, n, y)
+    case .q8_0: run(Q8Rows(w), w, x, n, y)
     }
   }
 
@@ -333,5 +334,25 @@ struct BF16Rows: RowLoader {
   }
   @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: col &* 2, as: UInt16.self)) << 16)
+  }
+}
+
+struct Q8Rows: RowLoader {
+  let base: UnsafeRawPointer, rowBytes: Int
+  init(_ w: Weight) { base = w.data; rowBytes = DType.q8_0.rowBytes(w.cols) }
+  @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
+  /// Eight weights of one block (col is a multiple of 8): the Int8s widened and converted
+  /// (vpmovsxbd + vcvtdq2ps), times the block's scale.
+  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
+    let block = p + (col &>> 5) &* 34
+    let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
+    let q = block.loadUnaligned(fromByteOffset: 2 &+ col & 31, as: SIMD8<Int8>.self)
+    let i = SIMD8<Int32>(Int32(q[0]), Int32(q[1]), Int32(q[2]), Int32(q[3]), Int32(q[4]), Int32(q[5]), Int32(q[6]), Int32(q[7]))
+    return SIMD8<Float>(i) * d
+  }
+  @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
+    let block = p + (col &>> 5) &* 34
+    let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
+    return d * Float(block.load(fromByteOffset: 2 &+ col & 31, as: Int8.self))
   }
 }

@@ -135,14 +135,14 @@ struct Llama: Network {
       mlpBias: f.mlpBias ?? false, architecture: type)
   }
 
-  init(_ ckpt: Checkpoint, kernels: some MatrixKernels) throws {
+  init(_ ckpt: Checkpoint, kernels: some MatrixKernels, format: WeightFormat = .checkpoint) throws {
     let config = try Llama.config(ckpt)
     let hidden = config.hidden, heads = config.heads, headDim = config.headDim, kvHeads = config.kvHeads
     self.config = config
     self.architecture = config.architecture
     self.kernels = kernels
 
-    func w(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight { kernels.prepare(try ckpt.weight(name, shape: [rows, cols])) }
+    func w(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight { kernels.prepare(try ckpt.weight(name, shape: [rows, cols]), format: format) }
     func bias(_ name: String, _ present: Bool, _ count: Int) throws -> [Float]? { present ? try ckpt.vector(name, count: count) : nil }
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim
     embedding = try ckpt.weight("model.embed_tokens.weight", shape: [config.vocab, hidden])
@@ -170,7 +170,7 @@ struct Llama: Network {
     if ckpt.has("lm_head.weight") {
       head = try w("lm_head.weight", config.vocab, hidden)
     } else if config.tied {
-      head = kernels.prepare(embedding)
+      head = kernels.prepare(embedding, format: format)
     } else {
       throw BackendError(EFT_DATA_LOSS, "\(ckpt.directory.path): missing tensor 'lm_head.weight' (and tie_word_embeddings is false)")
     }

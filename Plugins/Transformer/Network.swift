@@ -17,15 +17,33 @@ protocol Network: Sendable {
 
 /// The architectures by config.json `model_type`.
 enum Architectures {
-  static func load(_ checkpoint: Checkpoint, kernels: some MatrixKernels) throws -> any Network {
+  static func load(_ checkpoint: Checkpoint, kernels: some MatrixKernels, format: WeightFormat) throws -> any Network {
     let type = checkpoint.config["model_type"] as? String ?? "?"
     switch type {
     case "llama", "mistral", "qwen2":
-      return try Llama(checkpoint, kernels: kernels)
+      return try Llama(checkpoint, kernels: kernels, format: format)
     case "gpt2":
-      return try GPT2(checkpoint, kernels: kernels)
+      return try GPT2(checkpoint, kernels: kernels, format: format)
     default:
       throw BackendError(EFT_UNIMPLEMENTED, "\(checkpoint.directory.path)/config.json: model_type '\(type)' is not supported (supported: llama, mistral, qwen2, gpt2)")
+    }
+  }
+}
+
+/// How matrix weights are held in memory (`TransformerOptions.weights`).
+public enum WeightFormat: Sendable {
+  /// As the checkpoint has them (then as `MatrixKernels.prepare` wants them).
+  case checkpoint
+  /// Q8_0 where the width allows (`Weight.quantizableQ8_0`), else as the checkpoint has them.
+  case q8_0
+}
+
+extension MatrixKernels {
+  /// A matrix weight in `format`, then in the form `multiply` reads best.
+  public func prepare(_ w: Weight, format: WeightFormat) -> Weight {
+    switch format {
+    case .checkpoint: prepare(w)
+    case .q8_0: prepare(w.quantizableQ8_0 ? w.quantizedQ8_0() : w)
     }
   }
 }

@@ -56,7 +56,7 @@ final class SafeTensorsFile: @unchecked Sendable {
               let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
           throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' has a malformed header entry")
         }
-        guard let dtype = DType(rawValue: dtypeName) else {
+        guard let dtype = DType(rawValue: dtypeName), DType.checkpointTypes.contains(dtype) else {
           throw BackendError(EFT_UNIMPLEMENTED, "\(path): tensor '\(name)' has dtype \(dtypeName); supported: F32, F16, BF16")
         }
         // Sizes come from the file: multiply with overflow checks rather than trap on a crafted header.
@@ -68,8 +68,8 @@ final class SafeTensorsFile: @unchecked Sendable {
           }
           count = product
         }
-        guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == count * dtype.size else {
-          throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' of shape \(shape) \(dtypeName) needs \(count * dtype.size) bytes but its offsets span \(offsets[1] - offsets[0])")
+        guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == dtype.rowBytes(count) else {
+          throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' of shape \(shape) \(dtypeName) needs \(dtype.rowBytes(count)) bytes but its offsets span \(offsets[1] - offsets[0])")
         }
         guard offsets[1] <= dataLength else {
           throw BackendError(EFT_DATA_LOSS, "\(path): tensor '\(name)' ends at byte \(offsets[1]) of the data section, which holds \(dataLength) (file cut short?)")
@@ -93,11 +93,32 @@ final class SafeTensorsFile: @unchecked Sendable {
   func pointer(_ entry: Entry) -> UnsafeRawPointer { UnsafeRawPointer(base + dataStart + entry.begin) }
 }
 
-/// Element types a checkpoint may hold.
+/// How a weight's elements are stored: the element types a checkpoint may hold, and the
+/// formats weights are quantized to at load.
 public enum DType: String, Sendable {
   case f32 = "F32"
   case f16 = "F16"
   case bf16 = "BF16"
+  /// llama.cpp's Q8_0: each row is blocks of 32 weights, each block a Float16 scale d then 32
+  /// Int8 q (34 bytes; weight = d·q). Made at load (`Weight.quantizedQ8_0`), never read from a
+  /// file.
+  case q8_0 = "Q8_0"
 
-  var size: Int { self == .f32 ? 4 : 2 }
+  /// The types a safetensors file may hold.
+  static let checkpointTypes: [DType] = [.f32, .f16, .bf16]
+
+  /// Bytes of one row of `cols` elements.
+  func rowBytes(_ cols: Int) -> Int {
+    switch self {
+    case .f32: cols * 4
+    case .f16, .bf16: cols * 2
+    case .q8_0: cols / Q8_0.blockSize * Q8_0.blockBytes
+    }
+  }
+}
+
+/// The Q8_0 block layout.
+enum Q8_0 {
+  static let blockSize = 32
+  static let blockBytes = 34
 }

@@ -20,7 +20,14 @@ public final class TransformerModel: BackendModel {
     let environment = ProcessInfo.processInfo.environment["EFT_THREADS"].flatMap { Int($0) }
     let threads = opts.threads > 0 ? Int(opts.threads) : environment ?? ProcessInfo.processInfo.activeProcessorCount
     let checkpoint = try Checkpoint(directory: path)
-    network = try Architectures.load(checkpoint, kernels: makeKernels(threads))
+    let format: WeightFormat
+    switch opts.weights {
+    case .checkpoint: format = .checkpoint
+    case .q80: format = .q8_0
+    case .UNRECOGNIZED(let value):
+      throw BackendError(EFT_INVALID_ARGUMENT, "\(path): options: weights \(value) is not a known format (CHECKPOINT, Q8_0)")
+    }
+    network = try Architectures.load(checkpoint, kernels: makeKernels(threads), format: format)
     var context = network.contextLength
     if opts.contextLength > 0 { context = min(context, Int(opts.contextLength)) }
     description = ModelDescription(

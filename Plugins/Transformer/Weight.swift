@@ -21,17 +21,24 @@ public final class Weight: @unchecked Sendable {
     self.ownedBuffer = nil
   }
 
-  /// An owned f32 copy.
-  public init(rows: Int, cols: Int, values: [Float]) {
-    precondition(values.count == rows * cols)
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, values.count * 4), alignment: 64)
-    values.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-    self.dtype = .f32
+  /// An owned weight whose `rows × dtype.rowBytes(cols)` bytes `fill` writes.
+  init(dtype: DType, rows: Int, cols: Int, fill: (UnsafeMutableRawPointer) -> Void) {
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * dtype.rowBytes(cols)), alignment: 64)
+    fill(buffer)
+    self.dtype = dtype
     self.rows = rows
     self.cols = cols
     self.data = UnsafeRawPointer(buffer)
     self.owner = nil
     self.ownedBuffer = buffer
+  }
+
+  /// An owned f32 copy.
+  public convenience init(rows: Int, cols: Int, values: [Float]) {
+    precondition(values.count == rows * cols)
+    self.init(dtype: .f32, rows: rows, cols: cols) { buffer in
+      values.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
   }
 
   deinit { ownedBuffer?.deallocate() }
@@ -45,6 +52,60 @@ public final class Weight: @unchecked Sendable {
     case .f32: return data.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
     case .f16: return Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
     case .bf16: return Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16)
+    case .q8_0:
+      // Row r's block b starts at r·rowBytes + b·34; a row is a whole number of blocks.
+      let block = data + (i / Q8_0.blockSize) * Q8_0.blockBytes
+      let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
+      return d * Float(block.load(fromByteOffset: 2 + i % Q8_0.blockSize, as: Int8.self))
+    }
+  }
+
+  /// Whether `quantizedQ8_0` applies: rows must be whole blocks.
+  public var quantizableQ8_0: Bool { cols % Q8_0.blockSize == 0 && dtype != .q8_0 }
+
+  /// This weight in Q8_0, as llama.cpp makes it (`quantize_row_q8_0_ref`): per block of 32,
+  /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero). Each weight is
+  /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹). Requires
+  /// `quantizableQ8_0`.
+  public func quantizedQ8_0() -> Weight {
+    precondition(quantizableQ8_0, "Q8_0 needs whole blocks of \(Q8_0.blockSize) columns")
+    let blocks = count / Q8_0.blockSize
+    return Weight(dtype: .q8_0, rows: rows, cols: cols) { out in
+      var values = [Float](repeating: 0, count: Q8_0.blockSize)
+      for b in 0..<blocks {
+        var amax: Float = 0
+        for j in 0..<Q8_0.blockSize {
+          values[j] = value(b * Q8_0.blockSize + j)
+          amax = max(amax, abs(values[j]))
+        }
+        let d = amax / 127
+        let inverse: Float = d != 0 ? 1 / d : 0
+        let block = out + b * Q8_0.blockBytes
+        block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
+        for j in 0..<Q8_0.blockSize {
+          // |w·inverse| ≤ 127 up to rounding; clamp so that a NaN or the rounding cannot wrap.
+          let q = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
+          block.storeBytes(of: Int8(q.isNaN ? 0 : min(127, max(-127, q))), toByteOffset: 2 + j, as: Int8.self)
+        }
+      }
+    }
+  }
+
+  /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols).
+  public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    switch dtype {
+    case .q8_0:
+      let loader = Q8Rows(self)
+      for r in rows {
+        let row = loader.row(r), o = out + (r - rows.lowerBound) * cols
+        for c in stride(from: 0, to: cols, by: 8) {
+          UnsafeMutableRawPointer(o + c).storeBytes(of: Q8Rows.load(row, c), as: SIMD8<Float>.self)
+        }
+      }
+    default:
+      for r in rows {
+        for c in 0..<cols { out[(r - rows.lowerBound) * cols + c] = value(r * cols + c) }
+      }
     }
   }
 

@@ -69,7 +69,52 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
   /// means the checkpoint's max_position_embeddings (n_positions for GPT-2).
   public var contextLength: UInt32 = 0
 
+  /// How the matrix weights are stored in memory (every linear layer and the output head; norms,
+  /// biases and embeddings used as lookup tables keep the checkpoint's type). Default: CHECKPOINT.
+  public var weights: Eft_V1_TransformerOptions.WeightFormat = .checkpoint
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum WeightFormat: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// As the checkpoint stores them: F32, F16 or BF16 (the BLAS backend upcasts 16-bit weights to
+    /// F32 at load, as BLAS has no 16-bit products).
+    case checkpoint // = 0
+
+    /// Quantized at load to llama.cpp's Q8_0: blocks of 32 weights sharing one Float16 scale, 8.5
+    /// bits a weight. A matrix whose input width is not a multiple of 32 keeps the checkpoint's
+    /// type. Activations stay F32.
+    case q80 // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .checkpoint
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .checkpoint
+      case 1: self = .q80
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .checkpoint: return 0
+      case .q80: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Eft_V1_TransformerOptions.WeightFormat] = [
+      .checkpoint,
+      .q80,
+    ]
+
+  }
 
   public init() {}
 }
@@ -119,7 +164,7 @@ nonisolated extension Eft_V1_BigramOptions: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TransformerOptions"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}threads\0\u{3}context_length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}threads\0\u{3}context_length\0\u{1}weights\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -129,6 +174,7 @@ nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.threads) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.contextLength) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.weights) }()
       default: break
       }
     }
@@ -141,13 +187,21 @@ nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftPro
     if self.contextLength != 0 {
       try visitor.visitSingularUInt32Field(value: self.contextLength, fieldNumber: 2)
     }
+    if self.weights != .checkpoint {
+      try visitor.visitSingularEnumField(value: self.weights, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Eft_V1_TransformerOptions, rhs: Eft_V1_TransformerOptions) -> Bool {
     if lhs.threads != rhs.threads {return false}
     if lhs.contextLength != rhs.contextLength {return false}
+    if lhs.weights != rhs.weights {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Eft_V1_TransformerOptions.WeightFormat: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT\0\u{1}Q8_0\0")
 }

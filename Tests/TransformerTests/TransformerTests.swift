@@ -119,6 +119,9 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     switch dtype {
     case .f32:
       return (Weight(rows: rows, cols: cols, values: values), values)
+    case .q8_0:
+      let w = Weight(rows: rows, cols: cols, values: values).quantizedQ8_0()
+      return (w, w.floats())
     case .f16, .bf16:
       let bits: [UInt16] = values.map { dtype == .f16 ? Float16($0).bitPattern : UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
       let buffer = Buffer(bits)
@@ -157,6 +160,64 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
       }
       #expect(maxAbsDiff(reference, fast) <= 1e-4, "\(dtype) \(rows)×\(cols)")
     }
+  }
+
+  @Test func q8SIMDMatchesReference() {
+    for (rows, cols, n) in [(8, 32, 1), (7, 64, 3), (130, 224, 5), (300, 512, 1), (5, 96, 9), (1, 32, 2)] {
+      let (w, exact) = weight(.q8_0, rows: rows, cols: cols, seed: UInt64(rows * cols))
+      let x = (0..<(n * cols)).map { Float(($0 * 7919) % 100) / 50 - 1 }
+      var reference = [Float](repeating: 0, count: n * rows)
+      var fast = [Float](repeating: 0, count: n * rows)
+      x.withUnsafeBufferPointer { xp in
+        ReferenceKernels().multiply(w, xp.baseAddress!, n: n, into: &reference)
+        SIMDKernels(threads: 2).multiply(w, xp.baseAddress!, n: n, into: &fast)
+      }
+      for t in 0..<n {
+        for r in 0..<rows {
+          var sum = 0.0
+          for c in 0..<cols { sum += Double(exact[r * cols + c]) * Double(x[t * cols + c]) }
+          #expect(abs(Double(reference[t * rows + r]) - sum) <= 1e-4 * max(1, abs(sum)))
+        }
+      }
+      #expect(maxAbsDiff(reference, fast) <= 1e-4, "q8_0 \(rows)×\(cols)")
+      // dequantize(rows:) reads what value(_:) reads.
+      var rowsOut = [Float](repeating: .nan, count: 2 * cols)
+      let r0 = rows > 2 ? rows - 2 : 0, r1 = min(rows, r0 + 2)
+      rowsOut.withUnsafeMutableBufferPointer { w.dequantize(rows: r0..<r1, into: $0.baseAddress!) }
+      #expect(Array(rowsOut[0..<((r1 - r0) * cols)]) == Array(exact[(r0 * cols)..<(r1 * cols)]))
+    }
+  }
+
+  /// Q8_0 as llama.cpp's quantize_row_q8_0_ref makes it (in Float, as it does): d = max|w|/127
+  /// stored as Float16, q = roundf(w·(1/d)); and, independently, every weight within d/2 (plus
+  /// d's rounding) of its value.
+  @Test func q8QuantizesAsLlamaCpp() {
+    // One block spanning [-1, 0.9375] with exact halves, one all zero, one with a NaN-free tiny range.
+    var values = (0..<32).map { Float($0 - 16) / 16 }
+    values += [Float](repeating: 0, count: 32)
+    values += (0..<32).map { Float($0) * 1e-6 }
+    let source = Weight(rows: 1, cols: 96, values: values)
+    let w = source.quantizedQ8_0()
+    #expect(w.dtype == .q8_0 && w.rows == 1 && w.cols == 96)
+    for b in 0..<3 {
+      let block = Array(values[(b * 32)..<(b * 32 + 32)])
+      let amax = block.map { abs($0) }.max()!
+      let d = amax / 127, inverse: Float = d == 0 ? 0 : 1 / d
+      let stored = Float16(d)
+      #expect(w.data.loadUnaligned(fromByteOffset: b * 34, as: UInt16.self) == stored.bitPattern)
+      for j in 0..<32 {
+        let q = (block[j] * inverse).rounded(.toNearestOrAwayFromZero)
+        let got = w.data.load(fromByteOffset: b * 34 + 2 + j, as: Int8.self)
+        #expect(Int(got) == Int(q), "block \(b) weight \(j)")
+        #expect(w.value(b * 32 + j) == Float(stored) * Float(got))
+        // |w − q·d| ≤ d/2, and d's Float16 rounding moves q·d by at most 127·|d₁₆ − d| (large
+        // for a block of tiny weights, whose d is a Float16 subnormal).
+        #expect(abs(w.value(b * 32 + j) - block[j]) <= d / 2 + 127 * abs(Float(stored) - d) + amax * 1e-6)
+      }
+    }
+    // Widths that are not whole blocks are not quantized.
+    #expect(!Weight(rows: 2, cols: 40, values: [Float](repeating: 1, count: 80)).quantizableQ8_0)
+    #expect(!w.quantizableQ8_0)
   }
 
   @Test func sixteenBitUpcastIsExact() {
