@@ -97,9 +97,12 @@ public final class Weight: @unchecked Sendable {
     case .q8_0:
       let loader = Q8Rows(self)
       for r in rows {
-        let row = loader.row(r), o = out + (r - rows.lowerBound) * cols
-        for c in stride(from: 0, to: cols, by: 8) {
-          UnsafeMutableRawPointer(o + c).storeBytes(of: Q8Rows.load(row, c), as: SIMD8<Float>.self)
+        let row = loader.row(r), o = UnsafeMutableRawPointer(out + (r - rows.lowerBound) * cols)
+        for b in 0..<(cols / Q8_0.blockSize) {
+          let block = Q8Rows.block(row, b)
+          for k in 0..<(Q8_0.blockSize / 8) {
+            o.storeBytes(of: Q8Rows.load(block, k), toByteOffset: (b * Q8_0.blockSize + 8 * k) * 4, as: SIMD8<Float>.self)
+          }
         }
       }
     default:
