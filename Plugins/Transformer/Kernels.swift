@@ -51,6 +51,7 @@ public struct ReferenceKernels: MatrixKernels {
   public var threads: Int { 1 }
 
   public func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
+    if w.dtype == .q8_0 { return multiplyQ8(w, x, n: n, into: y) }
     for t in 0..<n {
       for r in 0..<w.rows {
         var sum: Float = 0
@@ -94,7 +95,7 @@ public struct SIMDKernels: MatrixKernels {
     case .f32: run(F32Rows(w), w, x, n, y)
     case .f16: run(F16Rows(w), w, x, n, y)
     case .bf16: run(BF16Rows(w), w, x, n, y)
-    case .q8_0: run(Q8Rows(w), w, x, n, y)
+    case .q8_0: multiplyQ8(w, x, n: n, into: y)
     }
   }
 
