@@ -9,11 +9,13 @@ import Transformer
 struct BLASKernels: MatrixKernels {
   let threads: Int
   let simd: SIMDKernels
+  let blas: OpenBLAS
 
-  init(threads: Int) {
+  init(threads: Int) throws {
     self.threads = max(1, threads)
     simd = SIMDKernels(threads: self.threads)
-    openblas_set_num_threads(Int32(self.threads))
+    blas = try OpenBLAS.shared.get()
+    blas.setThreads(Int32(self.threads))
   }
 
   func prepare(_ w: Weight) -> Weight { w.dtype == .q8_0 ? w : w.upcastF32() }
@@ -35,7 +37,7 @@ struct BLASKernels: MatrixKernels {
         let height = min(sliceRows, w.rows - r0)
         w.dequantize(rows: r0..<(r0 + height), into: slice)
         // Y[:, r0..<r0+height] (row stride w.rows) = X [n × cols] · sliceᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(height), Int32(w.cols), 1, x, Int32(w.cols),
+        blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(height), Int32(w.cols), 1, x, Int32(w.cols),
                     slice, Int32(w.cols), 0, y + r0, Int32(w.rows))
         r0 += height
       }
@@ -45,10 +47,10 @@ struct BLASKernels: MatrixKernels {
     let rows = Int32(w.rows), cols = Int32(w.cols)
     if n == 1 {
       // y = W x
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1, a, cols, x, 1, 0, y, 1)
+      blas.sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1, a, cols, x, 1, 0, y, 1)
     } else {
       // Y [n × rows] = X [n × cols] · Wᵀ
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), rows, cols, 1, x, cols, a, cols, 0, y, rows)
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), rows, cols, 1, x, cols, a, cols, 0, y, rows)
     }
   }
 }
@@ -57,6 +59,6 @@ struct BLASKernels: MatrixKernels {
 @_cdecl("eft_backend_entry")
 public func eftBackendEntry() -> UnsafePointer<eft_backend> {
   PluginExport.table(name: "blas", version: "1.0.0", open: { path, options in
-    try TransformerModel(path: path, options: options, kernels: { BLASKernels(threads: $0) })
+    try TransformerModel(path: path, options: options, kernels: { try BLASKernels(threads: $0) })
   })
 }

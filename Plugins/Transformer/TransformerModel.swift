@@ -9,7 +9,7 @@ public final class TransformerModel: BackendModel {
   let network: any Network
 
   /// Opens the HF model directory at `path`. `options` are a serialized `eft.v1.TransformerOptions`.
-  public init(path: String, options: [UInt8], kernels makeKernels: (_ threads: Int) -> any MatrixKernels) throws {
+  public init(path: String, options: [UInt8], kernels makeKernels: (_ threads: Int) throws -> any MatrixKernels) throws {
     let opts: Eft_V1_TransformerOptions
     do {
       opts = try Eft_V1_TransformerOptions(serializedBytes: options)
@@ -27,7 +27,7 @@ public final class TransformerModel: BackendModel {
     case .UNRECOGNIZED(let value):
       throw BackendError(EFT_INVALID_ARGUMENT, "\(path): options: weights \(value) is not a known format (CHECKPOINT, Q8_0)")
     }
-    network = try Architectures.load(checkpoint, kernels: makeKernels(threads), format: format)
+    network = try Architectures.load(checkpoint, kernels: try makeKernels(threads), format: format)
     var context = network.contextLength
     if opts.contextLength > 0 { context = min(context, Int(opts.contextLength)) }
     description = ModelDescription(
