@@ -23,7 +23,7 @@ final class WorkerPool: @unchecked Sendable {
   private let finished = Atomic<Int>(0)
   private let sleepers = Atomic<Int>(0)
   private let wake = DispatchSemaphore(value: 0)
-  private let lock = NSLock()  // one job at a time
+  private let lock = NSLock()  // held by the job running
   nonisolated(unsafe) private var job: ((Int) -> Void)?
 
   // An NSLock (a pthread mutex) rather than Synchronization.Mutex: ThreadSanitizer sees
@@ -60,7 +60,13 @@ final class WorkerPool: @unchecked Sendable {
       return
     }
     precondition(count < 1 << 32)
-    lock.lock()
+    // One job at a time. A caller that finds the pool busy (another model's or request's
+    // forward pass on another thread) runs its job alone rather than wait: unrelated requests'
+    // products never queue behind each other, and each index still runs exactly once.
+    guard lock.try() else {
+      for i in 0..<count { body(i) }
+      return
+    }
     defer { lock.unlock() }
     withoutActuallyEscaping(body) { body in
       job = body

@@ -259,3 +259,44 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     }
   }
 }
+
+@Suite struct WorkerPoolTests {
+  /// Every index runs exactly once, from whichever threads join.
+  @Test func eachIndexRunsOnce() {
+    let pool = WorkerPool.shared(size: 2)
+    let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 1000)
+    defer { counts.deallocate() }
+    for _ in 0..<20 {
+      counts.initialize(repeating: 0)
+      pool.run(count: 1000) { counts[$0] += 1 }
+      #expect(counts.allSatisfy { $0 == 1 })
+    }
+  }
+
+  /// A job started while another holds the pool runs on its own caller instead of waiting: the
+  /// first job here does not end until the second has, so waiting would never end (the second
+  /// gets 10 s).
+  @Test func aBusyPoolRunsTheNextJobOnItsCaller() {
+    let pool = WorkerPool.shared(size: 2)
+    let started = DispatchSemaphore(value: 0), secondDone = DispatchSemaphore(value: 0)
+    let counts = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: 100))
+    counts.value.initialize(repeating: 0)
+    defer { counts.value.deallocate() }
+    let second = Thread {
+      started.wait()
+      pool.run(count: 100) { counts.value[$0] += 1 }
+      secondDone.signal()
+    }
+    second.start()
+    let waited = UnsafeMutablePointer<DispatchTimeoutResult>.allocate(capacity: 1)
+    defer { waited.deallocate() }
+    pool.run(count: 2) { i in
+      if i == 0 {
+        started.signal()
+        waited.pointee = secondDone.wait(timeout: .now() + 10)
+      }
+    }
+    #expect(waited.pointee == .success, "the second job waited for the first")
+    #expect(counts.value.allSatisfy { $0 == 1 })
+  }
+}
