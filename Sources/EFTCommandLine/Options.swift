@@ -116,8 +116,16 @@ public struct ScoreOptions: ParsableArguments {
   @Option(help: "The continuation to score (tokenized on its own, without special tokens).")
   public var continuation: String
 
+  @Flag(name: [.customShort("e"), .customLong("escape")], help: "Process escapes in the prompt and the continuation: \\n, \\t, \\\\ (as `run -e`).")
+  public var escape = false
+
   @Flag(help: "Print JSON: {\"tokens\": [ids], \"logprobs\": [...], \"total\": x} (a masked token's log-prob is null).")
   public var json = false
+
+  /// The prompt and continuation to score, escapes processed with `-e`.
+  public var texts: (prompt: String, continuation: String) {
+    escape ? (unescape(prompt), unescape(continuation)) : (prompt, continuation)
+  }
 }
 
 /// What `eft run` and `eft-client generate` print besides the text.

@@ -102,7 +102,12 @@ public struct GraphSummary: Sendable {
       lines.append("  \(node.name) = \(node.operation)\(node.name == output ? "  ← output" : "")")
     }
     let s = defaults
-    lines.append("  sampling: temperature \(s.sampling.temperature), top_k \(s.sampling.topK), top_p \(s.sampling.topP), min_p \(s.sampling.minP), max_tokens \(s.maxTokens), seed \(s.sampling.seed)\(s.stop.isEmpty ? "" : ", stop \(s.stop)")")
+    // The values that turn a filter off (0, and 1 for top_p) print as "off".
+    let topK = s.sampling.topK > 0 ? "\(s.sampling.topK)" : "off"
+    let topP = s.sampling.topP > 0 && s.sampling.topP < 1 ? "\(s.sampling.topP)" : "off"
+    let minP = s.sampling.minP > 0 ? "\(s.sampling.minP)" : "off"
+    let temperature = s.sampling.temperature == 0 ? "0 (greedy)" : "\(s.sampling.temperature)"
+    lines.append("  sampling: temperature \(temperature), top_k \(topK), top_p \(topP), min_p \(minP), max_tokens \(s.maxTokens), seed \(s.sampling.seed)\(s.stop.isEmpty ? "" : ", stop \(s.stop)")")
     if let spec = speculation {
       lines.append("  speculative: draft \(spec.draft), lookahead \(spec.lookahead)\(spec.adaptive ? ", adaptive" : "")")
     }

@@ -28,12 +28,14 @@ public final class Plugin: @unchecked Sendable {
     guard FileManager.default.fileExists(atPath: path) else {
       throw RuntimeError(.plugin, .notFound, "plugin \(path): no such file")
     }
-    guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+    // A path without a slash is a file here, not a name for dlopen to look up in the library
+    // search path (which would not find `libX.so` in the current directory).
+    guard let handle = dlopen(path.contains("/") ? path : "./" + path, RTLD_NOW | RTLD_LOCAL) else {
       let reason = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
       throw refuse("cannot be loaded: \(reason)")
     }
     guard let symbol = dlsym(handle, EFT_BACKEND_ENTRY_SYMBOL) else {
-      throw refuse("does not export the entry symbol '\(EFT_BACKEND_ENTRY_SYMBOL)' (is it an EFTRuntime backend? a Swift entry function must be public)")
+      throw refuse("does not export the entry symbol '\(EFT_BACKEND_ENTRY_SYMBOL)' (is it an EFTRuntime backend? in Swift the entry function must be public and @_cdecl; in C it needs default visibility: __attribute__((visibility(\"default\"))))")
     }
     let entry = unsafeBitCast(symbol, to: eft_backend_entry_fn.self)
     guard let table = entry() else { throw refuse("'\(EFT_BACKEND_ENTRY_SYMBOL)' returned NULL") }

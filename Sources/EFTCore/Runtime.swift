@@ -57,6 +57,11 @@ public final class Runtime: Sendable {
       }
       guard !m.path.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': path is empty") }
       let path = file.resolve(m.path)
+      // The tokenizer defaults to the one beside the model, so the path must exist; with an
+      // explicit tokenizer the path is the plugin's to interpret (it need not be a file).
+      guard !m.tokenizer.isEmpty || FileManager.default.fileExists(atPath: path) else {
+        throw RuntimeError(.config, .notFound, "\(here)model '\(m.name)': path \(path) does not exist (a relative path is taken from the config's folder)")
+      }
       let tokenizerPath = m.tokenizer.isEmpty ? Runtime.defaultTokenizerPath(forModel: path) : file.resolve(m.tokenizer)
       let tokenizer: Tokenizer
       if let cached = tokenizers[tokenizerPath] {

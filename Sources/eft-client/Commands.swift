@@ -16,8 +16,7 @@ struct Score: AsyncParsableCommand {
   func run() async throws {
     var request = Eft_V1_ScoreRequest()
     request.graph = graphOptions.graph ?? ""
-    request.prompt = scoring.prompt
-    request.continuation = scoring.continuation
+    (request.prompt, request.continuation) = scoring.texts
     request.parameters = try graphOptions.parameters()
     let response = try await connection.withClient { try await $0.score(request, options: connection.callOptions) }
     let result = ScoreResult(tokens: response.tokens, logProbs: response.logProbs)

@@ -15,7 +15,8 @@ struct Score: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let runtime = try options.load()
-      let result = try runtime.score(graph: graphOptions.graph, prompt: scoring.prompt, continuation: scoring.continuation,
+      let (prompt, continuation) = scoring.texts
+      let result = try runtime.score(graph: graphOptions.graph, prompt: prompt, continuation: continuation,
                                      parameters: try graphOptions.parameters())
       if scoring.json {
         print(Report.scoreJSON(result))

@@ -15,12 +15,12 @@ struct Outcome {
 
 func eft(_ arguments: [String]) throws -> Outcome { try tool("eft", arguments) }
 
-/// Runs one of the package's executables to completion.
-func tool(_ name: String, _ arguments: [String]) throws -> Outcome {
+/// Runs one of the package's executables to completion, in `directory` (the repository root).
+func tool(_ name: String, _ arguments: [String], in directory: URL = repoRoot) throws -> Outcome {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: buildDirectory + "/" + name)
   process.arguments = arguments
-  process.currentDirectoryURL = repoRoot
+  process.currentDirectoryURL = directory
   let out = Pipe(), err = Pipe()
   process.standardOutput = out
   process.standardError = err
@@ -46,6 +46,8 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(r.status == 0, "\(r.stderr)")
     #expect(r.stdout.contains("graph upscale (default)"))
     #expect(r.stdout.contains("eft = linear(large·1 + ft·(beta) + base·(-beta))  ← output"))
+    // Filters that are off say so, not "top_p 0.0".
+    #expect(r.stdout.contains("temperature 0.8, top_k off, top_p 0.95, min_p off"), "\(r.stdout)")
   }
 
   @Test func checkNamesFileAndLineOfATypo() throws {
@@ -129,6 +131,25 @@ let upscale = "examples/configs/upscale.pbtxt"
     let text = try eft(["score", upscale, "--prompt", "Tomas", "--continuation", " lives"])
     #expect(text.status == 0)
     #expect(text.stdout.contains("total"))
+  }
+
+  /// `score -e` reads \n in the prompt and continuation as newlines, as `run -e` does.
+  @Test func scoreEscapes() throws {
+    let typed = try eft(["score", upscale, "-e", "--prompt", "Where does Tomas live?\\n", "--continuation", "Oakridge.\\n", "--json"])
+    let real = try eft(["score", upscale, "--prompt", "Where does Tomas live?\n", "--continuation", "Oakridge.\n", "--json"])
+    let literal = try eft(["score", upscale, "--prompt", "Where does Tomas live?\\n", "--continuation", "Oakridge.\\n", "--json"])
+    #expect(typed.status == 0, "\(typed.stderr)")
+    #expect(typed.stdout == real.stdout)
+    #expect(typed.stdout != literal.stdout)
+  }
+
+  /// A plugin named without a slash is the file in the current directory (dlopen alone would
+  /// search the library path and not find it).
+  @Test func backendCheckFindsABareFileName() throws {
+    let model = repoRoot.appendingPathComponent("examples/models/tiny/large_base.bigram").path
+    let r = try tool("eft", ["backend-check", "libBigramBackend.so", "--model", model], in: URL(fileURLWithPath: buildDirectory))
+    #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+    #expect(r.stdout.contains("all 8 checks passed"), "\(r.stdout)")
   }
 
   @Test func missingConfigIsOneLine() throws {

@@ -231,7 +231,7 @@ let upscaleGraph = """
     let missingModel = try #require(runtimeError {
       _ = try runtime(tinyConfig(models: [("m", "does_not_exist")], graphs: upscaleGraph))
     })
-    #expect(missingModel.message.contains("does_not_exist.bigram"))
+    #expect(missingModel.message.contains("does_not_exist.bigram does not exist"), "\(missingModel.message)")
     #expect(missingModel.message.contains("config.pbtxt:2:"), "\(missingModel.message)")
   }
 }
