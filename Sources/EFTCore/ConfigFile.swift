@@ -86,18 +86,81 @@ public struct ConfigFile: Sendable {
     let what = describe(error)
     var opened: [Character] = []
     for k in lines.indices {
+      let before = opened
       opened = openBrackets(afterScanning: lines[k], startingWith: opened)
       let prefix = lines[...k].joined(separator: "\n") + "\n" + opened.reversed().map(closing).joined()
       if (try? Eft_V1_Config(textFormatString: prefix)) == nil {
         let shown = lines[k].trimmingCharacters(in: .whitespaces)
         var message = "\(path):\(k + 1): \(what)"
-        if case TextFormatDecodingError.unknownField = error, let field = shown.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "_" }).first {
-          message = "\(path):\(k + 1): unknown field '\(field)'"
+        if case TextFormatDecodingError.unknownField = error,
+           let field = unknownField(in: lines[k], after: lines[..<k].joined(separator: "\n"), opened: before) {
+          message = "\(path):\(k + 1): unknown field '\(field.name)'" + (field.inside.map { " inside '\($0) { … }'" } ?? "")
         }
         return RuntimeError(.config, .invalidArgument, "\(message): \(shown)")
       }
     }
     return RuntimeError(.config, .invalidArgument, "\(path):\(lines.count): \(what) (at the end of the file: an unclosed '{'?)")
+  }
+
+  /// The field of `line` that the decoder does not know, when the lines before it decode: the
+  /// first field name on the line whose inclusion makes the text fail (fields are tried cut
+  /// just before each following field, brackets closed), with the field whose `{` encloses it
+  /// when that opened on this line. So `plausibility { alpah: 0.1 }` blames `alpah` inside
+  /// `plausibility`, not the line's first name.
+  static func unknownField(in line: Substring, after previous: String, opened: [Character]) -> (name: String, inside: String?)? {
+    let fields = fieldNames(in: line, startingWith: opened)
+    guard !fields.isEmpty else { return nil }
+    for (i, field) in fields.enumerated() {
+      let end = i + 1 < fields.count ? fields[i + 1].offset : line.count
+      let cut = line.prefix(end)
+      let stack = openBrackets(afterScanning: cut, startingWith: opened)
+      let text = previous + "\n" + cut + "\n" + stack.reversed().map(closing).joined()
+      if (try? Eft_V1_Config(textFormatString: text)) == nil { return (field.name, field.inside) }
+    }
+    return (fields[0].name, fields[0].inside)
+  }
+
+  /// Field names on a line (identifiers followed by `:`, `{` or `<`, outside strings and
+  /// comments), each with its offset and the name that opened its innermost bracket on this line.
+  static func fieldNames(in line: Substring, startingWith stack: [Character]) -> [(offset: Int, name: String, inside: String?)] {
+    var found: [(offset: Int, name: String, inside: String?)] = []
+    var enclosing: [String?] = stack.map { _ in nil }  // names of the brackets open, nil if opened on an earlier line
+    var lastName: String? = nil
+    let chars = Array(line)
+    var i = 0
+    while i < chars.count {
+      let c = chars[i]
+      if c == "\"" || c == "'" {
+        i += 1
+        while i < chars.count, chars[i] != c { i += chars[i] == "\\" ? 2 : 1 }
+        i += 1
+        lastName = nil
+        continue
+      }
+      if c == "#" { break }
+      if c.isLetter || c == "_" {
+        let start = i
+        while i < chars.count, chars[i].isLetter || chars[i].isNumber || chars[i] == "_" { i += 1 }
+        let name = String(chars[start..<i])
+        var j = i
+        while j < chars.count, chars[j] == " " || chars[j] == "\t" { j += 1 }
+        if j < chars.count, [":", "{", "<"].contains(chars[j]) {
+          found.append((start, name, enclosing.last ?? nil))
+          lastName = name
+        } else {
+          lastName = nil
+        }
+        continue
+      }
+      switch c {
+      case "{", "<", "[": enclosing.append(c == "[" ? nil : lastName)
+      case "}", ">", "]": if !enclosing.isEmpty { enclosing.removeLast() }
+      default: break
+      }
+      if c != " " && c != "\t" && c != ":" { lastName = nil }
+      i += 1
+    }
+    return found
   }
 
   private static func closing(_ open: Character) -> String { open == "<" ? ">" : (open == "[" ? "]" : "}") }

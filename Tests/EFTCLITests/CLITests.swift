@@ -50,6 +50,17 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(r.stdout.contains("temperature 0.8, top_k off, top_p 0.95, min_p off"), "\(r.stdout)")
   }
 
+  /// A typo inside a one-line nested message is named, with the message around it, not the
+  /// line's first field.
+  @Test func checkNamesTheInnermostUnknownField() throws {
+    let original = try String(contentsOfFile: repoRoot.appendingPathComponent("examples/configs/contrastive.pbtxt").path, encoding: .utf8)
+    let text = original.replacingOccurrences(of: "alpha: 0.1 }", with: "alpah: 0.1 }")
+    let line = text.components(separatedBy: "\n").firstIndex { $0.contains("alpah") }! + 1
+    let r = try eft(["check", try scratchConfig(text)])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains(":\(line): unknown field 'alpah' inside 'plausibility { … }': nodes {"), "\(r.stderr)")
+  }
+
   @Test func checkNamesFileAndLineOfATypo() throws {
     var text = try String(contentsOfFile: repoRoot.appendingPathComponent(upscale).path, encoding: .utf8)
     text = text.replacingOccurrences(of: "  output: \"eft\"", with: "  outptu: \"eft\"")
