@@ -39,11 +39,26 @@ public struct ConfigFile: Sendable {
   }
 
   /// The options messages shipped with the runtime, so `[type.googleapis.com/…] { … }` parses.
+  static let optionTypes: [any Message.Type] = [Eft_V1_BigramOptions.self, Eft_V1_TransformerOptions.self, Eft_V1_NGramOptions.self]
   private static let registerOptionTypes: Void = {
-    Google_Protobuf_Any.register(messageType: Eft_V1_BigramOptions.self)
-    Google_Protobuf_Any.register(messageType: Eft_V1_TransformerOptions.self)
-    Google_Protobuf_Any.register(messageType: Eft_V1_NGramOptions.self)
+    for type in optionTypes { Google_Protobuf_Any.register(messageType: type) }
   }()
+
+  /// What to say about typed options of a message eft does not know (`[type.googleapis.com/X]
+  /// { … }` in `text`), or nil when every typed name is known.
+  static func unknownOptionsType(in text: Substring) -> String? {
+    let known = Set(optionTypes.map { $0.protoMessageName })
+    var rest = text[...]
+    while let open = rest.range(of: "[type.googleapis.com/") {
+      guard let close = rest[open.upperBound...].firstIndex(of: "]") else { return nil }
+      let name = String(rest[open.upperBound..<close]).trimmingCharacters(in: .whitespaces)
+      if !known.contains(name) {
+        return "options of type \(name): eft reads typed options only of its own backends' messages (\(known.sorted().joined(separator: ", "))); for another message give its serialized bytes, `type_url: \"type.googleapis.com/\(name)\" value: \"…\"` (e.g. from `protoc --encode=\(name) FILE.proto`)"
+      }
+      rest = rest[close...]
+    }
+    return nil
+  }
 
   /// The serialized `value` of backend options written as a model's `options` field is:
   /// `[type.googleapis.com/eft.v1.NGramOptions] { discount: 0.5 }`, or `type_url`/`value`.
@@ -52,6 +67,7 @@ public struct ConfigFile: Sendable {
     do {
       return [UInt8](try Google_Protobuf_Any(textFormatString: text).value)
     } catch {
+      if let unknown = unknownOptionsType(in: text[...]) { throw RuntimeError(.config, .invalidArgument, "\(path): \(unknown)") }
       throw RuntimeError(.config, .invalidArgument, "\(path): not backend options in text format (\(error))")
     }
   }
@@ -92,7 +108,9 @@ public struct ConfigFile: Sendable {
       if (try? Eft_V1_Config(textFormatString: prefix)) == nil {
         let shown = lines[k].trimmingCharacters(in: .whitespaces)
         var message = "\(path):\(k + 1): \(what)"
-        if case TextFormatDecodingError.unknownField = error,
+        if let unknown = unknownOptionsType(in: lines[k]) {
+          message = "\(path):\(k + 1): \(unknown)"
+        } else if case TextFormatDecodingError.unknownField = error,
            let field = unknownField(in: lines[k], after: lines[..<k].joined(separator: "\n"), opened: before) {
           message = "\(path):\(k + 1): unknown field '\(field.name)'" + (field.inside.map { " inside '\($0) { … }'" } ?? "")
         }

@@ -278,6 +278,11 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
     let bad = try scratchConfig("[type.googleapis.com/eft.v1.NoSuchOptions] { x: 1 }")
     let refused = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base", "--options", bad])
-    #expect(refused.status == 1 && refused.stderr.contains("not backend options in text format"))
+    // A message eft does not know: the error says how to pass its bytes instead.
+    #expect(refused.status == 1 && refused.stderr.contains("options of type eft.v1.NoSuchOptions"), "\(refused.stderr)")
+    #expect(refused.stderr.contains("type_url: \"type.googleapis.com/eft.v1.NoSuchOptions\" value:"), "\(refused.stderr)")
+    let garbled = try scratchConfig("[type.googleapis.com/eft.v1.TransformerOptions] { threads: }")
+    let syntax = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base", "--options", garbled])
+    #expect(syntax.status == 1 && syntax.stderr.contains("not backend options in text format"), "\(syntax.stderr)")
   }
 }
