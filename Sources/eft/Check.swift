@@ -18,10 +18,17 @@ struct Check: ParsableCommand {
       }
       for name in runtime.models.keys.sorted() {
         let m = runtime.models[name]!
-        print("model \(name): \(m.architecture) via \(m.plugin.name), \(m.vocabSize) output rows, tokenizer \(m.tokenizer.vocabSize) tokens (\(m.tokenizer.fingerprint)), context \(m.contextLength)")
+        let eos = m.eosTokenID.map { "\($0)" } ?? "none"
+        print("model \(name): \(m.architecture) via \(m.plugin.name), \(m.vocabSize) output rows, tokenizer \(m.tokenizer.vocabSize) tokens (\(m.tokenizer.fingerprint)), context \(m.contextLength), EOS \(eos)")
       }
       for graph in runtime.graphs {
         print(GraphSummary(graph).render(isDefault: graph.name == runtime.defaultGraph))
+        // Any model's EOS ends a generation under the graph: say so when they differ.
+        let ids = Set(graph.models.map { $0.eosTokenID })
+        if ids.count > 1 {
+          let each = graph.models.map { "\($0.name) \($0.eosTokenID.map { "\($0)" } ?? "none")" }.joined(separator: ", ")
+          writeError("eft check: warning: graph \(graph.name): its models disagree on EOS (\(each)); any of them ends a generation. A model that is not a language model should report none (eos_token_id -1).")
+        }
       }
     }
   }

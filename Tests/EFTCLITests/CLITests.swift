@@ -50,6 +50,34 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(r.stdout.contains("temperature 0.8, top_k off, top_p 0.95, min_p off"), "\(r.stdout)")
   }
 
+  /// `check` shows each model's EOS and warns when a graph's models disagree (any of them ends
+  /// a generation).
+  @Test func checkWarnsWhenAGraphsModelsDisagreeOnEOS() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-eos-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let tiny = repoRoot.appendingPathComponent("examples/models/tiny")
+    try FileManager.default.copyItem(at: tiny.appendingPathComponent("tokenizer.json"), to: dir.appendingPathComponent("tokenizer.json"))
+    let model = try String(contentsOf: tiny.appendingPathComponent("small_base.bigram"), encoding: .utf8)
+    try model.write(to: dir.appendingPathComponent("a.bigram"), atomically: true, encoding: .utf8)
+    try model.replacingOccurrences(of: "\neos 2\n", with: "\neos -1\n").write(to: dir.appendingPathComponent("b.bigram"), atomically: true, encoding: .utf8)
+    let config = dir.appendingPathComponent("c.pbtxt").path
+    try """
+      plugins { name: "BigramBackend" }
+      models { name: "a" plugin: "BigramBackend" path: "a.bigram" }
+      models { name: "b" plugin: "BigramBackend" path: "b.bigram" }
+      graphs { name: "g" nodes { name: "x" model { model: "a" } } nodes { name: "y" model { model: "b" } }
+               nodes { name: "s" linear { terms { input: "x" } terms { input: "y" } } } output: "s" }
+      """.write(toFile: config, atomically: true, encoding: .utf8)
+    let r = try eft(["check", config])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("model a: bigram via bigram, 420 output rows") && r.stdout.contains("EOS 2"), "\(r.stdout)")
+    #expect(r.stdout.contains("EOS none"), "\(r.stdout)")
+    #expect(r.stderr.contains("warning: graph g: its models disagree on EOS (a 2, b none)"), "\(r.stderr)")
+    let agreeing = try eft(["check", upscale])
+    #expect(!agreeing.stderr.contains("warning"), "\(agreeing.stderr)")
+  }
+
   /// A typo inside a one-line nested message is named, with the message around it, not the
   /// line's first field.
   @Test func checkNamesTheInnermostUnknownField() throws {
