@@ -70,10 +70,14 @@ public struct EvalResult: Sendable {
   public let accuracy: Double
   /// Fraction of replies that match the format and end by themselves (EOS or a stop string).
   public let formatCompliance: Double
-  /// Mean over questions of the reference reply's total log-likelihood under the graph.
+  /// Mean over questions of the reference reply's total log-likelihood under the graph, over
+  /// the references the graph can produce (NaN when it can produce none).
   public let meanLogLikelihood: Double
-  /// exp(−Σ log-likelihood / Σ tokens) of the references: per-token perplexity.
+  /// exp(−Σ log-likelihood / Σ tokens) of those references: per-token perplexity.
   public let perplexity: Double
+  /// References with a token the graph masks (log-prob −inf, e.g. outside its top_k): left out
+  /// of the mean and the perplexity, which would otherwise be −inf and +inf.
+  public let maskedReferences: Int
   /// Generated tokens per second of decoding.
   public let tokensPerSecond: Double
   /// The replies, in order.
@@ -86,7 +90,7 @@ extension Runtime {
   public func evaluate(graph name: String?, items: [EvalItem], parameters: [String: Double] = [:],
                        maxTokens: Int? = nil, progress: (Int) -> Void = { _ in }) throws -> EvalResult {
     let graph = try graph(named: name)
-    var correct = 0, compliant = 0, tokens = 0, referenceTokens = 0
+    var correct = 0, compliant = 0, tokens = 0, referenceTokens = 0, masked = 0
     var logLikelihood = 0.0, decodeSeconds = 0.0
     var replies: [String] = []
     for (i, item) in items.enumerated() {
@@ -102,14 +106,20 @@ extension Runtime {
       decodeSeconds += result.decodeSeconds
       replies.append(result.text)
       let scored = try score(graph: graph.name, prompt: item.prompt, continuation: item.reference, parameters: parameters)
-      logLikelihood += scored.total
-      referenceTokens += scored.tokens.count
+      if scored.total.isFinite {
+        logLikelihood += scored.total
+        referenceTokens += scored.tokens.count
+      } else {
+        masked += 1
+      }
       progress(i + 1)
     }
-    let n = Double(items.count)
+    let n = Double(items.count), scoredItems = items.count - masked
     return EvalResult(graph: graph.name, questions: items.count, accuracy: Double(correct) / n,
-                      formatCompliance: Double(compliant) / n, meanLogLikelihood: logLikelihood / n,
-                      perplexity: Foundation.exp(-logLikelihood / Double(max(1, referenceTokens))),
+                      formatCompliance: Double(compliant) / n,
+                      meanLogLikelihood: scoredItems > 0 ? logLikelihood / Double(scoredItems) : .nan,
+                      perplexity: scoredItems > 0 ? Foundation.exp(-logLikelihood / Double(max(1, referenceTokens))) : .nan,
+                      maskedReferences: masked,
                       tokensPerSecond: decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0, replies: replies)
   }
 }

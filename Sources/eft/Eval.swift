@@ -21,7 +21,7 @@ struct Eval: ParsableCommand {
   @Option(help: "Evaluate only the first N questions.")
   var limit: Int?
 
-  @Flag(help: "Print a JSON array: one object per graph with graph, accuracy, format_compliance, mean_loglik, perplexity, tokens_per_s.")
+  @Flag(help: "Print a JSON array: one object per graph with graph, accuracy, format_compliance, mean_loglik, perplexity, masked_references, tokens_per_s.")
   var json = false
 
   func run() throws {
@@ -47,7 +47,7 @@ struct Eval: ParsableCommand {
       if json {
         func f(_ x: Double) -> String { jsonNumber(x, decimals: 4) }
         let objects = results.map {
-          "{\"graph\":\"\($0.graph)\",\"questions\":\($0.questions),\"accuracy\":\(f($0.accuracy)),\"format_compliance\":\(f($0.formatCompliance)),\"mean_loglik\":\(f($0.meanLogLikelihood)),\"perplexity\":\(f($0.perplexity)),\"tokens_per_s\":\(f($0.tokensPerSecond))}"
+          "{\"graph\":\"\($0.graph)\",\"questions\":\($0.questions),\"accuracy\":\(f($0.accuracy)),\"format_compliance\":\(f($0.formatCompliance)),\"mean_loglik\":\(f($0.meanLogLikelihood)),\"perplexity\":\(f($0.perplexity)),\"masked_references\":\($0.maskedReferences),\"tokens_per_s\":\(f($0.tokensPerSecond))}"
         }
         print("[" + objects.joined(separator: ",") + "]")
       } else {
@@ -55,7 +55,8 @@ struct Eval: ParsableCommand {
         print("graph                 accuracy   format   mean loglik   perplexity   tokens/s")
         for r in results {
           let name = r.graph.count >= 20 ? r.graph : r.graph + String(repeating: " ", count: 20 - r.graph.count)
-          print(name + String(format: "  %7.1f%%  %6.1f%%  %12.3f  %11.3f  %9.1f", 100 * r.accuracy, 100 * r.formatCompliance, r.meanLogLikelihood, r.perplexity, r.tokensPerSecond))
+          print(name + String(format: "  %7.1f%%  %6.1f%%  %12.3f  %11.3f  %9.1f", 100 * r.accuracy, 100 * r.formatCompliance, r.meanLogLikelihood, r.perplexity, r.tokensPerSecond)
+                + (r.maskedReferences > 0 ? "   (\(r.maskedReferences) masked reference\(r.maskedReferences == 1 ? "" : "s") left out)" : ""))
         }
       }
     }

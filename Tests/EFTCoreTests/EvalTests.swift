@@ -50,4 +50,25 @@ import Testing
     #expect(result.meanLogLikelihood < 0)
     #expect(result.replies == ["", ""])
   }
+
+  /// A reference the graph masks (here: outside its top_k) is counted and left out of the mean
+  /// log-likelihood and the perplexity, which would otherwise be −inf and +inf.
+  @Test func maskedReferencesAreCountedAndLeftOut() throws {
+    let dir = try TemporaryDirectory()
+    try dir.write("m.bigram", certainBigram(next: 91))  // every token is followed by "w" (91)
+    let r = try runtime(tinyConfig(models: [], graphs: """
+      models { name: "m" plugin: "bigram" path: "m.bigram" tokenizer: "\(tinyModels.path)/tokenizer.json" }
+      graphs { name: "g" nodes { name: "a" model { model: "m" } } nodes { name: "k" top_k { input: "a" k: 1 } } output: "k" }
+      """), in: dir)
+    let kept = EvalItem(prompt: "x", answer: "w", reference: "w"), masked = EvalItem(prompt: "x", answer: "w", reference: "z")
+    let one = try r.evaluate(graph: nil, items: [kept])
+    let both = try r.evaluate(graph: nil, items: [kept, masked, masked])
+    #expect(one.maskedReferences == 0)
+    #expect(both.maskedReferences == 2)
+    #expect(one.meanLogLikelihood.isFinite && one.meanLogLikelihood <= 0)
+    #expect(both.meanLogLikelihood == one.meanLogLikelihood)
+    #expect(both.perplexity == one.perplexity)
+    let none = try r.evaluate(graph: nil, items: [masked])
+    #expect(none.maskedReferences == 1 && none.meanLogLikelihood.isNaN && none.perplexity.isNaN)
+  }
 }
