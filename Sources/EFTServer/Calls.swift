@@ -54,6 +54,14 @@ final class CallCancellation: CancellationSignal {
 
   var isCancelled: Bool { state.withLock { $0.cancelled } }
 
+  /// Whether the call is over for its client: cancelled, or its deadline has passed (strictly:
+  /// the client's own timer may fire a little earlier, and gRPC's signal of it arrive later).
+  var isOver: Bool {
+    if isCancelled { return true }
+    guard let deadline else { return false }
+    return ContinuousClock.now >= deadline
+  }
+
   func cancel() {
     let handlers = state.withLock { s -> [@Sendable () -> Void] in
       guard !s.cancelled else { return [] }

@@ -224,10 +224,16 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
         try await response.write(message)
       }
     } catch {
+      // The client is gone (it cancelled, its deadline passed, or the connection dropped): what
+      // it saw is CANCELLED or DEADLINE_EXCEEDED, which is what the log says, with the tokens
+      // made until the decoding thread noticed.
       cancellation.cancel()
-      if let result = try? await outcome { count(result) }
-      // A client whose deadline passed closes the stream, and the write fails first.
-      throw cancellation.pastDeadline ? cancellation.error("\(error)") : error
+      let made = (try? await outcome).map { result -> Int in
+        count(result)
+        return result.tokens.count
+      }
+      note.text += made.map { ": \($0) tokens" } ?? ""
+      throw cancellation.error("the client went away (\(error))")
     }
     let result = try await outcome
     count(result)
@@ -278,11 +284,16 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   private func admittedOnThread<T: Sendable>(cost: Int = 0, _ body: @escaping @Sendable (CallCancellation) throws -> T) async throws -> T {
     try await withCallCancellation { cancellation in
       try await admission.run(cancellation, cost: cost) {
+        let result: T
         do {
-          return try await onThread { try body(cancellation) }
+          result = try await onThread { try body(cancellation) }
         } catch let error as EFTCore.RuntimeError where error.code == .cancelled {
           throw cancellation.error(error.message)
         }
+        // Done, but after the call was cancelled or its deadline passed: the client saw that
+        // status, not this result, so the call ends (and is logged) with it.
+        if cancellation.isOver { throw cancellation.error("the result came after the call ended") }
+        return result
       }
     }
   }

@@ -224,9 +224,43 @@ import Testing
     // logged.)
     _ = try await eventually { lines.all.count == 1 }
     #expect(lines.all.count <= 1)
-    if let line = lines.all.first { #expect(line.contains("DEADLINE_EXCEEDED"), "\(line)") }
+    if let line = lines.all.first {
+      #expect(line.contains("DEADLINE_EXCEEDED"), "\(line)")
+      // With the tokens made, when the generation started (not "I/O on closed channel" alone).
+      if line.hasPrefix("generate upscaled:") { #expect(line.contains(" tokens"), "\(line)") }
+    }
     let after = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = question }) }
     #expect(after.text == "The answer is Frostmoor.")
+    try await running.stop()
+  }
+
+  /// A Score that finishes after its deadline passed ends (and is logged) with
+  /// DEADLINE_EXCEEDED, which is what its client saw, not as a success. The model takes 30 ms
+  /// a token (the bigram backend's delay option), so the score outlives a 100 ms deadline.
+  @Test func aScoreFinishingPastItsDeadlineIsLoggedAsSuch() async throws {
+    let dir = try SocketDirectory()
+    let config = URL(fileURLWithPath: dir.path).appendingPathComponent("slow.pbtxt").path
+    try """
+      plugins { name: "BigramBackend" }
+      models {
+        name: "m" plugin: "BigramBackend" path: "\(repoRoot.path)/examples/models/tiny/large_base.bigram"
+        options { [type.googleapis.com/eft.v1.BigramOptions] { delay_us_per_token: 30000 } }
+      }
+      graphs { name: "g" nodes { name: "a" model { model: "m" } } output: "a" }
+      """.write(toFile: config, atomically: true, encoding: .utf8)
+    let runtime = try Runtime(configPath: config, pluginDirectories: [buildDirectory])
+    let lines = Lines()
+    let running = try await RunningServer.start(runtime, [.unix(path: dir.socket)]) { options in
+      options.requestLog = { lines.append($0) }
+    }
+    var options = CallOptions.defaults
+    options.timeout = .milliseconds(100)
+    let code = try await withClient(running.unixEndpoint) { client in
+      await rpcCode { _ = try await client.score(.with { $0.prompt = "Tomas"; $0.continuation = " lives in Oakridge." }, options: options) }
+    }
+    #expect(code == .deadlineExceeded)
+    #expect(try await eventually(10) { lines.all.count == 1 }, "\(lines.all)")
+    if let line = lines.all.first { #expect(line.contains("DEADLINE_EXCEEDED"), "\(line)") }
     try await running.stop()
   }
 
