@@ -49,6 +49,14 @@ public struct CompiledGraph: Sendable {
     }
     return SpeculationSettings(draft: draft, draftNode: node, lookahead: lookahead, adaptive: adaptive)
   }
+  /// The nodes that read a model, in evaluation order.
+  public var modelNodeNames: [String] {
+    nodeNames.indices.compactMap { if case .model = operations[$0] { return nodeNames[$0] } else { return nil } }
+  }
+
+  /// Each session's model name, in session order (the order of a result's `promptTokens`).
+  public var sessionModelNames: [String] { sessions.map(\.model.name) }
+
   /// The distinct models the graph reads, in session order.
   public var models: [Model] {
     var seen = Set<ObjectIdentifier>()

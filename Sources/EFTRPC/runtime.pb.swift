@@ -348,6 +348,14 @@ public nonisolated struct Eft_V1_Start: Sendable {
 
   public var outputNode: String = String()
 
+  /// The nodes (of `node_names`) that read a model; the others are operators over nodes.
+  public var modelNodes: [String] = []
+
+  /// The model of each of the request's sessions, in the order of `Finish.prompt_tokens`. A
+  /// session is one (model, template, add_special_tokens) of the model nodes: two nodes reading
+  /// one model the same way share a session; with two templates the model has two.
+  public var sessionModels: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -368,7 +376,11 @@ public nonisolated struct Eft_V1_Token: Sendable {
   /// The token's log-prob under the graph's renormalised output.
   public var logProb: Float = 0
 
-  /// Each node's value at this token, when the request asked for them.
+  /// Each node's value at this token, when the request asked for them, in the order of
+  /// `Start.node_names`. A model node's value is its log-prob of the token; an operator node's
+  /// is its output before the graph's final renormalisation (a `linear` node's weighted sum, for
+  /// example), so it is a log-prob-like score that need not be ≤ 0; −inf where a node masks it.
+  /// Only the output node, renormalised, is `log_prob`.
   public var nodeLogProbs: [Float] = []
 
   /// The token's own text (decoded alone), sent with node_log_probs.
@@ -389,7 +401,7 @@ public nonisolated struct Eft_V1_Finish: Sendable {
   /// Generated tokens (the EOS token that ended a generation is not counted).
   public var completionTokens: Int32 = 0
 
-  /// Prompt tokens per session, after templating.
+  /// Prompt tokens per session, after templating, in the order of `Start.session_models`.
   public var promptTokens: [Int32] = []
 
   public var prefillSeconds: Double = 0
@@ -1070,7 +1082,7 @@ nonisolated extension Eft_V1_GenerateResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Start"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}graph\0\u{3}node_names\0\u{3}output_node\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}graph\0\u{3}node_names\0\u{3}output_node\0\u{3}model_nodes\0\u{3}session_models\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1081,6 +1093,8 @@ nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 1: try { try decoder.decodeSingularStringField(value: &self.graph) }()
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.nodeNames) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.outputNode) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.modelNodes) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.sessionModels) }()
       default: break
       }
     }
@@ -1096,6 +1110,12 @@ nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if !self.outputNode.isEmpty {
       try visitor.visitSingularStringField(value: self.outputNode, fieldNumber: 3)
     }
+    if !self.modelNodes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.modelNodes, fieldNumber: 4)
+    }
+    if !self.sessionModels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.sessionModels, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1103,6 +1123,8 @@ nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.graph != rhs.graph {return false}
     if lhs.nodeNames != rhs.nodeNames {return false}
     if lhs.outputNode != rhs.outputNode {return false}
+    if lhs.modelNodes != rhs.modelNodes {return false}
+    if lhs.sessionModels != rhs.sessionModels {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -197,6 +197,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     start.graph = graph.name
     start.nodeNames = graph.nodeNames
     start.outputNode = graph.outputName
+    start.modelNodes = graph.modelNodeNames
+    start.sessionModels = graph.sessionModelNames
     try await response.write(.with { $0.start = start })
 
     // The decoding thread yields tokens into `events`; this task writes them to the client. A
