@@ -1,25 +1,37 @@
 #!/usr/bin/env python3
-"""A Python client of eft-server: streams a generation, scores a continuation, lists graphs.
+"""A Python client of eft-server: streams a generation (with per-node values, a deadline, or
+cancelled part-way), scores a continuation, lists graphs, checks health.
 
-    python3 generate_stubs.py
     python3 eft_client.py --connect unix:/tmp/eft.sock generate --prompt 'Where does Tomas live?'
     python3 eft_client.py --connect tcp:127.0.0.1:50051 generate --prompt '...' --temperature 1 --seed 7 -v
+    python3 eft_client.py --connect unix:/tmp/eft.sock generate --prompt '...' --nodes       # node values per token
+    python3 eft_client.py --connect unix:/tmp/eft.sock --timeout 0.5 generate --prompt '...'  # a deadline
+    python3 eft_client.py --connect unix:/tmp/eft.sock generate --prompt '...' --cancel-after 3
     python3 eft_client.py --connect unix:/tmp/eft.sock score --prompt '...' --continuation '...'
     python3 eft_client.py --connect unix:/tmp/eft.sock graphs
+    python3 eft_client.py --connect unix:/tmp/eft.sock health                                  # exit 0 when SERVING
     python3 eft_client.py --connect tcp:HOST:PORT --tls-ca ca.pem --token-file token generate --prompt '...'
 
-`generate` prints the text as it streams (what `eft run` prints); `-v` adds the finish line.
+`generate` prints the text as it streams (what `eft run` prints); `-v` adds the finish line. The
+stubs are generated from proto/ on first use (generate_stubs.py), outside the source tree.
 """
 import argparse
 import collections
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stubs"))
+import generate_stubs
+
+sys.path.insert(0, generate_stubs.stubs_directory())
 try:
     from eft.v1 import runtime_pb2, runtime_pb2_grpc
 except ImportError:
-    sys.exit("eft_client: no stubs; run `python3 generate_stubs.py` first")
+    if generate_stubs.main() != 0:
+        sys.exit("eft_client: could not generate the stubs (pip install -r requirements.txt?)")
+    import importlib
+    sys.path_importer_cache.pop(generate_stubs.stubs_directory(), None)  # it was missing a moment ago
+    importlib.invalidate_caches()
+    from eft.v1 import runtime_pb2, runtime_pb2_grpc
 import grpc
 
 
@@ -93,19 +105,36 @@ def generate(stub, args):
     if args.temperature is not None:
         request.sampling.temperature = args.temperature
     request.sampling.stop.extend(args.stop)
-    finish = None
-    for response in stub.Generate(request, timeout=args.timeout):
+    request.return_node_log_probs = args.nodes
+    finish, start, tokens = None, None, 0
+    call = stub.Generate(request, timeout=args.timeout)  # a deadline: DEADLINE_EXCEEDED when it passes
+    for response in call:
         event = response.WhichOneof("event")
-        if event == "token":
-            sys.stdout.write(response.token.text)
+        if event == "start":
+            start = response.start
+        elif event == "token":
+            token = response.token
+            if args.nodes and token.id >= 0:
+                # Each node's value at the token, in the order of start.node_names: a model node's
+                # log-prob; an operator's value before the final renormalisation (may be > 0).
+                values = "  ".join(f"{name} {value:.3f}" for name, value in zip(start.node_names, token.node_log_probs))
+                print(f"{token.id:6d} {token.piece!r:>12}  log-prob {token.log_prob:.3f}  {values}", file=sys.stderr)
+            sys.stdout.write(token.text)
             sys.stdout.flush()
+            tokens += token.id >= 0
+            if args.cancel_after is not None and tokens >= args.cancel_after:
+                call.cancel()  # the server stops generating within a token and frees the call's slot
+                sys.stdout.write("\n")
+                print(f"eft_client: cancelled after {tokens} tokens", file=sys.stderr)
+                return
         elif event == "finish":
             finish = response.finish
     sys.stdout.write("\n")
     if args.verbose and finish is not None:
         reason = runtime_pb2.FinishReason.Name(finish.reason).removeprefix("FINISH_REASON_").lower()
-        print(f"eft: {finish.completion_tokens} tokens, finish {reason}, prompt "
-              f"{'/'.join(map(str, finish.prompt_tokens))} tokens, prefill {finish.prefill_seconds:.3f} s, "
+        sessions = ", ".join(f"{m} {n}" for m, n in zip(start.session_models, finish.prompt_tokens)) if start else ""
+        print(f"eft: {finish.completion_tokens} tokens, finish {reason}, prompt tokens ({sessions}), "
+              f"prefill {finish.prefill_seconds:.3f} s, "
               f"decode {finish.decode_seconds:.3f} s, {finish.stats.model_calls} model calls", file=sys.stderr)
 
 
@@ -129,6 +158,17 @@ def graphs(stub, args):
             print(f"  {n.name} = {n.operation}{'  ← output' if n.name == g.output_node else ''}")
 
 
+def health(channel, args):
+    """grpc.health.v1 through grpcio-health-checking's stubs (stubs generated from the repository's
+    health.proto would shadow grpcio's `grpc` package)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                         timeout=args.timeout)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connect", default="tcp:127.0.0.1:50051", help="unix:PATH, tcp:HOST:PORT or tcp:PORT")
@@ -145,17 +185,23 @@ def main():
     g.add_argument("--stop", action="append", default=[])
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     g.add_argument("-v", "--verbose", action="store_true")
+    g.add_argument("--nodes", action="store_true", help="print every node's value at each token to stderr")
+    g.add_argument("--cancel-after", type=int, metavar="N", help="cancel the call after N tokens")
     s = commands.add_parser("score")
     s.add_argument("--prompt", required=True)
     s.add_argument("--continuation", required=True)
     s.add_argument("--graph", default="")
     s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     commands.add_parser("graphs")
+    h = commands.add_parser("health")
+    h.add_argument("--service", default="", help='"" (the server) or eft.v1.Runtime')
     args = parser.parse_args()
 
     with open_channel(args) as channel:
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         try:
+            if args.command == "health":
+                return health(channel, args)
             {"generate": generate, "score": score, "graphs": graphs}[args.command](stub, args)
         except grpc.RpcError as error:
             print(f"eft_client: error: {error.details()} ({error.code().name})", file=sys.stderr)
