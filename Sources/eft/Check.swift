@@ -23,8 +23,9 @@ struct Check: ParsableCommand {
       }
       for graph in runtime.graphs {
         print(GraphSummary(graph).render(isDefault: graph.name == runtime.defaultGraph))
-        // Any model's EOS ends a generation under the graph: say so when they differ.
-        let ids = Set(graph.models.map { $0.eosTokenID })
+        // Any model's EOS ends a generation under the graph: say so when two models name
+        // different ones (a model with none, such as a non-language-model backend, is fine).
+        let ids = Set(graph.models.compactMap { $0.eosTokenID })
         if ids.count > 1 {
           let each = graph.models.map { "\($0.name) \($0.eosTokenID.map { "\($0)" } ?? "none")" }.joined(separator: ", ")
           writeError("eft check: warning: graph \(graph.name): its models disagree on EOS (\(each)); any of them ends a generation. A model that is not a language model should report none (eos_token_id -1).")

@@ -60,20 +60,26 @@ let upscale = "examples/configs/upscale.pbtxt"
     try FileManager.default.copyItem(at: tiny.appendingPathComponent("tokenizer.json"), to: dir.appendingPathComponent("tokenizer.json"))
     let model = try String(contentsOf: tiny.appendingPathComponent("small_base.bigram"), encoding: .utf8)
     try model.write(to: dir.appendingPathComponent("a.bigram"), atomically: true, encoding: .utf8)
-    try model.replacingOccurrences(of: "\neos 2\n", with: "\neos -1\n").write(to: dir.appendingPathComponent("b.bigram"), atomically: true, encoding: .utf8)
+    try model.replacingOccurrences(of: "\neos 2\n", with: "\neos 3\n").write(to: dir.appendingPathComponent("b.bigram"), atomically: true, encoding: .utf8)
+    try model.replacingOccurrences(of: "\neos 2\n", with: "\neos -1\n").write(to: dir.appendingPathComponent("c.bigram"), atomically: true, encoding: .utf8)
     let config = dir.appendingPathComponent("c.pbtxt").path
     try """
       plugins { name: "BigramBackend" }
       models { name: "a" plugin: "BigramBackend" path: "a.bigram" }
       models { name: "b" plugin: "BigramBackend" path: "b.bigram" }
+      models { name: "c" plugin: "BigramBackend" path: "c.bigram" }
       graphs { name: "g" nodes { name: "x" model { model: "a" } } nodes { name: "y" model { model: "b" } }
                nodes { name: "s" linear { terms { input: "x" } terms { input: "y" } } } output: "s" }
+      graphs { name: "h" nodes { name: "x" model { model: "a" } } nodes { name: "z" model { model: "c" } }
+               nodes { name: "s" linear { terms { input: "x" } terms { input: "z" } } } output: "s" }
       """.write(toFile: config, atomically: true, encoding: .utf8)
     let r = try eft(["check", config])
     #expect(r.status == 0, "\(r.stderr)")
     #expect(r.stdout.contains("model a: bigram via bigram, 420 output rows") && r.stdout.contains("EOS 2"), "\(r.stdout)")
     #expect(r.stdout.contains("EOS none"), "\(r.stdout)")
-    #expect(r.stderr.contains("warning: graph g: its models disagree on EOS (a 2, b none)"), "\(r.stderr)")
+    #expect(r.stderr.contains("warning: graph g: its models disagree on EOS (a 2, b 3)"), "\(r.stderr)")
+    // A model with no EOS (not a language model) does not disagree.
+    #expect(!r.stderr.contains("graph h"), "\(r.stderr)")
     let agreeing = try eft(["check", upscale])
     #expect(!agreeing.stderr.contains("warning"), "\(agreeing.stderr)")
   }
