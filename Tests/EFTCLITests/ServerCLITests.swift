@@ -92,13 +92,17 @@ func socketPath() -> String { "/tmp/eft-cli-\(UUID().uuidString.prefix(8)).sock"
     #expect(remoteTrace.stderr == localTrace.stderr)
     #expect(localTrace.stderr.hasPrefix("token  text  logprob  large  ft  base  eft\n"))
 
-    for extra in [[], ["--json"]] {
+    var scored: [String] = []
+    for extra in [[], ["--json"], ["-e", "--json"]] {
       let arguments = ["--prompt", question, "--continuation", "The answer is Frostmoor."] + extra
       let local = try eft(["score", facts] + arguments)
       let remote = try tool("eft-client", ["score"] + connect + arguments)
       #expect(remote.status == 0, "\(remote.stderr)")
       #expect(remote.stdout == local.stdout)
+      scored.append(local.stdout)
     }
+    // -e reads the prompt's \n as newlines (the chat format the models know): another score.
+    #expect(scored[1] != scored[2])
 
     let check = try eft(["check", facts]).stdout
     let graphs = try tool("eft-client", ["graphs"] + connect)

@@ -43,6 +43,7 @@ import EFTTokenizer
     let e = try #require(refusal("FixtureNoEntry"))
     #expect(e.message.contains("libFixtureNoEntry.so"))
     #expect(e.message.contains("eft_backend_entry"))
+    #expect(e.message.contains("__attribute__((visibility(\"default\")))"), "the hint covers C too")
   }
 
   @Test func refusesAShortTable() throws {
