@@ -139,17 +139,26 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     deinit { pointer.deallocate() }
   }
 
+  /// Deterministic inputs in [-1, 1).
+  func inputs(_ count: Int) -> [Float] { (0..<count).map { Float(($0 * 7919) % 100) / 50 - 1 } }
+
+  /// x·Wᵀ by the reference and by the SIMD kernels (2 threads).
+  func products(_ w: Weight, _ x: [Float], n: Int) -> (reference: [Float], fast: [Float]) {
+    var reference = [Float](repeating: 0, count: n * w.rows)
+    var fast = [Float](repeating: 0, count: n * w.rows)
+    x.withUnsafeBufferPointer { xp in
+      ReferenceKernels().multiply(w, xp.baseAddress!, n: n, into: &reference)
+      SIMDKernels(threads: 2).multiply(w, xp.baseAddress!, n: n, into: &fast)
+    }
+    return (reference, fast)
+  }
+
   @Test(arguments: [DType.f32, .f16, .bf16])
   func simdMatchesReference(dtype: DType) {
     for (rows, cols, n) in [(7, 37, 1), (64, 64, 3), (130, 200, 5), (1, 16, 2), (300, 513, 1)] {
       let (w, exact) = weight(dtype, rows: rows, cols: cols, seed: UInt64(rows * cols))
-      let x = (0..<(n * cols)).map { Float(($0 * 7919) % 100) / 50 - 1 }
-      var reference = [Float](repeating: 0, count: n * rows)
-      var fast = [Float](repeating: 0, count: n * rows)
-      x.withUnsafeBufferPointer { xp in
-        ReferenceKernels().multiply(w, xp.baseAddress!, n: n, into: &reference)
-        SIMDKernels(threads: 2).multiply(w, xp.baseAddress!, n: n, into: &fast)
-      }
+      let x = inputs(n * cols)
+      let (reference, fast) = products(w, x, n: n)
       // Exact values in Double as a third opinion.
       for t in 0..<n {
         for r in 0..<rows {
@@ -169,13 +178,8 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
   @Test func q8SIMDMatchesReference() {
     for (rows, cols, n) in [(8, 32, 1), (7, 64, 3), (130, 224, 5), (300, 512, 1), (5, 96, 9), (1, 32, 2)] {
       let (w, exact) = weight(.q8_0, rows: rows, cols: cols, seed: UInt64(rows * cols))
-      let x = (0..<(n * cols)).map { Float(($0 * 7919) % 100) / 50 - 1 }
-      var reference = [Float](repeating: 0, count: n * rows)
-      var fast = [Float](repeating: 0, count: n * rows)
-      x.withUnsafeBufferPointer { xp in
-        ReferenceKernels().multiply(w, xp.baseAddress!, n: n, into: &reference)
-        SIMDKernels(threads: 2).multiply(w, xp.baseAddress!, n: n, into: &fast)
-      }
+      let x = inputs(n * cols)
+      let (reference, fast) = products(w, x, n: n)
       for t in 0..<n {
         for r in 0..<rows {
           var sum = 0.0, bound = 0.0
@@ -205,7 +209,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
   func rowsDoNotDependOnTheCall(dtype: DType) {
     let (rows, cols, n) = (130, 224, 7)
     let (w, _) = weight(dtype, rows: rows, cols: cols, seed: 7)
-    let x = (0..<(n * cols)).map { Float(($0 * 7919) % 100) / 50 - 1 }
+    let x = inputs(n * cols)
     let kernels = SIMDKernels(threads: 2)
     var together = [Float](repeating: 0, count: n * rows)
     x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress!, n: n, into: &together) }
