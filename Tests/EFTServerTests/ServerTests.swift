@@ -238,8 +238,9 @@ import Testing
   }
 
   /// A Score that finishes after its deadline passed ends (and is logged) with
-  /// DEADLINE_EXCEEDED, which is what its client saw, not as a success. The model takes 30 ms
-  /// a token (the bigram backend's delay option), so the score outlives a 100 ms deadline.
+  /// DEADLINE_EXCEEDED, which is what its client saw, not as a success. The model takes 300 ms
+  /// a token (the bigram backend's delay option), so the score (~10 tokens) outlives a 1 s
+  /// deadline, which is long enough for the handler to start even under ThreadSanitizer.
   @Test func aScoreFinishingPastItsDeadlineIsLoggedAsSuch() async throws {
     let dir = try SocketDirectory()
     let config = URL(fileURLWithPath: dir.path).appendingPathComponent("slow.pbtxt").path
@@ -247,7 +248,7 @@ import Testing
       plugins { name: "BigramBackend" }
       models {
         name: "m" plugin: "BigramBackend" path: "\(repoRoot.path)/examples/models/tiny/large_base.bigram"
-        options { [type.googleapis.com/eft.v1.BigramOptions] { delay_us_per_token: 30000 } }
+        options { [type.googleapis.com/eft.v1.BigramOptions] { delay_us_per_token: 300000 } }
       }
       graphs { name: "g" nodes { name: "a" model { model: "m" } } output: "a" }
       """.write(toFile: config, atomically: true, encoding: .utf8)
@@ -257,12 +258,12 @@ import Testing
       options.requestLog = { lines.append($0) }
     }
     var options = CallOptions.defaults
-    options.timeout = .milliseconds(100)
+    options.timeout = .seconds(1)
     let code = try await withClient(running.unixEndpoint) { client in
-      await rpcCode { _ = try await client.score(.with { $0.prompt = "Tomas"; $0.continuation = " lives in Oakridge." }, options: options) }
+      await rpcCode { _ = try await client.score(.with { $0.prompt = "Tomas"; $0.continuation = " lives in Oakridge. Tomas lives in Oakridge." }, options: options) }
     }
     #expect(code == .deadlineExceeded)
-    #expect(try await eventually(10) { lines.all.count == 1 }, "\(lines.all)")
+    #expect(try await eventually(15) { lines.all.count == 1 }, "\(lines.all)")
     if let line = lines.all.first { #expect(line.contains("DEADLINE_EXCEEDED"), "\(line)") }
     try await running.stop()
   }
