@@ -91,10 +91,20 @@ final class WorkerPool: @unchecked Sendable {
   private func work(_ generation: UInt64) {
     var done = 0
     while let i = claim(generation) {
-      job?(i)
+      invoke(i)
       done += 1
     }
     if done > 0 { finished.add(done, ordering: .releasing) }
+  }
+
+  /// Runs index `i` of the current job. Not inlined, so that the reference to `job` this takes
+  /// is released before it returns: inlined into `work`, the optimiser may sink that release
+  /// past `finished.add`, and `run`'s `withoutActuallyEscaping` then finds the closure still
+  /// referenced when it returns ("closure argument was escaped", a crash seen under
+  /// ThreadSanitizer's timing).
+  @inline(never)
+  private func invoke(_ i: Int) {
+    job?(i)
   }
 
   /// The next unclaimed index of job `generation`, or nil when that job is over or taken.
