@@ -48,7 +48,9 @@ def checkpoints():
 
 
 def requests():
-    sys.path.insert(0, os.path.join(ROOT, "examples", "python-client", "stubs"))
+    sys.path.insert(0, os.path.join(ROOT, "examples", "python-client"))
+    import generate_stubs
+    sys.path.insert(0, generate_stubs.stubs_directory())
     from eft.v1 import runtime_pb2
     R = runtime_pb2.GenerateRequest
     seeds = {

@@ -36,7 +36,10 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "examples/python-client/stubs"))
+sys.path.insert(0, os.path.join(ROOT, "examples/python-client"))
+import generate_stubs  # noqa: E402  (where the client's stubs live: outside the source tree)
+
+sys.path.insert(0, generate_stubs.stubs_directory())
 try:
     from eft.v1 import runtime_pb2, runtime_pb2_grpc
 except ImportError:
