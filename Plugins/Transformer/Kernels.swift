@@ -155,8 +155,7 @@ public struct SIMDKernels: MatrixKernels {
   /// depend on how many rows shared the call (batching, prefill chunks). Eight rows give eight
   /// independent FMA chains, enough to keep both FMA units busy on cache-resident weights. The
   /// row pointers are hoisted and offsets use wrapping arithmetic (no overflow checks in the
-  /// loop: sizes were validated at load). Weights are read a storage block at a time
-  /// (`RowLoader.Block`: 8 columns, or Q8_0's 32 with their scale read once).
+  /// loop: sizes were validated at load).
   @inline(__always)
   static func block8x1<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
@@ -164,18 +163,13 @@ public struct SIMDKernels: MatrixKernels {
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
     var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
     var c = 0
-    while c &+ R.blockColumns <= cols {
-      let i = c / R.blockColumns
-      let b0 = R.block(p0, i), b1 = R.block(p1, i), b2 = R.block(p2, i), b3 = R.block(p3, i)
-      let b4 = R.block(p4, i), b5 = R.block(p5, i), b6 = R.block(p6, i), b7 = R.block(p7, i)
-      for k in 0..<(R.blockColumns / 8) {
-        let u = load(x, c &+ 8 &* k)
-        a0 = a0.addingProduct(R.load(b0, k), u); a1 = a1.addingProduct(R.load(b1, k), u)
-        a2 = a2.addingProduct(R.load(b2, k), u); a3 = a3.addingProduct(R.load(b3, k), u)
-        a4 = a4.addingProduct(R.load(b4, k), u); a5 = a5.addingProduct(R.load(b5, k), u)
-        a6 = a6.addingProduct(R.load(b6, k), u); a7 = a7.addingProduct(R.load(b7, k), u)
-      }
-      c &+= R.blockColumns
+    while c &+ 8 <= cols {
+      let u = load(x, c)
+      a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
+      a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
+      a4 = a4.addingProduct(R.load(p4, c), u); a5 = a5.addingProduct(R.load(p5, c), u)
+      a6 = a6.addingProduct(R.load(p6, c), u); a7 = a7.addingProduct(R.load(p7, c), u)
+      c &+= 8
     }
     var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     var t = SIMD4<Float>(a4.sum(), a5.sum(), a6.sum(), a7.sum())
@@ -197,15 +191,11 @@ public struct SIMDKernels: MatrixKernels {
     let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
     var c = 0
-    while c &+ R.blockColumns <= cols {
-      let i = c / R.blockColumns
-      let b0 = R.block(p0, i), b1 = R.block(p1, i), b2 = R.block(p2, i), b3 = R.block(p3, i)
-      for k in 0..<(R.blockColumns / 8) {
-        let u = load(x, c &+ 8 &* k)
-        a0 = a0.addingProduct(R.load(b0, k), u); a1 = a1.addingProduct(R.load(b1, k), u)
-        a2 = a2.addingProduct(R.load(b2, k), u); a3 = a3.addingProduct(R.load(b3, k), u)
-      }
-      c &+= R.blockColumns
+    while c &+ 8 <= cols {
+      let u = load(x, c)
+      a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
+      a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
+      c &+= 8
     }
     var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     while c < cols {
@@ -223,18 +213,14 @@ public struct SIMDKernels: MatrixKernels {
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     var c = 0
-    while c &+ R.blockColumns <= cols {
-      let i = c / R.blockColumns
-      let b0 = R.block(p0, i), b1 = R.block(p1, i), b2 = R.block(p2, i), b3 = R.block(p3, i)
-      for k in 0..<(R.blockColumns / 8) {
-        let u = load(x0, c &+ 8 &* k), v = load(x1, c &+ 8 &* k)
-        let w0 = R.load(b0, k), w1 = R.load(b1, k), w2 = R.load(b2, k), w3 = R.load(b3, k)
-        a00 = a00.addingProduct(w0, u); a10 = a10.addingProduct(w0, v)
-        a01 = a01.addingProduct(w1, u); a11 = a11.addingProduct(w1, v)
-        a02 = a02.addingProduct(w2, u); a12 = a12.addingProduct(w2, v)
-        a03 = a03.addingProduct(w3, u); a13 = a13.addingProduct(w3, v)
-      }
-      c &+= R.blockColumns
+    while c &+ 8 <= cols {
+      let u = load(x0, c), v = load(x1, c)
+      let w0 = R.load(p0, c), w1 = R.load(p1, c), w2 = R.load(p2, c), w3 = R.load(p3, c)
+      a00 = a00.addingProduct(w0, u); a10 = a10.addingProduct(w0, v)
+      a01 = a01.addingProduct(w1, u); a11 = a11.addingProduct(w1, v)
+      a02 = a02.addingProduct(w2, u); a12 = a12.addingProduct(w2, v)
+      a03 = a03.addingProduct(w3, u); a13 = a13.addingProduct(w3, v)
+      c &+= 8
     }
     var s0 = SIMD4<Float>(a00.sum(), a01.sum(), a02.sum(), a03.sum())
     var s1 = SIMD4<Float>(a10.sum(), a11.sum(), a12.sum(), a13.sum())
@@ -260,19 +246,14 @@ public struct SIMDKernels: MatrixKernels {
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     var c = 0
-    while c &+ R.blockColumns <= cols {
-      let i = c / R.blockColumns
-      let b0 = R.block(p0, i), b1 = R.block(p1, i)
-      for k in 0..<(R.blockColumns / 8) {
-        let o = c &+ 8 &* k
-        let w0 = R.load(b0, k), w1 = R.load(b1, k)
-        let u0 = load(x0, o), u1 = load(x1, o), u2 = load(x2, o), u3 = load(x3, o)
-        a00 = a00.addingProduct(w0, u0); a10 = a10.addingProduct(w1, u0)
-        a01 = a01.addingProduct(w0, u1); a11 = a11.addingProduct(w1, u1)
-        a02 = a02.addingProduct(w0, u2); a12 = a12.addingProduct(w1, u2)
-        a03 = a03.addingProduct(w0, u3); a13 = a13.addingProduct(w1, u3)
-      }
-      c &+= R.blockColumns
+    while c &+ 8 <= cols {
+      let w0 = R.load(p0, c), w1 = R.load(p1, c)
+      let u0 = load(x0, c), u1 = load(x1, c), u2 = load(x2, c), u3 = load(x3, c)
+      a00 = a00.addingProduct(w0, u0); a10 = a10.addingProduct(w1, u0)
+      a01 = a01.addingProduct(w0, u1); a11 = a11.addingProduct(w1, u1)
+      a02 = a02.addingProduct(w0, u2); a12 = a12.addingProduct(w1, u2)
+      a03 = a03.addingProduct(w0, u3); a13 = a13.addingProduct(w1, u3)
+      c &+= 8
     }
     var s0 = SIMD4<Float>(a00.sum(), a01.sum(), a02.sum(), a03.sum())
     var s1 = SIMD4<Float>(a10.sum(), a11.sum(), a12.sum(), a13.sum())
@@ -293,10 +274,9 @@ public struct SIMDKernels: MatrixKernels {
     let p = w.row(r)
     var acc = SIMD8<Float>()
     var c = 0
-    while c &+ R.blockColumns <= cols {
-      let b = R.block(p, c / R.blockColumns)
-      for k in 0..<(R.blockColumns / 8) { acc = acc.addingProduct(R.load(b, k), load(x, c &+ 8 &* k)) }
-      c &+= R.blockColumns
+    while c &+ 8 <= cols {
+      acc = acc.addingProduct(R.load(p, c), load(x, c))
+      c &+= 8
     }
     var sum = acc.sum()
     while c < cols {
@@ -307,56 +287,34 @@ public struct SIMDKernels: MatrixKernels {
   }
 }
 
-/// Reads weights of one storage type as Floats, a storage block at a time (8 columns; Q8_0's 32
-/// share a scale, read once per block), or one.
+/// Reads weights of one storage type as Floats: 8 consecutive (SIMD) or one.
 protocol RowLoader {
-  /// What a block's loads share (its address; for Q8_0 its scale too).
-  associatedtype Block
-  /// Columns per block, a multiple of 8. A row's last `cols % blockColumns` columns are read
-  /// one by one (`scalar`).
-  static var blockColumns: Int { get }
   /// The start of row `row`.
   func row(_ row: Int) -> UnsafeRawPointer
-  /// Block `index` of a row.
-  static func block(_ row: UnsafeRawPointer, _ index: Int) -> Block
-  /// The `k`-th 8 columns of a block.
-  static func load(_ block: Block, _ k: Int) -> SIMD8<Float>
+  static func load(_ row: UnsafeRawPointer, _ col: Int) -> SIMD8<Float>
   static func scalar(_ row: UnsafeRawPointer, _ col: Int) -> Float
 }
 
-/// Loaders whose block is 8 plain columns.
-protocol PlainRowLoader: RowLoader where Block == UnsafeRawPointer {
-  static var elementBytes: Int { get }
-  /// 8 columns at `p`.
-  static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float>
-}
-
-extension PlainRowLoader {
-  static var blockColumns: Int { 8 }
-  @inline(__always) static func block(_ row: UnsafeRawPointer, _ index: Int) -> UnsafeRawPointer { row + index &* (8 &* elementBytes) }
-  @inline(__always) static func load(_ block: UnsafeRawPointer, _ k: Int) -> SIMD8<Float> { load8(block) }
-}
-
-struct F32Rows: PlainRowLoader {
-  static var elementBytes: Int { 4 }
+struct F32Rows: RowLoader {
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 4 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> { p.loadUnaligned(as: SIMD8<Float>.self) }
+  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
+    p.loadUnaligned(fromByteOffset: col &* 4, as: SIMD8<Float>.self)
+  }
   @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     p.loadUnaligned(fromByteOffset: col &* 4, as: Float.self)
   }
 }
 
-struct F16Rows: PlainRowLoader {
-  static var elementBytes: Int { 2 }
+struct F16Rows: RowLoader {
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
+  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
     // Written lane by lane: the stdlib's generic SIMD conversion initialisers are not inlined in
     // this context (an out-of-line call per load); this form compiles to one vcvtph2ps.
-    let h = unsafeBitCast(p.loadUnaligned(as: SIMD8<UInt16>.self), to: SIMD8<Float16>.self)
+    let h = unsafeBitCast(p.loadUnaligned(fromByteOffset: col &* 2, as: SIMD8<UInt16>.self), to: SIMD8<Float16>.self)
     return SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]), Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
   }
   @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
@@ -364,43 +322,18 @@ struct F16Rows: PlainRowLoader {
   }
 }
 
-struct BF16Rows: PlainRowLoader {
-  static var elementBytes: Int { 2 }
+struct BF16Rows: RowLoader {
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
+  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
     // Lane by lane for the same reason as F16Rows: compiles to vpmovzxwd + vpslld.
-    let v = p.loadUnaligned(as: SIMD8<UInt16>.self)
+    let v = p.loadUnaligned(fromByteOffset: col &* 2, as: SIMD8<UInt16>.self)
     let bits = SIMD8<UInt32>(UInt32(v[0]), UInt32(v[1]), UInt32(v[2]), UInt32(v[3]),
                              UInt32(v[4]), UInt32(v[5]), UInt32(v[6]), UInt32(v[7])) &<< 16
     return unsafeBitCast(bits, to: SIMD8<Float>.self)
   }
   @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: col &* 2, as: UInt16.self)) << 16)
-  }
-}
-
-/// Q8_0 rows: a block is 32 columns, a Float16 scale d then 32 Int8 q; a weight is d·q, formed
-/// in registers (vpmovsxbd, vcvtdq2ps, one multiply by d) before the FMA, so that the sums run
-/// in the same order as for the other types.
-struct Q8Rows: RowLoader {
-  static var blockColumns: Int { Q8_0.blockSize }
-  let base: UnsafeRawPointer, rowBytes: Int
-  init(_ w: Weight) { base = w.data; rowBytes = DType.q8_0.rowBytes(w.cols) }
-  @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func block(_ row: UnsafeRawPointer, _ index: Int) -> (q: UnsafeRawPointer, d: SIMD8<Float>) {
-    let p = row + index &* Q8_0.blockBytes
-    return (p + 2, SIMD8(repeating: Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self)))))
-  }
-  @inline(__always) static func load(_ block: (q: UnsafeRawPointer, d: SIMD8<Float>), _ k: Int) -> SIMD8<Float> {
-    let q = block.q.loadUnaligned(fromByteOffset: k &* 8, as: SIMD8<Int8>.self)
-    // Lane by lane, as in F16Rows (the generic conversions are out-of-line calls).
-    return SIMD8<Float>(Float(q[0]), Float(q[1]), Float(q[2]), Float(q[3]), Float(q[4]), Float(q[5]), Float(q[6]), Float(q[7])) * block.d
-  }
-  @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
-    let block = p + (col / Q8_0.blockSize) &* Q8_0.blockBytes
-    let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
-    return d * Float(block.load(fromByteOffset: 2 &+ col % Q8_0.blockSize, as: Int8.self))
   }
 }

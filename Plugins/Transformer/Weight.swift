@@ -53,10 +53,9 @@ public final class Weight: @unchecked Sendable {
     case .f16: return Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
     case .bf16: return Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16)
     case .q8_0:
-      // Row r's block b starts at r·rowBytes + b·34; a row is a whole number of blocks.
-      let block = data + (i / Q8_0.blockSize) * Q8_0.blockBytes
-      let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
-      return d * Float(block.load(fromByteOffset: 2 + i % Q8_0.blockSize, as: Int8.self))
+      // A row is a whole number of blocks, so element i is in the i/32-th block from the start.
+      let (q, d) = Q8Dot.weights(data, i / Q8_0.blockSize)
+      return d * Float(q.load(fromByteOffset: i % Q8_0.blockSize, as: Int8.self))
     }
   }
 
@@ -95,14 +94,16 @@ public final class Weight: @unchecked Sendable {
   public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     switch dtype {
     case .q8_0:
-      let loader = Q8Rows(self)
-      for r in rows {
-        let row = loader.row(r), o = UnsafeMutableRawPointer(out + (r - rows.lowerBound) * cols)
-        for b in 0..<(cols / Q8_0.blockSize) {
-          let block = Q8Rows.block(row, b)
-          for k in 0..<(Q8_0.blockSize / 8) {
-            o.storeBytes(of: Q8Rows.load(block, k), toByteOffset: (b * Q8_0.blockSize + 8 * k) * 4, as: SIMD8<Float>.self)
-          }
+      // Block by block, 8 weights at a time (the Int8s widened lane by lane: the generic SIMD
+      // conversions are out-of-line calls), each exactly d·q as `value(_:)` gives it.
+      let blocks = (rows.lowerBound * cols / Q8_0.blockSize)..<(rows.upperBound * cols / Q8_0.blockSize)
+      let o = UnsafeMutableRawPointer(out)
+      for (k, b) in blocks.enumerated() {
+        let (q, d) = Q8Dot.weights(data, b)
+        for c in stride(from: 0, to: Q8_0.blockSize, by: 8) {
+          let v = q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self)
+          let f = SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
+          o.storeBytes(of: f * d, toByteOffset: (k * Q8_0.blockSize + c) * 4, as: SIMD8<Float>.self)
         }
       }
     default:
