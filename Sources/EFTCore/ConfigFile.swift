@@ -103,7 +103,7 @@ public struct ConfigFile: Sendable {
     var opened: [Character] = []
     for k in lines.indices {
       let before = opened
-      opened = openBrackets(afterScanning: lines[k], startingWith: opened)
+      opened = scan(lines[k], startingWith: opened).opened
       let prefix = lines[...k].joined(separator: "\n") + "\n" + opened.reversed().map(closing).joined()
       if (try? Eft_V1_Config(textFormatString: prefix)) == nil {
         let shown = lines[k].trimmingCharacters(in: .whitespaces)
@@ -126,23 +126,36 @@ public struct ConfigFile: Sendable {
   /// when that opened on this line. So `plausibility { alpah: 0.1 }` blames `alpah` inside
   /// `plausibility`, not the line's first name.
   static func unknownField(in line: Substring, after previous: String, opened: [Character]) -> (name: String, inside: String?)? {
-    let fields = fieldNames(in: line, startingWith: opened)
+    let scanned = scan(line, startingWith: opened)
+    let fields = scanned.fields
     guard !fields.isEmpty else { return nil }
     for (i, field) in fields.enumerated() {
-      let end = i + 1 < fields.count ? fields[i + 1].offset : line.count
-      let cut = line.prefix(end)
-      let stack = openBrackets(afterScanning: cut, startingWith: opened)
-      let text = previous + "\n" + cut + "\n" + stack.reversed().map(closing).joined()
+      // Cut just before the next field: the brackets open there are the ones that field saw.
+      let (end, stack) = i + 1 < fields.count ? (fields[i + 1].offset, fields[i + 1].opened) : (line.count, scanned.opened)
+      let text = previous + "\n" + line.prefix(end) + "\n" + stack.reversed().map(closing).joined()
       if (try? Eft_V1_Config(textFormatString: text)) == nil { return (field.name, field.inside) }
     }
     return (fields[0].name, fields[0].inside)
   }
 
-  /// Field names on a line (identifiers followed by `:`, `{` or `<`, outside strings and
-  /// comments), each with its offset and the name that opened its innermost bracket on this line.
-  static func fieldNames(in line: Substring, startingWith stack: [Character]) -> [(offset: Int, name: String, inside: String?)] {
-    var found: [(offset: Int, name: String, inside: String?)] = []
-    var enclosing: [String?] = stack.map { _ in nil }  // names of the brackets open, nil if opened on an earlier line
+  private static func closing(_ open: Character) -> String { open == "<" ? ">" : (open == "[" ? "]" : "}") }
+
+  /// A field name on a line: where it starts, the name whose bracket encloses it (when that
+  /// opened on this line) and the brackets open at its start.
+  struct ScannedField {
+    let offset: Int
+    let name: String
+    let inside: String?
+    let opened: [Character]
+  }
+
+  /// Scans a line of text format, skipping strings and comments: the brackets open after it
+  /// (starting from those open before it) and its field names (identifiers followed by `:`,
+  /// `{` or `<`).
+  static func scan(_ line: Substring, startingWith stack: [Character]) -> (opened: [Character], fields: [ScannedField]) {
+    var fields: [ScannedField] = []
+    var opened = stack
+    var names: [String?] = stack.map { _ in nil }  // beside `opened`: nil if opened on an earlier line
     var lastName: String? = nil
     let chars = Array(line)
     var i = 0
@@ -163,7 +176,7 @@ public struct ConfigFile: Sendable {
         var j = i
         while j < chars.count, chars[j] == " " || chars[j] == "\t" { j += 1 }
         if j < chars.count, [":", "{", "<"].contains(chars[j]) {
-          found.append((start, name, enclosing.last ?? nil))
+          fields.append(ScannedField(offset: start, name: name, inside: names.last ?? nil, opened: opened))
           lastName = name
         } else {
           lastName = nil
@@ -171,37 +184,20 @@ public struct ConfigFile: Sendable {
         continue
       }
       switch c {
-      case "{", "<", "[": enclosing.append(c == "[" ? nil : lastName)
-      case "}", ">", "]": if !enclosing.isEmpty { enclosing.removeLast() }
+      case "{", "<", "[":
+        opened.append(c)
+        names.append(c == "[" ? nil : lastName)
+      case "}", ">", "]":
+        if !opened.isEmpty {
+          opened.removeLast()
+          names.removeLast()
+        }
       default: break
       }
       if c != " " && c != "\t" && c != ":" { lastName = nil }
       i += 1
     }
-    return found
-  }
-
-  private static func closing(_ open: Character) -> String { open == "<" ? ">" : (open == "[" ? "]" : "}") }
-
-  /// The stack of brackets open after `line`, skipping strings and comments.
-  static func openBrackets(afterScanning line: Substring, startingWith stack: [Character]) -> [Character] {
-    var stack = stack
-    var quote: Character? = nil
-    var escaped = false
-    for c in line {
-      if let q = quote {
-        if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == q { quote = nil }
-        continue
-      }
-      switch c {
-      case "\"", "'": quote = c
-      case "#": return stack
-      case "{", "<", "[": stack.append(c)
-      case "}", ">", "]": if !stack.isEmpty { stack.removeLast() }
-      default: break
-      }
-    }
-    return stack
+    return (opened, fields)
   }
 
   static func describe(_ error: any Error) -> String {
