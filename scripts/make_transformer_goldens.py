@@ -17,14 +17,32 @@ Variants:
   qwen2          Qwen2: q/k/v bias, tied embeddings
   gpt2           GPT-2: learned positions, LayerNorm, gelu_new, Conv1D weights
   llama_bf16_sharded  llama_gqa's weights in bf16, saved in two shards (the HF layout of big checkpoints)
+  mistral_sliding  Mistral, sliding_window 4 on every layer (prompts and continuations are longer)
+  qwen2_sliding    Qwen2 with use_sliding_window: layer 0 full attention, layers 1-2 a window of 5
+  qwen3          Qwen3: per-head q/k RMSNorm, head_dim 32 (not hidden/heads), several EOS ids in
+                 generation_config.json
+  gemma2         Gemma 2: scaled embedding, (1+w) RMSNorm, pre/post feed-forward norms, GeGLU (tanh),
+                 query_pre_attn_scalar, attention and final logit soft-capping, alternating windows
+  gemma3_text    Gemma 3 (text): q/k norm, local/global RoPE bases, linear RoPE scaling on global
+                 layers, layer_types pattern with a window of 4
+  phi3           Phi-3: fused qkv_proj and gate_up_proj, partial_rotary_factor 0.75, sliding_window 6
+  phi3_longrope  Phi-3 with LongRoPE (short/long factors, original_max_position_embeddings 8: the
+                 prompts cross it, so HF switches to the long factors as it does past 4k tokens)
+
+The new architectures' goldens use HF's eager attention, the plain reference (soft-capping is
+applied there). Name variants on the command line to regenerate only those.
 """
 import json
 import os
 import shutil
 
 import torch
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+import sys
+
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config,
+                          GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "Checkpoints")
@@ -64,6 +82,53 @@ def variants():
     yield "gpt2", GPT2LMHeadModel(GPT2Config(
         vocab_size=VOCAB, n_positions=128, n_embd=64, n_layer=2, n_head=4, bos_token_id=1,
         eos_token_id=2, torch_dtype="float32"))
+    yield from new_architectures()
+
+
+# Shapes shared by the architectures added for issue 18.
+SMALL = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+             torch_dtype="float32")
+
+
+def new_architectures():
+    torch.manual_seed(4)
+    yield "mistral_sliding", MistralForCausalLM(MistralConfig(
+        **SMALL, num_hidden_layers=2, sliding_window=4, rope_theta=10000.0, tie_word_embeddings=False))
+    torch.manual_seed(5)
+    yield "qwen2_sliding", Qwen2ForCausalLM(Qwen2Config(
+        **SMALL, num_hidden_layers=3, use_sliding_window=True, sliding_window=5, max_window_layers=1,
+        rope_theta=1000000.0, tie_word_embeddings=True))
+    torch.manual_seed(6)
+    yield "qwen3", Qwen3ForCausalLM(Qwen3Config(
+        **SMALL, num_hidden_layers=2, head_dim=32, rope_theta=1000000.0, tie_word_embeddings=True))
+    torch.manual_seed(7)
+    yield "gemma2", Gemma2ForCausalLM(Gemma2Config(
+        **SMALL, num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=24, sliding_window=4,
+        attn_logit_softcapping=5.0, final_logit_softcapping=3.0, pad_token_id=0))
+    torch.manual_seed(8)
+    yield "gemma3_text", Gemma3ForCausalLM(Gemma3TextConfig(
+        **SMALL, num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=16, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}},
+        pad_token_id=0))
+    torch.manual_seed(9)
+    yield "phi3", Phi3ForCausalLM(Phi3Config(
+        **SMALL, num_hidden_layers=2, partial_rotary_factor=0.75, sliding_window=6, pad_token_id=0,
+        original_max_position_embeddings=256))
+    torch.manual_seed(10)
+    head_pairs = 64 // 4 // 2
+    yield "phi3_longrope", Phi3ForCausalLM(Phi3Config(
+        **SMALL, num_hidden_layers=2, pad_token_id=0, original_max_position_embeddings=8,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                         "short_factor": [1.0 + 0.1 * i for i in range(head_pairs)],
+                         "long_factor": [1.5 + 0.5 * i for i in range(head_pairs)]}))
+
+
+NEW = {"mistral_sliding", "qwen2_sliding", "qwen3", "gemma2", "gemma3_text", "phi3", "phi3_longrope"}
+# generation_config.json eos_token_id lists (as Llama-3-Instruct's): every id ends a reply.
+EOS_LISTS = {"qwen3": [2, 7, 9]}
 
 
 def randomize(model):
@@ -78,6 +143,7 @@ def randomize(model):
 
 def goldens(model):
     model.eval()
+    model.generation_config.eos_token_id = None  # continuations of fixed length, whatever the EOS ids
     out = []
     with torch.no_grad():
         for ids in PROMPTS:
@@ -91,16 +157,19 @@ def goldens(model):
 
 
 def save(name, model, dtype=torch.float32, shard=None):
+    attention = {"attn_implementation": "eager"} if name in NEW else {}
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     model = model.to(dtype)
     kwargs = {"safe_serialization": True}
     if shard:
         kwargs["max_shard_size"] = shard
+    if name in EOS_LISTS:
+        model.generation_config.eos_token_id = EOS_LISTS[name]
     model.save_pretrained(d, **kwargs)
     shutil.copy(TOKENIZER, os.path.join(d, "tokenizer.json"))
     # Goldens from the checkpoint as HF loads it (f32 compute), so they hold exactly what was saved.
-    reloaded = type(model).from_pretrained(d, dtype=torch.float32)
+    reloaded = type(model).from_pretrained(d, dtype=torch.float32, **attention)
     with open(os.path.join(d, "golden.json"), "w") as f:
         json.dump(goldens(reloaded), f)
     print(name, sorted(os.listdir(d)))
@@ -108,7 +177,10 @@ def save(name, model, dtype=torch.float32, shard=None):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    only = set(sys.argv[1:])
     for name, model in variants():
+        if only and name not in only:
+            continue
         randomize(model)
         save(name, model)
         if name == "llama_gqa":

@@ -1,4 +1,5 @@
 import EFTPluginKit
+import Foundation
 
 /// One session's part of a forward pass: its new tokens, its cache, and which of its tokens'
 /// logits to write (indices into `tokens`), consecutively, into `out`.
@@ -7,6 +8,9 @@ struct ForwardItem {
   let cache: KVCache
   let logitRows: Range<Int>
   let out: UnsafeMutablePointer<Float>?
+  /// The sequence length that picks LongRoPE's frequencies (`Rope.long`): the cache's length after
+  /// this pass, or, when a prefix is recomputed, the length it is recomputed for.
+  var ropeLength: Int? = nil
 }
 
 /// The rows of one forward pass over several sessions. Every activation buffer of the pass is
@@ -24,6 +28,8 @@ struct BatchRows {
   /// Per row: the item it belongs to, and its position in that item's sequence.
   let itemOfRow: [Int]
   let positions: [Int]
+  /// Per item: the sequence length that picks LongRoPE's frequencies (`ForwardItem.ropeLength`).
+  let ropeLength: [Int]
   var count: Int { positions.count }
 
   /// Makes room in every cache for the item's tokens. The caches must be distinct.
@@ -39,6 +45,7 @@ struct BatchRows {
       }
       item.cache.reserve(item.tokens.count)
     }
+    ropeLength = items.map { $0.ropeLength ?? $0.cache.count + $0.tokens.count }
     self.offsets = offsets
     self.itemOfRow = itemOfRow
     self.positions = positions
@@ -55,8 +62,8 @@ struct BatchRows {
   func store(layer: Int, width: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int) {
     for row in 0..<count {
       let cache = items[itemOfRow[row]].cache
-      (cache.keys[layer] + positions[row] * width).update(from: keys + row * stride, count: width)
-      (cache.values[layer] + positions[row] * width).update(from: values + row * stride, count: width)
+      (cache.keys[layer] + (positions[row] - cache.base) * width).update(from: keys + row * stride, count: width)
+      (cache.values[layer] + (positions[row] - cache.base) * width).update(from: values + row * stride, count: width)
     }
   }
 
@@ -77,15 +84,17 @@ struct BatchRows {
 
   /// Records the new tokens in every cache (after the pass has stored their keys and values).
   func advanceCaches() {
-    for item in items { item.cache.advance(item.tokens.count) }
+    for item in items { item.cache.advance(item.tokens) }
   }
 }
 
 extension Network {
   /// The final norm and the output head over the rows whose logits are wanted: gathers them
   /// from the residual stream `x` [rows × hidden], normalises them with `norm`, multiplies by
-  /// `head` and hands each item its logits.
+  /// `head`, soft-caps them as tanh(l / cap) · cap when `softcap` is set (Gemma 2) and hands each
+  /// item its logits.
   func writeLogits(_ batch: BatchRows, x: UnsafePointer<Float>, hidden d: Int, head: Weight, kernels: some MatrixKernels,
+                   softcap: Float? = nil,
                    norm: (_ x: UnsafePointer<Float>, _ n: Int, _ into: UnsafeMutablePointer<Float>) -> Void) {
     let rows = batch.logitRows
     guard !rows.isEmpty else { return }
@@ -96,6 +105,9 @@ extension Network {
     for (r, row) in rows.enumerated() { (gathered + r * d).update(from: x + row * d, count: d) }
     norm(gathered, rows.count, normed)
     kernels.multiply(head, normed, n: rows.count, into: logits)
+    if let softcap {
+      for i in 0..<(rows.count * vocabSize) { logits[i] = Foundation.tanh(logits[i] / softcap) * softcap }
+    }
     batch.scatterLogits(logits, vocab: vocabSize)
   }
 }

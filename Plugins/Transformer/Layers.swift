@@ -45,47 +45,34 @@ enum Layers {
     0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
   }
 
-  /// Rotary position embedding in HF's "rotate half" layout: within each head, element i pairs
-  /// with i + headDim/2. `x` is [n × heads × headDim]; row t sits at position `positions[t]`.
-  static func rope(_ x: UnsafeMutablePointer<Float>, positions: [Int], heads: Int, headDim: Int, invFreq: [Float]) {
-    let half = headDim / 2
-    for (t, position) in positions.enumerated() {
-      let position = Float(position)
-      for i in 0..<half {
-        // HF: freqs = position * inv_freq in float32, then cos/sin.
-        let angle = position * invFreq[i]
-        let c = Foundation.cos(angle), s = Foundation.sin(angle)
-        for h in 0..<heads {
-          let p = x + (t * heads + h) * headDim
-          let a = p[i], b = p[i + half]
-          p[i] = a * c - b * s
-          p[i + half] = b * c + a * s
-        }
-      }
-    }
-  }
-
   /// Causal attention of the batch's rows over their sessions' caches, which already hold the
   /// rows' keys and values for `layer`: a row at position p attends to positions 0...p of its own
-  /// session. q is [rows × heads × headDim]; the cache rows are [position × kvHeads × headDim];
-  /// heads share KV heads in groups (GQA). Writes [rows × heads × headDim].
+  /// session, or to the last `window` of them (p − window < position ≤ p, as HF's sliding-window
+  /// mask). q is [rows × heads × headDim]; the cache rows are [position × kvHeads × headDim];
+  /// heads share KV heads in groups (GQA). Scores are q·k · `scale`, soft-capped as
+  /// tanh(s / cap) · cap when `softcap` is set (Gemma 2). Writes [rows × heads × headDim].
   static func attention(q: UnsafePointer<Float>, batch: BatchRows, layer: Int, heads: Int, kvHeads: Int, headDim: Int,
+                        window: Int? = nil, scale: Float? = nil, softcap: Float? = nil,
                         kernels: some MatrixKernels, into out: UnsafeMutablePointer<Float>) {
     let group = heads / kvHeads
     let kvWidth = kvHeads * headDim
-    let scale = 1 / Float(headDim).squareRoot()
-    let work = batch.positions.reduce(0) { $0 + $1 + 1 } * heads * headDim
+    let scale = scale ?? 1 / Float(headDim).squareRoot()
+    let work = batch.positions.reduce(0) { $0 + min($1 + 1, window ?? Int.max) } * heads * headDim
     kernels.parallelFor(batch.count * heads, work: work) { job in
       let row = job / heads, h = job % heads
       let cache = batch.items[batch.itemOfRow[row]].cache
-      let keys = cache.keys[layer], values = cache.values[layer]
-      let kvh = h / group
-      let length = batch.positions[row] + 1
+      let position = batch.positions[row]
+      let first = window.map { max(0, position - $0 + 1) } ?? 0
+      let length = position + 1 - first
+      // The cache holds positions from cache.base on; `first` is never before it.
+      let keys = cache.keys[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
+      let values = cache.values[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
       let qh = q + (row * heads + h) * headDim
       withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
         var maxScore = -Float.infinity
         for p in 0..<length {
-          let s = dot(qh, keys + p * kvWidth + kvh * headDim, headDim) * scale
+          var s = dot(qh, keys + p * kvWidth, headDim) * scale
+          if let softcap { s = Foundation.tanh(s / softcap) * softcap }
           scores[p] = s
           maxScore = max(maxScore, s)
         }
@@ -98,7 +85,7 @@ enum Layers {
         o.initialize(repeating: 0, count: headDim)
         let inverse = 1 / total
         for p in 0..<length {
-          accumulate(o, scores[p] * inverse, values + p * kvWidth + kvh * headDim, headDim)
+          accumulate(o, scores[p] * inverse, values + p * kvWidth, headDim)
         }
       }
     }
@@ -140,18 +127,38 @@ enum Layers {
 }
 
 /// The keys and values of every layer for the tokens a session holds: per layer,
-/// [capacity × kvWidth] Floats, grown by doubling.
+/// [capacity × kvWidth] Floats holding positions `base ..< count`, grown by doubling.
+///
+/// When every layer attends to a window, the positions no future token can see are dropped as
+/// the cache makes room (`base` advances; the rows kept move to the front), so a session's memory
+/// stays near the window however long it runs. `slack` more positions are kept so that the usual
+/// short rollbacks (speculative decoding) truncate in place; a deeper truncation recomputes the
+/// prefix from the token ids, which such a cache keeps (`TransformerSession.truncate`).
 final class KVCache {
   let layers: Int
   let width: Int
+  /// The widest window any layer attends to, when every layer has one; nil: keep every position.
+  let window: Int?
+  /// Positions kept beyond the window, so that rollbacks this short truncate in place.
+  let slack: Int
   private(set) var count = 0
+  private(set) var base = 0
   private(set) var capacity = 0
   var keys: [UnsafeMutablePointer<Float>] = []
   var values: [UnsafeMutablePointer<Float>] = []
+  /// Every token id held, when `keepsTokens` (to recompute the keys and values: after a deep
+  /// truncation of a windowed cache, or when LongRoPE's frequencies change).
+  private(set) var tokens: [Int32] = []
+  let keepsTokens: Bool
+  /// LongRoPE: whether the keys were rotated by the long frequencies.
+  var ropeLong = false
 
-  init(layers: Int, width: Int) {
+  init(layers: Int, width: Int, window: Int? = nil, slack: Int = 128, keepsTokens: Bool = false) {
     self.layers = layers
     self.width = width
+    self.window = window
+    self.slack = slack
+    self.keepsTokens = keepsTokens || window != nil
   }
 
   deinit {
@@ -159,16 +166,27 @@ final class KVCache {
     values.forEach { $0.deallocate() }
   }
 
-  /// Makes room for `extra` more tokens.
+  /// Makes room for `extra` more tokens after `count`.
   func reserve(_ extra: Int) {
-    let needed = count + extra
+    if count + extra - base > capacity, let window {
+      // Keep the last window − 1 positions (what the next token attends to) and the slack.
+      let newBase = max(base, count - (window - 1 + slack))
+      if newBase > base {
+        for l in 0..<layers {
+          keys[l].update(from: keys[l] + (newBase - base) * width, count: (count - newBase) * width)
+          values[l].update(from: values[l] + (newBase - base) * width, count: (count - newBase) * width)
+        }
+        base = newBase
+      }
+    }
+    let needed = count + extra - base
     guard needed > capacity else { return }
     let newCapacity = max(needed, capacity * 2, 16)
     func grow(_ old: [UnsafeMutablePointer<Float>]) -> [UnsafeMutablePointer<Float>] {
       (0..<layers).map { l in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * width)
         if !old.isEmpty {
-          p.update(from: old[l], count: count * width)
+          p.update(from: old[l], count: (count - base) * width)
           old[l].deallocate()
         }
         return p
@@ -179,6 +197,27 @@ final class KVCache {
     capacity = newCapacity
   }
 
-  func advance(_ n: Int) { count += n }
-  func truncate(_ n: Int) { count = n }
+  /// Records `appended` (whose keys and values are stored) as held.
+  func advance(_ appended: UnsafeBufferPointer<Int32>) {
+    count += appended.count
+    if keepsTokens { tokens += appended }
+  }
+
+  /// Whether truncating to `n` tokens keeps every position the next token may attend to.
+  func canTruncate(to n: Int) -> Bool {
+    guard let window, base > 0 else { return true }
+    return n - (window - 1) >= base
+  }
+
+  func truncate(_ n: Int) {
+    count = n
+    if keepsTokens { tokens.removeSubrange(n...) }
+  }
+
+  /// Forgets every token (keeping the buffers).
+  func clear() {
+    count = 0
+    base = 0
+    tokens.removeAll(keepingCapacity: true)
+  }
 }

@@ -59,9 +59,11 @@ final class TransformerSession: BackendSession {
   let network: any Network
   let cache: KVCache
 
-  init(network: any Network) {
+  /// `bounded: false` keeps every position even when every layer slides (for tests).
+  init(network: any Network, bounded: Bool = true, slack: Int = 128) {
     self.network = network
-    cache = KVCache(layers: network.layers, width: network.kvWidth)
+    cache = KVCache(layers: network.layers, width: network.kvWidth, window: bounded ? network.cacheWindow : nil,
+                    slack: slack, keepsTokens: network.cacheWindow != nil || network.longRopeThreshold != nil)
   }
 
   var count: Int { cache.count }
@@ -72,6 +74,14 @@ final class TransformerSession: BackendSession {
 
   /// This session's part of a forward pass.
   func item(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) -> ForwardItem {
+    if let threshold = network.longRopeThreshold {
+      // LongRoPE rotates a sequence longer than the threshold by its long frequencies at every
+      // position; keys cached for the other side of the threshold are recomputed first (as HF's
+      // Phi-3 generate does when a sequence crosses it).
+      let long = cache.count + tokens.count > threshold
+      if cache.count > 0, cache.ropeLong != long { recompute(cache.count, ropeLength: cache.count + tokens.count) }
+      cache.ropeLong = long
+    }
     let rows: Range<Int>
     switch mode {
     case EFT_LOGITS_LAST: rows = (tokens.count - 1)..<tokens.count
@@ -81,5 +91,25 @@ final class TransformerSession: BackendSession {
     return ForwardItem(tokens: tokens, cache: cache, logitRows: rows, out: logits)
   }
 
-  func truncate(to n: Int) throws { cache.truncate(n) }
+  func truncate(to n: Int) throws {
+    if cache.canTruncate(to: n) {
+      cache.truncate(n)
+      return
+    }
+    // The cache has dropped positions the next token would attend to: recompute the prefix.
+    recompute(n)
+  }
+
+  /// Empties the cache and runs its first `n` tokens again (in chunks, so that a sliding-window
+  /// cache stays bounded), rotated for a sequence of `ropeLength` tokens.
+  private func recompute(_ n: Int, ropeLength: Int? = nil) {
+    let prefix = Array(cache.tokens[..<n])
+    cache.clear()
+    for start in stride(from: 0, to: n, by: 512) {
+      prefix[start..<min(n, start + 512)].withUnsafeBufferPointer { chunk in
+        network.forward(BatchRows([ForwardItem(tokens: chunk, cache: cache, logitRows: 0..<0, out: nil,
+                                               ropeLength: ropeLength)]))
+      }
+    }
+  }
 }

@@ -113,6 +113,11 @@ public final class Weight: @unchecked Sendable {
     }
   }
 
+  /// Rows `range` as a weight of their own, sharing this one's memory (which it keeps alive).
+  func rows(_ range: Range<Int>) -> Weight {
+    Weight(dtype: dtype, rows: range.count, cols: cols, data: data + range.lowerBound * dtype.rowBytes(cols), owner: self)
+  }
+
   /// Every element as Float.
   public func floats() -> [Float] { (0..<count).map(value) }
 

@@ -9,7 +9,8 @@ import Testing
 @testable import Transformer
 
 let checkpoints = repoRoot.appendingPathComponent("Tests/Fixtures/Checkpoints")
-let variants = ["llama_gqa", "llama_tied", "qwen2", "gpt2", "llama_bf16_sharded"]
+let variants = ["llama_gqa", "llama_tied", "qwen2", "gpt2", "llama_bf16_sharded", "mistral_sliding", "qwen2_sliding", "qwen3",
+                "gemma2", "gemma3_text", "phi3", "phi3_longrope"]
 
 
 struct GoldenPrompt: Decodable {
@@ -91,7 +92,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 /// The invariants every backend keeps: one call or token by token gives the same logits;
 /// truncating and appending again gives the same logits.
 @Suite struct SessionInvariantTests {
-  @Test(arguments: ["llama_gqa", "gpt2"])
+  @Test(arguments: ["llama_gqa", "gpt2", "mistral_sliding", "gemma2", "gemma3_text", "phi3"])
   func incrementalEqualsBatchedAndTruncateRestores(variant: String) throws {
     let model = try TransformerModel(path: checkpoints.appendingPathComponent(variant).path, options: [], kernels: { SIMDKernels(threads: $0) })
     let vocab = model.description.vocabSize
@@ -104,6 +105,69 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     try session.truncate(to: 4)
     let again = try allLogits(session, Array(ids[4...]), vocab: vocab)
     #expect(maxAbsDiff(Array(batched[(4 * vocab)...]), again) <= 1e-5)
+  }
+}
+
+/// Sliding windows and LongRoPE, beyond what the goldens show.
+@Suite struct WindowAndLongRopeTests {
+  func session(_ variant: String, bounded: Bool = true, slack: Int = 128) throws -> (TransformerSession, Int) {
+    let model = try TransformerModel(path: checkpoints.appendingPathComponent(variant).path, options: [], kernels: { SIMDKernels(threads: $0) })
+    return (TransformerSession(network: model.network, bounded: bounded, slack: slack), model.description.vocabSize)
+  }
+
+  /// Where every layer slides, the cache keeps the window (and the slack) however long the
+  /// sequence; the logits are those of a cache that keeps everything, before and after a
+  /// truncation deeper than the cache holds (which recomputes the prefix).
+  @Test func slidingCacheStaysBoundedAndExact() throws {
+    let (bounded, vocab) = try session("mistral_sliding", slack: 3)
+    let (full, _) = try session("mistral_sliding", bounded: false)
+    #expect(bounded.cache.window == 4 && full.cache.window == nil)
+    let ids: [Int32] = (0..<240).map { Int32(($0 * 37 + 11) % 420) }
+    var a: [Float] = [], b: [Float] = []
+    for chunk in stride(from: 0, to: 200, by: 7) {
+      let part = Array(ids[chunk..<min(200, chunk + 7)])
+      a += try allLogits(bounded, part, vocab: vocab)
+      b += try allLogits(full, part, vocab: vocab)
+    }
+    #expect(maxAbsDiff(a, b) == 0)
+    #expect(bounded.cache.capacity <= 32, "capacity \(bounded.cache.capacity) for a window of 4")
+    #expect(bounded.cache.base > 150)
+    // Within the slack: in place. Deeper: recomputed. Both give the logits of the full cache.
+    try bounded.truncate(to: 198)
+    #expect(bounded.cache.base > 150)
+    let shallow = try allLogits(bounded, Array(ids[198..<205]), vocab: vocab)
+    try bounded.truncate(to: 60)
+    try full.truncate(to: 60)
+    var deep: [Float] = [], want: [Float] = []
+    for chunk in stride(from: 60, to: 240, by: 7) {
+      let part = Array(ids[chunk..<min(240, chunk + 7)])
+      deep += try allLogits(bounded, part, vocab: vocab)
+      want += try allLogits(full, part, vocab: vocab)
+    }
+    #expect(maxAbsDiff(deep, want) == 0)
+    #expect(maxAbsDiff(shallow, Array(want[(138 * vocab)..<(145 * vocab)])) <= 1e-5)
+    // The recomputation ran the 60 tokens in one pass; the cache kept no more than that.
+    #expect(bounded.cache.capacity <= 64, "capacity \(bounded.cache.capacity)")
+  }
+
+  /// A LongRoPE sequence longer than original_max_position_embeddings (8 here) is rotated by the
+  /// long factors at every position, however it arrived: token by token, in one call, or after
+  /// a truncation back below the threshold (which rotates by the short factors again).
+  @Test func longRopeDependsOnTheSequenceLengthOnly() throws {
+    let ids: [Int32] = [1, 3, 171, 52, 72, 77, 80, 81, 9, 44, 12]
+    let (once, vocab) = try session("phi3_longrope")
+    let all = try allLogits(once, ids, vocab: vocab)
+    let (stepwise, _) = try session("phi3_longrope")
+    var last: [Float] = []
+    for id in ids { last = try allLogits(stepwise, [id], vocab: vocab) }
+    #expect(maxAbsDiff(last, Array(all.suffix(vocab))) == 0)
+    try stepwise.truncate(to: 5)
+    let short = try allLogits(stepwise, Array(ids[5..<8]), vocab: vocab)
+    let (fresh, _) = try session("phi3_longrope")
+    let want = try allLogits(fresh, Array(ids[..<8]), vocab: vocab)
+    #expect(maxAbsDiff(short, Array(want.suffix(3 * vocab))) == 0)
+    // And the short and long rotations differ (else this test shows nothing).
+    #expect(maxAbsDiff(Array(want.prefix(8 * vocab)), Array(all.prefix(8 * vocab))) > 1e-3)
   }
 }
 
