@@ -2,7 +2,8 @@
 """Writes the seed corpora of the fuzz targets (Tests/Fuzz/Corpus/<target>/; scripts/fuzz.sh).
 
 - checkpoint: tiny random Llama, Qwen2-style (attention bias) and GPT-2 checkpoints saved by
-  transformers (f32, f16, bf16), each as config.json + "\\n--safetensors--\\n" + model.safetensors;
+  transformers (f32, f16, bf16), and Mistral (sliding window), Qwen3, Gemma 2, Gemma 3 text and
+  Phi-3 (LongRoPE) ones (f32), each as config.json + "\\n--safetensors--\\n" + model.safetensors;
 - request: serialized eft.v1.GenerateRequest messages for examples/configs/upscale.pbtxt
   (needs examples/python-client/generate_stubs.py run first);
 - tokenizer: a mode byte (0-4: text for one of the golden tokenizers; 0x80: a tokenizer.json)
@@ -28,7 +29,9 @@ def write(target, name, data):
 
 def checkpoints():
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config,
+                              GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                              Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
     torch.manual_seed(0)
     models = {
         "llama": LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=12, num_hidden_layers=1,
@@ -38,8 +41,20 @@ def checkpoints():
                                               tie_word_embeddings=True)),
         "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=16, n_embd=8, n_layer=1, n_head=2, n_positions=32)),
     }
+    tiny = dict(vocab_size=16, hidden_size=8, intermediate_size=12, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, max_position_embeddings=32)
+    models.update({
+        "mistral": MistralForCausalLM(MistralConfig(**tiny, sliding_window=3)),
+        "qwen3": Qwen3ForCausalLM(Qwen3Config(**tiny, head_dim=8)),
+        "gemma2": Gemma2ForCausalLM(Gemma2Config(**tiny, head_dim=4, sliding_window=3, pad_token_id=0)),
+        "gemma3": Gemma3ForCausalLM(Gemma3TextConfig(**tiny, head_dim=4, sliding_window=3, pad_token_id=0,
+                                                     layer_types=["sliding_attention", "full_attention"])),
+        "phi3": Phi3ForCausalLM(Phi3Config(**tiny, pad_token_id=0, original_max_position_embeddings=4,
+                                           rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                                            "short_factor": [1.0, 1.5], "long_factor": [2.0, 3.0]})),
+    })
     for name, model in models.items():
-        for dtype in ["float32", "float16", "bfloat16"]:
+        for dtype in (["float32", "float16", "bfloat16"] if name in ("llama", "qwen2", "gpt2") else ["float32"]):
             with tempfile.TemporaryDirectory() as d:
                 model.to(getattr(torch, dtype)).save_pretrained(d, safe_serialization=True)
                 config = open(os.path.join(d, "config.json"), "rb").read()

@@ -9,6 +9,10 @@ Writes Tests/EFTTokenizerTests/Goldens/<style>.tokenizer.json and <style>.json
   sentencepiece  Llama-2 / TinyLlama: normalizer Prepend("▁") + Replace(" ", "▁"), BPE with
                  byte_fallback and <0xXX> tokens, decoder Replace + ByteFallback + Fuse + Strip
   metaspace      newer Llama-2-style conversions: Metaspace pre-tokenizer and decoder, byte fallback
+  gemma          Gemma 2/3 (transformers' GemmaTokenizer): normalizer Replace(" ", "▁") without a
+                 prefix, a Split(" ", merged_with_previous) pre-tokenizer, BPE with byte fallback,
+                 decoder Replace + ByteFallback + Fuse (no Strip), <pad> <eos> <bos> <unk> first
+  (Phi-3 uses the Llama-2 tokenizer: sentencepiece; Qwen3 Qwen2's: qwen2)
   llama3         Llama-3: Split(regex, Isolated) + ByteLevel(use_regex=false), ignore_merges
   qwen2          Qwen2: NFC normalizer, Split(Qwen regex) + ByteLevel, ByteLevel decoder
 """
@@ -48,10 +52,13 @@ TEXTS = [
 ]
 
 
-def sentencepiece_style(metaspace):
-    specials = ["<unk>", "<s>", "</s>"]
+def sentencepiece_style(metaspace, gemma=False):
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"] if gemma else ["<unk>", "<s>", "</s>"]
     tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
-    if metaspace:
+    if gemma:
+        tok.normalizer = normalizers.Replace(" ", "▁")
+        tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
+    elif metaspace:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     else:
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
@@ -70,6 +77,10 @@ def sentencepiece_style(metaspace):
     model["added_tokens"] = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
                               "normalized": False, "special": True} for i, s in enumerate(specials)]
     tok = Tokenizer.from_str(json.dumps(model))
+    if gemma:
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+        return tok
     if metaspace:
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     else:
@@ -99,6 +110,7 @@ def main():
     styles = {
         "sentencepiece": sentencepiece_style(metaspace=False),
         "metaspace": sentencepiece_style(metaspace=True),
+        "gemma": sentencepiece_style(metaspace=False, gemma=True),
         "llama3": byte_level_style(LLAMA3_PATTERN, nfc=False, ignore_merges=True),
         "qwen2": byte_level_style(QWEN2_PATTERN, nfc=True, ignore_merges=False),
     }

@@ -110,7 +110,7 @@ public final class BigramModel: BackendModel {
     self.logProbs = logProbs
     self.delayMicroseconds = opts.delayUsPerToken
     self.description = ModelDescription(
-      vocabSize: vocab, contextLength: context, bosTokenID: Int32(bos), eosTokenID: Int32(eos),
+      vocabSize: vocab, contextLength: context, bosTokenID: Int32(bos), eosTokenIDs: eos >= 0 ? [Int32(eos)] : [],
       architecture: "bigram", tokenizerFingerprint: header["tokenizer"] ?? "",
       sessionBytesPerToken: MemoryLayout<Int32>.size)  // a session holds its token ids
   }

@@ -101,14 +101,19 @@ final class Checkpoint: @unchecked Sendable {
     }
   }
 
-  /// BOS/EOS: generation_config.json first, then config.json; a list counts by its first id.
-  func tokenID(_ key: String) -> Int32 {
+  /// BOS/EOS ids: generation_config.json's, else config.json's; one id or a list (Llama-3-Instruct
+  /// lists three EOS ids), without repeats. Ids that are not Int32s ≥ 0 (a crafted file) are dropped.
+  func tokenIDs(_ key: String) -> [Int32] {
     for source in [generationConfig, config] {
-      // An id outside Int32 (a crafted file) reads as none rather than wrapping around.
-      if let n = source[key] as? NSNumber { return Int32(exactly: n.int64Value) ?? -1 }
-      if let list = source[key] as? [NSNumber], let first = list.first { return Int32(exactly: first.int64Value) ?? -1 }
+      guard let value = source[key], !(value is NSNull) else { continue }
+      let numbers = (value as? [NSNumber]) ?? (value as? NSNumber).map { [$0] } ?? []
+      var ids: [Int32] = []
+      for n in numbers {
+        if let id = Int32(exactly: n.int64Value), id >= 0, !ids.contains(id) { ids.append(id) }
+      }
+      return ids
     }
-    return -1
+    return []
   }
 }
 

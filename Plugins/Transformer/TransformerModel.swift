@@ -32,7 +32,10 @@ public final class TransformerModel: BackendModel {
     if opts.contextLength > 0 { context = min(context, Int(opts.contextLength)) }
     description = ModelDescription(
       vocabSize: network.vocabSize, contextLength: context,
-      bosTokenID: checkpoint.tokenID("bos_token_id"), eosTokenID: checkpoint.tokenID("eos_token_id"),
+      bosTokenID: checkpoint.tokenIDs("bos_token_id").first ?? -1,
+      // An id past the head's rows can never be sampled (configs of small test models keep their
+      // family's default 32000, say): nothing to stop at.
+      eosTokenIDs: checkpoint.tokenIDs("eos_token_id").filter { [vocab = network.vocabSize] in $0 < vocab },
       architecture: network.architecture,
       // Keys and values of every layer, f32; the cache grows by doubling (KVCache.reserve).
       sessionBytesPerToken: 2 * (network.layers * 2 * network.kvWidth * MemoryLayout<Float>.size))

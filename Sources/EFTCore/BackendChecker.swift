@@ -89,11 +89,22 @@ public struct BackendChecker {
     for (field, id) in [("bos_token_id", info.bos_token_id), ("eos_token_id", info.eos_token_id)] where id < -1 || id >= info.vocab_size {
       problems.append("\(field) \(id) is neither -1 nor a token id")
     }
+    var eosList: [Int32] = []
+    if info.n_eos_token_ids > 0 {
+      if let ids = info.eos_token_ids, info.n_eos_token_ids <= vocab {
+        eosList = Array(UnsafeBufferPointer(start: ids, count: info.n_eos_token_ids))
+        if let bad = eosList.first(where: { $0 < 0 || $0 >= info.vocab_size }) { problems.append("eos_token_ids holds \(bad), not a token id") }
+        if eosList.first != info.eos_token_id { problems.append("eos_token_id \(info.eos_token_id) is not the first of eos_token_ids \(eosList)") }
+        if Set(eosList).count != eosList.count { problems.append("eos_token_ids \(eosList) repeats an id") }
+      } else {
+        problems.append("n_eos_token_ids is \(info.n_eos_token_ids) with eos_token_ids \(info.eos_token_ids == nil ? "NULL" : "longer than the vocabulary")")
+      }
+    }
     if info.architecture == nil { problems.append("architecture is NULL") }
     if info.tokenizer_fingerprint == nil { problems.append("tokenizer_fingerprint is NULL (use \"\")") }
     let architecture = info.architecture.map { String(cString: $0) } ?? "?"
     record("describe", problems.isEmpty, problems.isEmpty
-           ? "vocab \(vocab), context \(context), bos \(info.bos_token_id), eos \(info.eos_token_id), architecture \(architecture), "
+           ? "vocab \(vocab), context \(context), bos \(info.bos_token_id), eos \(eosList.count > 1 ? eosList.map(String.init).joined(separator: " ") : "\(info.eos_token_id)"), architecture \(architecture), "
              + (info.session_bytes_per_token > 0 ? "\(info.session_bytes_per_token) bytes per session token" : "session bytes per token unknown (ABI < 1.2 or 0)")
            : problems.joined(separator: "; "))
     guard problems.isEmpty, !finished else { return checks }

@@ -198,7 +198,7 @@ struct GraphCompiler {
       sessions: sessionSpecs,
       tokenizer: first.tokenizer,
       vocabSize: first.tokenizer.vocabSize,
-      eosTokens: Set(models.compactMap(\.eosTokenID)),
+      eosTokens: Set(models.flatMap(\.eosTokenIDs)),
       contextLength: models.map(\.contextLength).min() ?? 0)
 
     if graph.hasSpeculative {

@@ -12,7 +12,8 @@ public final class Model: @unchecked Sendable {
   public let vocabSize: Int
   public let contextLength: Int
   public let bosTokenID: Int32?
-  public let eosTokenID: Int32?
+  /// Every id that ends a generation (ABI 1.3's list, else eos_token_id); empty: none.
+  public let eosTokenIDs: [Int32]
   public let architecture: String
   /// Memory a session may hold per token, in bytes (0: the plugin does not say; ABI 1.2).
   public let sessionBytesPerToken: Int
@@ -47,7 +48,19 @@ public final class Model: @unchecked Sendable {
     self.vocabSize = Int(info.vocab_size)
     self.contextLength = Int(info.context_length)
     self.bosTokenID = info.bos_token_id >= 0 ? info.bos_token_id : nil
-    self.eosTokenID = info.eos_token_id >= 0 ? info.eos_token_id : nil
+    if info.n_eos_token_ids > 0 {
+      guard let ids = info.eos_token_ids, info.n_eos_token_ids <= Int(info.vocab_size) else {
+        table.model_free(handle)
+        throw RuntimeError(.backend, .internal, "model '\(name)': the backend reports \(info.n_eos_token_ids) EOS ids at \(info.eos_token_ids == nil ? "NULL" : "an array"); at most vocab_size (\(info.vocab_size)) ids in an array")
+      }
+      eosTokenIDs = Array(UnsafeBufferPointer(start: ids, count: info.n_eos_token_ids))
+    } else {
+      eosTokenIDs = info.eos_token_id >= 0 ? [info.eos_token_id] : []
+    }
+    if let bad = eosTokenIDs.first(where: { $0 < 0 || $0 >= info.vocab_size }) {
+      table.model_free(handle)
+      throw RuntimeError(.backend, .internal, "model '\(name)': the backend reports EOS id \(bad), outside [0, \(info.vocab_size))")
+    }
     self.architecture = info.architecture.map { String(cString: $0) } ?? "unknown"
     self.sessionBytesPerToken = Int(clamping: info.session_bytes_per_token)
   }

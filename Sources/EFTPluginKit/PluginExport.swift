@@ -19,19 +19,20 @@ public struct ModelDescription: Sendable {
   public var vocabSize: Int
   public var contextLength: Int
   public var bosTokenID: Int32
-  public var eosTokenID: Int32
+  /// Every id that ends a generation (`eft_model_info.eos_token_ids`); empty: none.
+  public var eosTokenIDs: [Int32]
   public var architecture: String
   public var tokenizerFingerprint: String
   /// Memory a session may hold per token, growth slack included (0: unknown); see
   /// `eft_model_info.session_bytes_per_token`.
   public var sessionBytesPerToken: Int
 
-  public init(vocabSize: Int, contextLength: Int, bosTokenID: Int32, eosTokenID: Int32,
+  public init(vocabSize: Int, contextLength: Int, bosTokenID: Int32, eosTokenIDs: [Int32],
               architecture: String, tokenizerFingerprint: String = "", sessionBytesPerToken: Int = 0) {
     self.vocabSize = vocabSize
     self.contextLength = contextLength
     self.bosTokenID = bosTokenID
-    self.eosTokenID = eosTokenID
+    self.eosTokenIDs = eosTokenIDs
     self.architecture = architecture
     self.tokenizerFingerprint = tokenizerFingerprint
     self.sessionBytesPerToken = sessionBytesPerToken
@@ -146,17 +147,21 @@ final class ModelBox {
   let info: ModelDescription
   let architecture: UnsafeMutablePointer<CChar>
   let fingerprint: UnsafeMutablePointer<CChar>
+  let eosTokenIDs: UnsafeMutableBufferPointer<Int32>
 
   init(_ model: any BackendModel) {
     self.model = model
     self.info = model.description
     self.architecture = strdup(info.architecture)
     self.fingerprint = strdup(info.tokenizerFingerprint)
+    eosTokenIDs = .allocate(capacity: info.eosTokenIDs.count)
+    _ = eosTokenIDs.initialize(from: info.eosTokenIDs)
   }
 
   deinit {
     free(architecture)
     free(fingerprint)
+    eosTokenIDs.deallocate()
   }
 }
 
@@ -242,10 +247,12 @@ private let modelDescribe: @convention(c) (
   full.vocab_size = Int32(box.info.vocabSize)
   full.context_length = Int32(clamping: box.info.contextLength)
   full.bos_token_id = box.info.bosTokenID
-  full.eos_token_id = box.info.eosTokenID
+  full.eos_token_id = box.info.eosTokenIDs.first ?? -1
   full.architecture = UnsafePointer(box.architecture)
   full.tokenizer_fingerprint = UnsafePointer(box.fingerprint)
   full.session_bytes_per_token = UInt64(max(0, box.info.sessionBytesPerToken))
+  full.n_eos_token_ids = box.eosTokenIDs.count
+  full.eos_token_ids = box.eosTokenIDs.isEmpty ? nil : UnsafePointer(box.eosTokenIDs.baseAddress)
   let callerSize = info.pointee.struct_size
   let n = min(callerSize, MemoryLayout<eft_model_info>.size)
   withUnsafeBytes(of: &full) { src in

@@ -276,7 +276,7 @@ let upscale = "examples/configs/upscale.pbtxt"
     let cpu = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base"])
     #expect(cpu.stdout.contains("match separate calls bit for bit; bad batches refused whole"))
     let old = try eft(["backend-check", library("FixtureABI10"), "--model", "good"])
-    #expect(old.stdout.contains("ABI 1.0 (host 1.2)") && old.stdout.contains("PASS  batched = separate calls: no session_append_batch"))
+    #expect(old.stdout.contains("ABI 1.0 (host 1.3)") && old.stdout.contains("PASS  batched = separate calls: no session_append_batch"))
   }
 
   @Test func brokenBackendsAreReportedWithAReason() throws {
@@ -287,6 +287,11 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(truncate.status == 1)
     #expect(truncate.stdout.contains("FAIL  truncate and re-append: after truncating to 4 and re-appending"))
     #expect(truncate.stdout.contains("PASS  one by one = all at once"))
+    // Several EOS ids (ABI 1.3): shown when valid, each problem named when not.
+    let eos = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "eos-list"])
+    #expect(eos.status == 0 && eos.stdout.contains("PASS  describe: vocab 64, context 128, bos -1, eos 5 6,"), "\(eos.stdout)")
+    let badEOS = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "eos-list-bad"])
+    #expect(badEOS.status == 1 && badEOS.stdout.contains("FAIL  describe: eos_token_ids holds 99, not a token id"), "\(badEOS.stdout)")
     let crosstalk = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "batch-crosstalk"])
     #expect(crosstalk.status == 1)
     #expect(crosstalk.stdout.contains("FAIL  batched = separate calls: append 1 (1 tokens) differs from separate calls at position 0, token 0"))

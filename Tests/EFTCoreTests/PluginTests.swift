@@ -102,7 +102,7 @@ import EFTTokenizer
     let m = try open(tinyModels.path + "/small_base.bigram")
     #expect(m.vocabSize == 420)
     #expect(m.bosTokenID == 1)
-    #expect(m.eosTokenID == 2)
+    #expect(m.eosTokenIDs == [2])
     #expect(m.architecture == "bigram")
     #expect(m.contextLength == 4096)
   }

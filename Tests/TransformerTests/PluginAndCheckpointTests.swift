@@ -7,6 +7,47 @@ import Testing
 
 @testable import Transformer
 
+/// Several EOS ids (generation_config.json's list): reported through ABI 1.3, and each ends a
+/// generation.
+@Suite struct EOSListTests {
+  /// A config over a copy of the qwen3 checkpoint whose generation_config.json lists `eos`.
+  func runtime(eos: [Int], in dir: URL) throws -> Runtime {
+    let model = dir.appendingPathComponent("qwen3")
+    try? FileManager.default.removeItem(at: model)
+    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent("qwen3"), to: model)
+    let generation = try JSONSerialization.data(withJSONObject: ["bos_token_id": 1, "eos_token_id": eos])
+    try generation.write(to: model.appendingPathComponent("generation_config.json"))
+    let config = """
+      plugins { name: "cpu" path: "\(buildDirectory)/libCPUBackend.so" }
+      models { name: "m" plugin: "cpu" path: "\(model.path)" }
+      graphs { name: "g" nodes { name: "a" model { model: "m" } } output: "a" sampling { temperature: 0 } }
+      """
+    let path = dir.appendingPathComponent("config.pbtxt")
+    try config.write(to: path, atomically: true, encoding: .utf8)
+    return try Runtime(configPath: path.path)
+  }
+
+  @Test func everyEOSIdEndsAGeneration() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-eos-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    // The fixture's list, through the C ABI.
+    let plain = try runtime(eos: [2, 7, 9], in: dir)
+    #expect(plain.models["m"]?.eosTokenIDs == [2, 7, 9])
+    #expect(plain.graphs[0].eosTokens == [2, 7, 9])
+    var request = GenerationRequest(prompt: "Tomas lives in")
+    request.maxTokens = 3
+    let free = try plain.generate(request)
+    let first = try #require(free.tokens.first)
+    #expect(![2, 7, 9].contains(first) && free.finishReason == .length)
+    // The same model told that its first greedy token is a second EOS id stops before it.
+    let stopping = try runtime(eos: [2, Int(first)], in: dir)
+    #expect(stopping.models["m"]?.eosTokenIDs == [2, first])
+    let stopped = try stopping.generate(request)
+    #expect(stopped.finishReason == .eos && stopped.tokens.isEmpty)
+  }
+}
+
 /// Both transformer plugins, loaded through the real host and C ABI, against the HF goldens.
 @Suite struct PluginParityTests {
   @Test(arguments: ["CPUBackend", "BLASBackend"])

@@ -84,7 +84,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     #expect(model.description.vocabSize == 420)
     #expect(model.description.contextLength == 256)
     #expect(model.description.bosTokenID == 1)
-    #expect(model.description.eosTokenID == 2)
+    #expect(model.description.eosTokenIDs == [2])
     #expect(model.description.architecture == "llama")
   }
 }

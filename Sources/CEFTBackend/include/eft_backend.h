@@ -14,7 +14,9 @@
  *     major equals the host's and whose minor is ≤ the host's, and reads only the slots that fit
  *     in the plugin's `struct_size`.
  *   - Minor versions so far: 1.0 the first table; 1.1 appended `session_append_batch`; 1.2
- *     appended `session_bytes_per_token` to `eft_model_info` (0 from older plugins).
+ *     appended `session_bytes_per_token` to `eft_model_info` (0 from older plugins); 1.3
+ *     appended `n_eos_token_ids` and `eos_token_ids` to `eft_model_info` (0 and NULL from older
+ *     plugins: the host then uses `eos_token_id` alone).
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -47,7 +49,7 @@ extern "C" {
 #endif
 
 #define EFT_ABI_VERSION_MAJOR 1
-#define EFT_ABI_VERSION_MINOR 2
+#define EFT_ABI_VERSION_MINOR 3
 
 /* The name of the one symbol every plugin exports. */
 #define EFT_BACKEND_ENTRY_SYMBOL "eft_backend_entry"
@@ -94,7 +96,8 @@ typedef struct eft_model_info {
   int32_t vocab_size;
   /* The longest sequence a session can hold, in tokens. */
   int32_t context_length;
-  /* Beginning- and end-of-sequence token ids; -1 when the model has none. */
+  /* Beginning- and end-of-sequence token ids; -1 when the model has none. With several EOS ids
+   * (below), eos_token_id is the first of them. */
   int32_t bos_token_id;
   int32_t eos_token_id;
   /* e.g. "llama", "gpt2", "bigram". Never NULL. */
@@ -106,6 +109,12 @@ typedef struct eft_model_info {
    * included (a cache that grows by doubling reports twice its bytes per token); 0 when unknown.
    * The host budgets a request's memory with it before admitting it. */
   uint64_t session_bytes_per_token;
+  /* (1.3) Every token id that ends a generation, e.g. Llama-3-Instruct's end-of-text and
+   * end-of-turn (generation_config.json's eos_token_id list): `n_eos_token_ids` ids, each in
+   * [0, vocab_size), eos_token_id first, in an array the model owns (valid until model_free).
+   * 0 and NULL when the model has no EOS, or only eos_token_id to report. */
+  size_t n_eos_token_ids;
+  const int32_t *eos_token_ids;
 } eft_model_info;
 
 /* The function table. Slots marked "required" are non-NULL in every plugin of this major. */

@@ -22,7 +22,8 @@
 #define VOCAB 64
 #define CONTEXT 128
 
-enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK, TRUNCATE_CRASHES, BATCH_HANGS, APPEND_HANGS };
+enum defect { GOOD, BATCH_MISMATCH, TRUNCATE_KEEPS_STATE, BATCH_CROSSTALK, TRUNCATE_CRASHES, BATCH_HANGS, APPEND_HANGS,
+              EOS_LIST, EOS_LIST_BAD };
 struct eft_model { enum defect defect; };
 struct eft_session { const eft_model *model; int32_t tokens[CONTEXT]; size_t length; double hash; };
 struct eft_error { eft_status status; char message[128]; };
@@ -59,6 +60,8 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
   else if (strcmp(name, "truncate-crashes") == 0) m->defect = TRUNCATE_CRASHES;
   else if (strcmp(name, "batch-hangs") == 0) m->defect = BATCH_HANGS;
   else if (strcmp(name, "append-hangs") == 0) m->defect = APPEND_HANGS;
+  else if (strcmp(name, "eos-list") == 0) m->defect = EOS_LIST;          /* not a defect: EOS 5 and 6 */
+  else if (strcmp(name, "eos-list-bad") == 0) m->defect = EOS_LIST_BAD;  /* lists 7 and 99 (≥ vocab) */
   else {
     free(m);
     return fail(error, EFT_NOT_FOUND, "model path must be good, batch-mismatch, truncate-keeps-state, batch-crosstalk, truncate-crashes, batch-hangs or append-hangs");
@@ -70,13 +73,20 @@ static eft_status model_open(const char *path, const uint8_t *options, size_t op
 static void model_free(eft_model *m) { free(m); }
 
 static eft_status model_describe(const eft_model *m, eft_model_info *info, eft_error **error) {
-  (void)m; (void)error;
+  (void)error;
   info->vocab_size = VOCAB;
   info->context_length = CONTEXT;
   info->bos_token_id = -1;
   info->eos_token_id = -1;
   info->architecture = "toy";
   info->tokenizer_fingerprint = "";
+  static const int32_t eos_good[] = {5, 6}, eos_bad[] = {7, 99};
+  if ((m->defect == EOS_LIST || m->defect == EOS_LIST_BAD) &&
+      info->struct_size >= offsetof(eft_model_info, eos_token_ids) + sizeof info->eos_token_ids) {
+    info->eos_token_id = m->defect == EOS_LIST ? 5 : 7;
+    info->n_eos_token_ids = 2;
+    info->eos_token_ids = m->defect == EOS_LIST ? eos_good : eos_bad;
+  }
   return EFT_OK;
 }
 
