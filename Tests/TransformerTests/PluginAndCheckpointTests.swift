@@ -7,6 +7,47 @@ import Testing
 
 @testable import Transformer
 
+/// Checkpoints on the Hub mostly carry configs written by transformers 4: rope_theta and
+/// rope_scaling at the top level (Gemma 3: rope_local_base_freq; Phi-3: "su" or "longrope" with
+/// original_max_position_embeddings beside it), no layer_types (each family's default pattern).
+/// The same weights under such a config give the goldens' logits.
+@Suite struct TransformersFourConfigTests {
+  @Test(arguments: ["mistral_sliding", "qwen2_sliding", "gemma2", "gemma3_text", "phi3_longrope"])
+  func olderConfigsGiveTheSameLogits(variant: String) throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eft-v4-\(UUID().uuidString)")
+    try FileManager.default.copyItem(at: checkpoints.appendingPathComponent(variant), to: dir)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("config.json")
+    var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    let rope = json.removeValue(forKey: "rope_parameters") as? [String: Any] ?? [:]
+    json.removeValue(forKey: "layer_types")
+    switch variant {
+    case "gemma3_text":
+      // Global layers: rope_theta and rope_scaling; local ones: rope_local_base_freq. The
+      // fixture's layer_types (sliding, full, sliding) is the pattern of period 2.
+      let full = try #require(rope["full_attention"] as? [String: Any]), local = try #require(rope["sliding_attention"] as? [String: Any])
+      json["rope_theta"] = full["rope_theta"]
+      json["rope_scaling"] = ["rope_type": "linear", "factor": full["factor"] ?? 1]
+      json["rope_local_base_freq"] = local["rope_theta"]
+      json.removeValue(forKey: "_sliding_window_pattern")
+      json["sliding_window_pattern"] = 2
+    case "phi3_longrope":
+      json["rope_theta"] = rope["rope_theta"]
+      json["rope_scaling"] = ["type": "su", "short_factor": rope["short_factor"] ?? [], "long_factor": rope["long_factor"] ?? []]
+    default:
+      // Gemma 2 slides layers 0, 2 by default; Qwen2 from max_window_layers (1) on.
+      json["rope_theta"] = rope["rope_theta"]
+    }
+    try JSONSerialization.data(withJSONObject: json).write(to: url)
+    let model = try TransformerModel(path: dir.path, options: [], kernels: { SIMDKernels(threads: $0) })
+    for prompt in try golden(variant) {
+      let got = try allLogits(try model.makeSession(), prompt.ids, vocab: model.description.vocabSize)
+      let diff = maxAbsDiff(got, prompt.logits.flatMap { $0 })
+      #expect(diff <= 1e-4, "\(variant) with a transformers 4 config: max abs diff \(diff)")
+    }
+  }
+}
+
 /// Several EOS ids (generation_config.json's list): reported through ABI 1.3, and each ends a
 /// generation.
 @Suite struct EOSListTests {
