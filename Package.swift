@@ -32,6 +32,10 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
     // Already in the graph through the gRPC transport; named to check TLS files before listening.
     .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+    // The OpenAI-compatible HTTP front and the Prometheus metrics of eft-server.
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     // The C ABI between host and backends: one header, nothing else.
@@ -68,6 +72,9 @@ let package = Package(
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "Metrics", package: "swift-metrics"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
     ]),
     .executableTarget(name: "eft-server", dependencies: [
       "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),

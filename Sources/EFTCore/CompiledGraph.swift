@@ -23,6 +23,8 @@ public struct CompiledGraph: Sendable {
   public let eosTokens: Set<Int32>
   /// The shortest context length of the graph's models.
   public let contextLength: Int
+  /// How chat messages become the prompt; nil: the graph takes no chat requests.
+  public internal(set) var chat: ChatFormat?
 
   public var outputName: String { nodeNames[output] }
 

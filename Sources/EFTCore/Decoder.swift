@@ -4,6 +4,7 @@ struct ChosenToken {
   /// Under the graph's renormalised output at the token's position.
   let logProb: Float
   let nodeValues: [Float]?
+  var top: [(token: Int32, logProb: Float)] = []
 }
 
 /// Chooses tokens for one request, step by step. Without speculation a step evaluates the graph
@@ -31,7 +32,11 @@ struct Decoder {
   private var rng: SeededGenerator
   private(set) var stats = DecodeStats()
 
-  init(state: DecodeState, evaluator: GraphEvaluator, settings: GenerationSettings, nodeValues: Bool) {
+  /// How many of the likeliest tokens each chosen token reports.
+  let topLogProbs: Int
+
+  init(state: DecodeState, evaluator: GraphEvaluator, settings: GenerationSettings, nodeValues: Bool, topLogProbs: Int = 0) {
+    self.topLogProbs = topLogProbs
     self.state = state
     self.evaluator = evaluator
     self.sampling = settings.sampling
@@ -89,7 +94,8 @@ struct Decoder {
     var chosen: [ChosenToken] = []
     func choose(_ token: Int32, _ logProbs: [Float]) {
       chosen.append(ChosenToken(token: token, logProb: logProbs[Int(token)],
-                                nodeValues: nodeValues ? evaluator.nodeValues(at: token) : nil))
+                                nodeValues: nodeValues ? evaluator.nodeValues(at: token) : nil,
+                                top: Sampler.top(topLogProbs, of: logProbs)))
     }
     stats.steps += 1
     stats.drafted += k

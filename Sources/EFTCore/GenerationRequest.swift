@@ -18,6 +18,10 @@ public struct GenerationRequest: Sendable {
   public var parameters: [String: Double] = [:]
   /// Report every node's value at each chosen token.
   public var returnNodeValues = false
+  /// Report this many of the likeliest tokens under the output at each chosen token (0: none;
+  /// at most `GenerationRequest.maxTopLogProbs`).
+  public var topLogProbs = 0
+  public static let maxTopLogProbs = 20
   /// Speculative decoding: nil follows the graph's config; false turns it off; true needs a
   /// draft node (the config's or `draft`).
   public var speculative: Bool?

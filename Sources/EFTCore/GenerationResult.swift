@@ -10,6 +10,9 @@ public struct TokenEvent: Sendable {
   public let logProb: Float
   /// Per node, in `CompiledGraph.nodeNames` order, when the request asked for them.
   public let nodeValues: [Float]?
+  /// The likeliest tokens under the output at this position, most likely first, when the request
+  /// asked for them (`GenerationRequest.topLogProbs`).
+  public var topLogProbs: [(token: Int32, logProb: Float)] = []
 }
 
 public enum FinishReason: String, Sendable {

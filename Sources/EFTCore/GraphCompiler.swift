@@ -201,6 +201,14 @@ struct GraphCompiler {
       eosTokens: Set(models.flatMap(\.eosTokenIDs)),
       contextLength: models.map(\.contextLength).min() ?? 0)
 
+    if graph.hasChat {
+      do {
+        compiled.chat = try ChatFormat(system: graph.chat.system, user: graph.chat.user, assistant: graph.chat.assistant,
+                                       generationPrompt: graph.chat.generationPrompt)
+      } catch {
+        throw fail(nil, error.message)
+      }
+    }
     if graph.hasSpeculative {
       let spec = graph.speculative
       guard !spec.draft.isEmpty else { throw fail(nil, "speculative.draft is empty (name the node that drafts)") }

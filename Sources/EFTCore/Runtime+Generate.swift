@@ -29,7 +29,11 @@ extension Runtime {
     }
     let prefillEnd = DispatchTime.now()
 
-    var decoder = Decoder(state: state, evaluator: evaluator, settings: settings, nodeValues: request.returnNodeValues)
+    guard (0...GenerationRequest.maxTopLogProbs).contains(request.topLogProbs) else {
+      throw RuntimeError(.request, .invalidArgument, "top_logprobs = \(request.topLogProbs) is outside [0, \(GenerationRequest.maxTopLogProbs)]")
+    }
+    var decoder = Decoder(state: state, evaluator: evaluator, settings: settings, nodeValues: request.returnNodeValues,
+                          topLogProbs: request.topLogProbs)
     var tokens: [Int32] = []
     var text = ""
     var streaming = StreamingDecoder(tokenizer: graph.tokenizer)
@@ -55,7 +59,8 @@ extension Runtime {
         tokens.append(chosen.token)
         let (piece, stopped) = stops.push(streaming.push(chosen.token))
         text += piece
-        let event = TokenEvent(token: chosen.token, text: piece, logProb: chosen.logProb, nodeValues: chosen.nodeValues)
+        let event = TokenEvent(token: chosen.token, text: piece, logProb: chosen.logProb, nodeValues: chosen.nodeValues,
+                               topLogProbs: chosen.top)
         if stopped {
           _ = try onToken(event)
           finish = .stop

@@ -129,6 +129,19 @@ public enum Sampler {
     return Int32(best)
   }
 
+  /// The `k` likeliest tokens (finite log-probs only), most likely first, ties by lower id.
+  static func top(_ k: Int, of logProbs: [Float]) -> [(token: Int32, logProb: Float)] {
+    guard k > 0 else { return [] }
+    var best: [(token: Int32, logProb: Float)] = []
+    for (i, v) in logProbs.enumerated() where v > -.infinity && (best.count < k || v > best[best.count - 1].logProb) {
+      // Insert after every entry at least as likely (so an earlier, lower id wins a tie).
+      let at = best.firstIndex { $0.logProb < v } ?? best.count
+      best.insert((Int32(i), v), at: at)
+      if best.count > k { best.removeLast() }
+    }
+    return best
+  }
+
   static func maskedEverything() -> RuntimeError {
     RuntimeError(.request, .failedPrecondition, "every token is masked (−inf) in the graph's output at this step; loosen the masks (top_k/top_p/min_p/plausibility) or check the graph")
   }

@@ -123,55 +123,107 @@ public nonisolated struct Eft_V1_Model: Sendable {
 
 /// A graph: named nodes, each computing a [vocab] vector of log-scores from its inputs. The output
 /// node's vector is renormalised (log-softmax) and handed to the sampler at every step.
-public nonisolated struct Eft_V1_Graph: Sendable {
+public nonisolated struct Eft_V1_Graph: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Required; unique within the config; the name requests use.
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// The nodes, in any order. Inputs are referred to by node name. Cycles are refused.
-  public var nodes: [Eft_V1_Node] = []
+  public var nodes: [Eft_V1_Node] {
+    get {_storage._nodes}
+    set {_uniqueStorage()._nodes = newValue}
+  }
 
   /// The node whose scores are sampled. Required.
-  public var output: String = String()
+  public var output: String {
+    get {_storage._output}
+    set {_uniqueStorage()._output = newValue}
+  }
 
   /// Sampling defaults for requests on this graph; each field can be overridden per request.
   public var sampling: Eft_V1_Sampling {
-    get {_sampling ?? Eft_V1_Sampling()}
-    set {_sampling = newValue}
+    get {_storage._sampling ?? Eft_V1_Sampling()}
+    set {_uniqueStorage()._sampling = newValue}
   }
   /// Returns true if `sampling` has been explicitly set.
-  public var hasSampling: Bool {self._sampling != nil}
+  public var hasSampling: Bool {_storage._sampling != nil}
   /// Clears the value of `sampling`. Subsequent reads from it will return its default value.
-  public mutating func clearSampling() {self._sampling = nil}
+  public mutating func clearSampling() {_uniqueStorage()._sampling = nil}
 
   /// Named scalar parameters that linear weights refer to; requests may override their values
   /// (`--set beta=0.8`) without reloading anything.
-  public var parameters: [Eft_V1_Parameter] = []
+  public var parameters: [Eft_V1_Parameter] {
+    get {_storage._parameters}
+    set {_uniqueStorage()._parameters = newValue}
+  }
 
   /// A one-line description shown by `eft check` and the server's DescribeGraph.
-  public var description_p: String = String()
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
 
   /// Speculative decoding: a cheap node of this graph drafts tokens that the output verifies.
   /// Exact: the tokens follow the output's distribution (after sampling settings) whether it is on
   /// or off. Unset: off. Requests may turn it off, on, or change the lookahead.
   public var speculative: Eft_V1_Speculative {
-    get {_speculative ?? Eft_V1_Speculative()}
-    set {_speculative = newValue}
+    get {_storage._speculative ?? Eft_V1_Speculative()}
+    set {_uniqueStorage()._speculative = newValue}
   }
   /// Returns true if `speculative` has been explicitly set.
-  public var hasSpeculative: Bool {self._speculative != nil}
+  public var hasSpeculative: Bool {_storage._speculative != nil}
   /// Clears the value of `speculative`. Subsequent reads from it will return its default value.
-  public mutating func clearSpeculative() {self._speculative = nil}
+  public mutating func clearSpeculative() {_uniqueStorage()._speculative = nil}
+
+  /// How the messages of a chat request (the HTTP front's /v1/chat/completions) become the prompt
+  /// the nodes' templates then wrap, as a completion's prompt is. Unset: the graph refuses chat
+  /// requests, naming itself.
+  public var chat: Eft_V1_Chat {
+    get {_storage._chat ?? Eft_V1_Chat()}
+    set {_uniqueStorage()._chat = newValue}
+  }
+  /// Returns true if `chat` has been explicitly set.
+  public var hasChat: Bool {_storage._chat != nil}
+  /// Clears the value of `chat`. Subsequent reads from it will return its default value.
+  public mutating func clearChat() {_uniqueStorage()._chat = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _sampling: Eft_V1_Sampling? = nil
-  fileprivate var _speculative: Eft_V1_Speculative? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A chat request's messages in order, each written with its role's template ("{content}" stands
+/// for the message's text), then `generation_prompt`: that text is the request's prompt. A role
+/// whose template is empty is refused (e.g. a format without system turns). Example, for models
+/// whose node templates are "{prompt}":
+///   chat { system: "<|system|>\n{content}\n" user: "<|user|>\n{content}\n"
+///          assistant: "<|assistant|>\n{content}\n" generation_prompt: "<|assistant|>\n" }
+/// A graph whose node templates already wrap one user turn ("<|user|>\n{prompt}\n<|assistant|>\n",
+/// as the facts graphs do) declares `chat { user: "{content}" }`: one user message per request.
+public nonisolated struct Eft_V1_Chat: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var system: String = String()
+
+  public var user: String = String()
+
+  public var assistant: String = String()
+
+  public var generationPrompt: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Speculative decoding of a graph (Leviathan et al., 2023; Chen et al., 2023). Each step the draft
@@ -738,7 +790,126 @@ nonisolated extension Eft_V1_Model: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Graph"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}nodes\0\u{1}output\0\u{1}sampling\0\u{1}parameters\0\u{1}description\0\u{1}speculative\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}nodes\0\u{1}output\0\u{1}sampling\0\u{1}parameters\0\u{1}description\0\u{1}speculative\0\u{1}chat\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _nodes: [Eft_V1_Node] = []
+    var _output: String = String()
+    var _sampling: Eft_V1_Sampling? = nil
+    var _parameters: [Eft_V1_Parameter] = []
+    var _description_p: String = String()
+    var _speculative: Eft_V1_Speculative? = nil
+    var _chat: Eft_V1_Chat? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _nodes = source._nodes
+      _output = source._output
+      _sampling = source._sampling
+      _parameters = source._parameters
+      _description_p = source._description_p
+      _speculative = source._speculative
+      _chat = source._chat
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._output) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._sampling) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._parameters) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._speculative) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._chat) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._nodes.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._nodes, fieldNumber: 2)
+      }
+      if !_storage._output.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._output, fieldNumber: 3)
+      }
+      try { if let v = _storage._sampling {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._parameters.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._parameters, fieldNumber: 5)
+      }
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 6)
+      }
+      try { if let v = _storage._speculative {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._chat {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_Graph, rhs: Eft_V1_Graph) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._nodes != rhs_storage._nodes {return false}
+        if _storage._output != rhs_storage._output {return false}
+        if _storage._sampling != rhs_storage._sampling {return false}
+        if _storage._parameters != rhs_storage._parameters {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._speculative != rhs_storage._speculative {return false}
+        if _storage._chat != rhs_storage._chat {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_Chat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Chat"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}system\0\u{1}user\0\u{1}assistant\0\u{3}generation_prompt\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -746,55 +917,36 @@ nonisolated extension Eft_V1_Graph: SwiftProtobuf.Message, SwiftProtobuf._Messag
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.output) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._sampling) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.parameters) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._speculative) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.system) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.assistant) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.generationPrompt) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    if !self.system.isEmpty {
+      try visitor.visitSingularStringField(value: self.system, fieldNumber: 1)
     }
-    if !self.nodes.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 2)
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 2)
     }
-    if !self.output.isEmpty {
-      try visitor.visitSingularStringField(value: self.output, fieldNumber: 3)
+    if !self.assistant.isEmpty {
+      try visitor.visitSingularStringField(value: self.assistant, fieldNumber: 3)
     }
-    try { if let v = self._sampling {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if !self.parameters.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.parameters, fieldNumber: 5)
+    if !self.generationPrompt.isEmpty {
+      try visitor.visitSingularStringField(value: self.generationPrompt, fieldNumber: 4)
     }
-    if !self.description_p.isEmpty {
-      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 6)
-    }
-    try { if let v = self._speculative {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Eft_V1_Graph, rhs: Eft_V1_Graph) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.nodes != rhs.nodes {return false}
-    if lhs.output != rhs.output {return false}
-    if lhs._sampling != rhs._sampling {return false}
-    if lhs.parameters != rhs.parameters {return false}
-    if lhs.description_p != rhs.description_p {return false}
-    if lhs._speculative != rhs._speculative {return false}
+  public static func ==(lhs: Eft_V1_Chat, rhs: Eft_V1_Chat) -> Bool {
+    if lhs.system != rhs.system {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.assistant != rhs.assistant {return false}
+    if lhs.generationPrompt != rhs.generationPrompt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -177,38 +177,16 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     let graph = try graph(request.graph)
     note.text = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
-    let cost: Int
-    do {
-      cost = try runtime.memoryEstimate(for: generation, graph: graph)
-    } catch let error as EFTCore.RuntimeError {
-      throw ServiceError.rpc(error)
-    }
     try await withCallCancellation { cancellation in
-      try await admission.run(cancellation, cost: cost) {
-        try await stream(generation, graph, response, cancellation, note)
-      }
-    }
-  }
-
-  /// Runs one admitted generation, streaming its events to `response`.
-  private func stream(_ generation: GenerationRequest, _ graph: CompiledGraph, _ response: RPCWriter<Eft_V1_GenerateResponse>,
-                      _ cancellation: CallCancellation, _ note: CallNote) async throws {
-    var start = Eft_V1_Start()
-    start.graph = graph.name
-    start.nodeNames = graph.nodeNames
-    start.outputNode = graph.outputName
-    start.modelNodes = graph.modelNodeNames
-    start.sessionModels = graph.sessionModelNames
-    try await response.write(.with { $0.start = start })
-
-    // The decoding thread yields tokens into `events`; this task writes them to the client. A
-    // cancelled call or a failed write stops the decoding thread after its current token; the
-    // sessions are freed when it returns.
-    let (events, sink) = AsyncStream<Eft_V1_GenerateResponse>.makeStream()
-    let runtime = self.runtime
-    async let outcome = onThread {
-      defer { sink.finish() }
-      return try runtime.generate(generation, cancellation: cancellation) { event in
+      let result = try await runGeneration(generation, graph: graph, cancellation: cancellation, note: note) {
+        var start = Eft_V1_Start()
+        start.graph = graph.name
+        start.nodeNames = graph.nodeNames
+        start.outputNode = graph.outputName
+        start.modelNodes = graph.modelNodeNames
+        start.sessionModels = graph.sessionModelNames
+        try await response.write(.with { $0.start = start })
+      } write: { event in
         var token = Eft_V1_Token()
         token.id = event.token
         token.text = event.text
@@ -217,33 +195,62 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
           token.nodeLogProbs = values
           token.piece = graph.tokenizer.decode([event.token])
         }
-        sink.yield(.with { $0.token = token })
-        return !cancellation.isCancelled
+        try await response.write(.with { $0.token = token })
       }
+      try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
     }
+  }
+
+  /// One generation under the service's limits, for the gRPC and HTTP fronts alike: estimates its
+  /// memory, waits for admission, calls `started`, decodes on a thread of its own and hands each
+  /// token event to `write`. A write that throws (the client went away) stops the decoding
+  /// thread after its current token; the sessions are freed when it returns. Counts the
+  /// generation and notes it for the request log; a generation that was cancelled throws the
+  /// call's cancellation status.
+  func runGeneration(_ generation: GenerationRequest, graph: CompiledGraph, cancellation: CallCancellation, note: CallNote,
+                     started: () async throws -> Void = {},
+                     write: (TokenEvent) async throws -> Void) async throws -> GenerationResult {
+    let cost: Int
     do {
-      for await message in events {
-        try await response.write(message)
-      }
-    } catch {
-      // The client is gone (it cancelled, its deadline passed, or the connection dropped): what
-      // it saw is CANCELLED or DEADLINE_EXCEEDED, which is what the log says, with the tokens
-      // made until the decoding thread noticed.
-      cancellation.cancel()
-      let made = (try? await outcome).map { result -> Int in
-        count(result)
-        return result.tokens.count
-      }
-      note.text += made.map { ": \($0) tokens" } ?? ""
-      throw cancellation.error("the client went away (\(error))")
+      cost = try runtime.memoryEstimate(for: generation, graph: graph)
+    } catch let error as EFTCore.RuntimeError {
+      throw ServiceError.rpc(error)
     }
-    let result = try await outcome
-    count(result)
-    note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
-    guard result.finishReason != .cancelled, !cancellation.isCancelled else {
-      throw cancellation.error("the generation was cancelled after \(result.tokens.count) tokens")
+    return try await admission.run(cancellation, cost: cost) {
+      try await started()
+      let (events, sink) = AsyncStream<TokenEvent>.makeStream()
+      let runtime = self.runtime
+      async let outcome = onThread {
+        defer { sink.finish() }
+        return try runtime.generate(generation, cancellation: cancellation) { event in
+          sink.yield(event)
+          return !cancellation.isCancelled
+        }
+      }
+      do {
+        for await event in events {
+          try await write(event)
+        }
+      } catch {
+        // The client is gone (it cancelled, its deadline passed, or the connection dropped): what
+        // it saw is CANCELLED or DEADLINE_EXCEEDED, which is what the log says, with the tokens
+        // made until the decoding thread noticed.
+        cancellation.cancel()
+        let made = (try? await outcome).map { result -> Int in
+          count(result)
+          return result.tokens.count
+        }
+        note.text += made.map { ": \($0) tokens" } ?? ""
+        throw cancellation.error("the client went away (\(error))")
+      }
+      let result = try await outcome
+      count(result)
+      note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
+      guard result.finishReason != .cancelled, !cancellation.isCancelled else {
+        throw cancellation.error("the generation was cancelled after \(result.tokens.count) tokens")
+      }
+      return result
     }
-    try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
   }
 
   private func count(_ result: GenerationResult) {
