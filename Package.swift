@@ -34,8 +34,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     // The OpenAI-compatible HTTP front and the Prometheus metrics of eft-server.
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     // The C ABI between host and backends: one header, nothing else.
@@ -73,8 +74,11 @@ let package = Package(
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
       .product(name: "Hummingbird", package: "hummingbird"),
-      .product(name: "Metrics", package: "swift-metrics"),
+      .product(name: "HummingbirdCore", package: "hummingbird"),
+      .product(name: "HummingbirdTLS", package: "hummingbird"),
       .product(name: "Prometheus", package: "swift-prometheus"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "Logging", package: "swift-log"),
     ]),
     .executableTarget(name: "eft-server", dependencies: [
       "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -67,6 +67,9 @@ final class DecodeState {
 
   deinit { member.leave() }
 
+  /// Per model, the time of the backend calls that carried this request's appends.
+  var modelSeconds: [String: Double] { member.modelSeconds }
+
   /// Done with the models: the scheduler stops waiting for this request before its steps.
   func finishModelWork() { member.leave() }
 

@@ -39,6 +39,9 @@ public struct GenerationResult: Sendable {
   public let stats: DecodeStats
   /// The speculation the request decoded with; nil when off.
   public let speculation: SpeculationSettings?
+  /// Per model, seconds of the backend calls that carried this request's appends, prefill
+  /// included (a call batched with other requests counts whole for each).
+  public var modelSeconds: [String: Double] = [:]
   /// Generated tokens per second of decoding (excludes prefill).
   public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens.count) / decodeSeconds : 0 }
 }

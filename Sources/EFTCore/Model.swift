@@ -18,6 +18,11 @@ public final class Model: @unchecked Sendable {
   /// Memory a session may hold per token, in bytes (0: the plugin does not say; ABI 1.2).
   public let sessionBytesPerToken: Int
   let handle: OpaquePointer
+  private let sessions = Locked(0)
+  /// Sessions of this model that exist now.
+  public var liveSessions: Int { sessions.withLock { $0 } }
+  func sessionOpened() { sessions.withLock { $0 += 1 } }
+  func sessionClosed() { sessions.withLock { $0 -= 1 } }
 
   /// Opens `path` with `plugin`, passing `options` (serialized protobuf) through the ABI.
   public init(name: String, plugin: Plugin, path: String, options: [UInt8], tokenizer: Tokenizer) throws {

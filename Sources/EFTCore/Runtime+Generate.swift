@@ -86,10 +86,12 @@ extension Runtime {
       }
     }
     let end = DispatchTime.now()
-    return GenerationResult(
+    var result = GenerationResult(
       tokens: tokens, text: text, finishReason: finish, promptTokens: state.promptLengths,
       prefillSeconds: Double(prefillEnd.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9,
       decodeSeconds: Double(end.uptimeNanoseconds - prefillEnd.uptimeNanoseconds) / 1e9,
       stats: decoder.stats, speculation: settings.speculation)
+    result.modelSeconds = state.modelSeconds
+    return result
   }
 }

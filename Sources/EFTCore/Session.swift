@@ -35,9 +35,13 @@ public final class Session {
   init(model: Model, handle: OpaquePointer) {
     self.model = model
     self.handle = handle
+    model.sessionOpened()
   }
 
-  deinit { model.plugin.table.pointee.session_free(handle) }
+  deinit {
+    model.plugin.table.pointee.session_free(handle)
+    model.sessionClosed()
+  }
 
   /// Tokens held.
   public var count: Int { model.plugin.table.pointee.session_length(handle) }

@@ -35,6 +35,7 @@ public final class StepScheduler: @unchecked Sendable {
   private var members: [Member] = []
   private var stepRunning = false
   private var statistics = Statistics()
+  private var observer: (@Sendable (_ model: String, _ tokens: Int, _ time: Duration) -> Void)?
 
   public init(maxBatchTokens: Int = 512) {
     self.maxBatchTokens = max(1, maxBatchTokens)
@@ -58,6 +59,14 @@ public final class StepScheduler: @unchecked Sendable {
     return statistics
   }
 
+  /// Calls `observer` after every batched append a step makes to a model, with the model's name,
+  /// the tokens appended and the time the backend took (the server's step-latency metrics).
+  public func observeModelCalls(_ observer: @escaping @Sendable (_ model: String, _ tokens: Int, _ time: Duration) -> Void) {
+    condition.lock()
+    defer { condition.unlock() }
+    self.observer = observer
+  }
+
   /// Requests holding a place in the steps now.
   public var activeMembers: Int {
     condition.lock()
@@ -76,6 +85,16 @@ public final class StepScheduler: @unchecked Sendable {
     fileprivate var parked = false
     fileprivate var inFlight = 0
     fileprivate var left = false
+    fileprivate var modelTime: [String: Duration] = [:]
+
+    /// Per model, the time of the backend calls that carried this member's appends (a call
+    /// batched with other requests counts whole for each of them).
+    public var modelSeconds: [String: Double] {
+      guard let scheduler else { return [:] }
+      scheduler.condition.lock()
+      defer { scheduler.condition.unlock() }
+      return modelTime.mapValues { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+    }
 
     fileprivate init(scheduler: StepScheduler, cancellation: (any CancellationSignal)?) {
       self.scheduler = scheduler
@@ -176,6 +195,7 @@ public final class StepScheduler: @unchecked Sendable {
     let slices = plan()
     guard !slices.isEmpty else { return false }
     stepRunning = true
+    let observer = self.observer
     condition.unlock()
     var byModel: [ObjectIdentifier: [Slice]] = [:]
     var order: [ObjectIdentifier] = []
@@ -185,13 +205,24 @@ public final class StepScheduler: @unchecked Sendable {
       byModel[key, default: []].append(slice)
     }
     var results: [(Slice, Result<[Float], any Error>)] = []
+    var times: [(Model, [Slice], Duration)] = []
     for key in order {
       let group = byModel[key]!
       let model = group[0].work.append.session.model
+      let clock = ContinuousClock.now
       let outcomes = model.append(group.map { Append($0.work.append.session, Array($0.work.append.tokens[$0.tokens]), $0.mode) })
+      let time = ContinuousClock.now - clock
+      observer?(model.name, group.reduce(0) { $0 + $1.tokens.count }, time)
+      times.append((model, group, time))
       results += zip(group, outcomes).map { ($0, $1) }
     }
     condition.lock()
+    for (model, group, time) in times {
+      var seen = Set<ObjectIdentifier>()
+      for slice in group where seen.insert(ObjectIdentifier(slice.member)).inserted {
+        slice.member.modelTime[model.name, default: .zero] += time
+      }
+    }
     statistics.steps += 1
     statistics.calls += order.count
     statistics.appends += slices.count

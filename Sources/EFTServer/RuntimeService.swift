@@ -46,6 +46,9 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   private let shuttingDown = Atomic(false)
   /// Where a line per Generate and Score call goes (nil: nowhere).
   let requestLog: (@Sendable (String) -> Void)?
+  /// What `/metrics` shows (both fronts count into it).
+  public let metrics = ServerMetrics()
+  public let started = Date()
 
   public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits(), requestLog: (@Sendable (String) -> Void)? = nil) {
     self.runtime = runtime
@@ -57,27 +60,29 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// Runs the body of a Generate or Score call: a runtime error it throws becomes the status it
   /// travels as, and, when there is a request log, a line says what the body noted, or the
   /// status it failed with, and the time it took.
-  func serving<T>(_ method: String, _ body: (CallNote) async throws -> T) async throws -> T {
+  /// Counts the call in the metrics by its graph (`note.graph`), `protocol` and status.
+  func serving<T>(_ method: String, protocol: String? = nil, _ body: (CallNote) async throws -> T) async throws -> T {
     let note = CallNote()
     let start = ContinuousClock.now
-    func log(_ outcome: String) {
+    func log(_ outcome: String, status: String) {
+      metrics.request(graph: note.graph, protocol: `protocol` ?? method, status: status)
       guard let requestLog else { return }
       let d = (ContinuousClock.now - start).components
-      let what = note.text.isEmpty ? method : "\(method) \(note.text)"
+      let what = note.line.isEmpty ? method : "\(method) \(note.line)"
       let ms = Double(d.seconds) * 1e3 + Double(d.attoseconds) / 1e15
       // Escaped: error messages quote client strings, and a newline in one must not forge a line.
       requestLog(escapedForLog("\(what)\(outcome)") + " (\(String(format: "%.1f", ms)) ms)")
     }
     do {
       let result = try await body(note)
-      log("")
+      log("", status: "OK")
       return result
     } catch {
       let status = (error as? EFTCore.RuntimeError).map(ServiceError.rpc) ?? error
       if let rpc = status as? RPCError {
-        log(": \(statusName(rpc.code)) \(rpc.message)")
+        log(": \(statusName(rpc.code)) \(rpc.message)", status: statusName(rpc.code))
       } else {
-        log(": \(status)")
+        log(": \(status)", status: "UNKNOWN")
       }
       throw status
     }
@@ -168,14 +173,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   public func generate(request: Eft_V1_GenerateRequest, response: RPCWriter<Eft_V1_GenerateResponse>,
                        context: ServerContext) async throws {
-    try await serving("generate") { note in try await generate(request, response, note) }
+    try await serving("generate", protocol: "grpc") { note in try await generate(request, response, note) }
   }
 
   private func generate(_ request: Eft_V1_GenerateRequest, _ response: RPCWriter<Eft_V1_GenerateResponse>, _ note: CallNote) async throws {
     try checkSize(request)
     try checkText("prompt", request.prompt)
     let graph = try graph(request.graph)
-    note.text = graph.name
+    note.graph = graph.name
     let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
     try await withCallCancellation { cancellation in
       let result = try await runGeneration(generation, graph: graph, cancellation: cancellation, note: note) {
@@ -237,14 +242,14 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
         // made until the decoding thread noticed.
         cancellation.cancel()
         let made = (try? await outcome).map { result -> Int in
-          count(result)
+          count(result, graph: graph)
           return result.tokens.count
         }
         note.text += made.map { ": \($0) tokens" } ?? ""
         throw cancellation.error("the client went away (\(error))")
       }
       let result = try await outcome
-      count(result)
+      count(result, graph: graph)
       note.text += ": \(result.tokens.count) tokens, \(result.finishReason.rawValue)"
       guard result.finishReason != .cancelled, !cancellation.isCancelled else {
         throw cancellation.error("the generation was cancelled after \(result.tokens.count) tokens")
@@ -253,7 +258,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     }
   }
 
-  private func count(_ result: GenerationResult) {
+  private func count(_ result: GenerationResult, graph: CompiledGraph) {
+    metrics.generation(graph: graph.name, result: result)
     if result.finishReason == .cancelled {
       cancelled.add(1, ordering: .relaxed)
     } else {
@@ -262,7 +268,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   }
 
   public func score(request: Eft_V1_ScoreRequest, context: ServerContext) async throws -> Eft_V1_ScoreResponse {
-    try await serving("score") { note in try await score(request, note) }
+    try await serving("score", protocol: "grpc") { note in try await score(request, note) }
   }
 
   private func score(_ request: Eft_V1_ScoreRequest, _ note: CallNote) async throws -> Eft_V1_ScoreResponse {
@@ -270,7 +276,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     try checkText("prompt", request.prompt)
     try checkText("continuation", request.continuation)
     let graph = try graph(request.graph)
-    note.text = graph.name
+    note.graph = graph.name
     let runtime = self.runtime
     let cost = runtime.scoreMemoryEstimate(graph: graph, prompt: request.prompt, continuation: request.continuation)
     let result = try await admittedOnThread(cost: cost) { cancellation in
@@ -358,9 +364,12 @@ func escapedForLog(_ text: String) -> String {
   return out
 }
 
-/// What a call's log line says about it, filled in as the call learns it.
+/// What a call's log line says about it, filled in as the call learns it: its graph, then
+/// what came of it.
 final class CallNote {
+  var graph = ""
   var text = ""
+  var line: String { text.isEmpty ? graph : graph + text }
 }
 
 /// The canonical gRPC name of a status code (google.rpc.Code), as servers and docs spell it.

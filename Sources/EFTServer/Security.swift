@@ -35,6 +35,14 @@ public struct ServerTLS: Sendable {
     }
   }
 
+  /// The same certificate and key for NIOSSL (the HTTP front).
+  var configuration: TLSConfiguration {
+    get throws {
+      .makeServerConfiguration(certificateChain: try NIOSSLCertificate.fromPEMBytes(certificateChain).map { .certificate($0) },
+                               privateKey: .privateKey(try NIOSSLPrivateKey(bytes: privateKey, format: .pem)))
+    }
+  }
+
   var transportSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
     .tls(certificateChain: [.bytes(certificateChain, format: .pem)], privateKey: .bytes(privateKey, format: .pem))
   }

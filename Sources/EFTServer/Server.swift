@@ -1,7 +1,13 @@
 import EFTCore
 import EFTRPC
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import ServiceLifecycle
 
 /// How `eft-server` listens and what it allows.
 public struct ServerOptions: Sendable {
@@ -19,14 +25,26 @@ public struct ServerOptions: Sendable {
   public var token: String?
   /// Where a line per Generate and Score call goes (nil: nowhere).
   public var requestLog: (@Sendable (String) -> Void)?
+  /// The OpenAI-compatible HTTP front (with /metrics) on each of these.
+  public var http: [ServerEndpoint] = []
+  /// /metrics alone on each of these.
+  public var metrics: [ServerEndpoint] = []
 
   public init(endpoints: [ServerEndpoint]) { self.endpoints = endpoints }
 }
 
-/// The Runtime and health services on one gRPC server per endpoint.
+/// The endpoints a server listens on, as bound (a TCP port 0 replaced by the port the system chose).
+public struct BoundEndpoints: Sendable {
+  public var grpc: [ServerEndpoint]
+  public var http: [ServerEndpoint]
+  public var metrics: [ServerEndpoint]
+}
+
+/// The Runtime and health services on one gRPC server per endpoint, and the HTTP front
+/// (`ServerOptions.http`, `.metrics`) on one HTTP/1.1 server per endpoint.
 ///
 ///     let server = RuntimeServer(runtime: runtime, options: ServerOptions(endpoints: [.unix(path: "/tmp/eft.sock")]))
-///     try await server.run { endpoints in print("listening on", endpoints) }  // until shutdown()
+///     try await server.run { bound in print("listening on", bound.grpc) }  // until shutdown()
 public final class RuntimeServer: Sendable {
   public let service: RuntimeService
   public let health = HealthService()
@@ -38,6 +56,8 @@ public final class RuntimeServer: Sendable {
     self.options = options
     self.service = RuntimeService(runtime: runtime, limits: options.limits, requestLog: options.requestLog)
     (shutdownSignal, shutdownSink) = AsyncStream<Void>.makeStream()
+    let metrics = service.metrics
+    runtime.scheduler.observeModelCalls { model, tokens, time in metrics.modelCall(model: model, tokens: tokens, time: time) }
   }
 
   /// Begins a graceful shutdown: new calls are refused, running ones have `shutdownGrace` to end.
@@ -48,7 +68,7 @@ public final class RuntimeServer: Sendable {
 
   /// Binds every endpoint, calls `onListening` with them as bound (a TCP port 0 replaced by the
   /// port the system chose), serves until `shutdown()`, drains, and removes the socket files.
-  public func run(onListening: @Sendable ([ServerEndpoint]) -> Void = { _ in }) async throws {
+  public func run(onListening: @Sendable (BoundEndpoints) -> Void = { _ in }) async throws {
     var config = HTTP2ServerTransport.Posix.Config.defaults
     // The service answers messages over the limit with RESOURCE_EXHAUSTED; far over it (4×) the
     // transport resets the stream without reading the message.
@@ -78,6 +98,39 @@ public final class RuntimeServer: Sendable {
       servers.append(GRPCServer(transport: transport, services: [service, health], interceptors: interceptors))
     }
 
+    // The HTTP fronts: a Hummingbird application each, in a service group of its own so that a
+    // shutdown can drain it. `started` hears of each listening (nil) or failing to.
+    let (started, startedSink) = AsyncStream<(any Error)?>.makeStream()
+    let httpBound = Locked<[Int: ServerEndpoint]>([:])
+    var logger = Logger(label: "eft-server.http")
+    logger.logLevel = .warning
+    let httpEndpoints = options.http.map { ($0, true) } + options.metrics.map { ($0, false) }
+    var groups: [ServiceGroup] = []
+    for (i, (endpoint, openAI)) in httpEndpoints.enumerated() {
+      let front = HTTPFront(service: service, openAI: openAI, token: options.token)
+      let address: BindAddress
+      var builder: HTTPServerBuilder = .http1()
+      switch endpoint {
+      case .tcp(let host, let port):
+        address = .hostname(host, port: port)
+        if let tls = options.tls { builder = try .tls(.http1(), tlsConfiguration: try tls.configuration) }
+      case .unix(let path):
+        address = .unixDomainSocket(path: path)
+      }
+      let app = Application(router: front.router(), server: builder, configuration: .init(address: address, serverName: "eft-server"),
+                            onServerRunning: { channel in
+                              var bound = endpoint
+                              if case .tcp(let host, _) = endpoint, let port = channel.localAddress?.port { bound = .tcp(host: host, port: port) }
+                              if case .unix(let path) = endpoint { chmod(path, 0o600) }  // owner-only, as the gRPC sockets
+                              httpBound.withLock { $0[i] = bound }
+                              startedSink.yield(nil)
+                            }, logger: logger)
+      groups.append(ServiceGroup(configuration: .init(services: [app], logger: logger)))
+    }
+    defer {
+      for case .unix(let path) in httpEndpoints.map(\.0) { unlink(path) }
+    }
+
     // Every server serves in a task of its own; this loop reacts to what happens, in order: a
     // shutdown (or a server failing) begins the graceful shutdown, the grace period's end cancels
     // what still runs, and `shutdownForce` later `run` returns whatever is left.
@@ -89,6 +142,16 @@ public final class RuntimeServer: Sendable {
           try await server.serve()
           sink.yield(.stopped(nil))
         } catch {
+          sink.yield(.stopped(error))
+        }
+      }
+    } + groups.map { group in
+      Task {
+        do {
+          try await group.run()
+          sink.yield(.stopped(nil))
+        } catch {
+          startedSink.yield(error)  // if it failed before listening
           sink.yield(.stopped(error))
         }
       }
@@ -106,7 +169,14 @@ public final class RuntimeServer: Sendable {
         bound.append(endpoint)
       }
     }
-    onListening(bound)
+    var waiting = groups.count
+    for await failure in started {
+      if let failure { throw failure }
+      waiting -= 1
+      if waiting == 0 { break }
+    }
+    let http = httpBound.withLock { table in httpEndpoints.indices.map { table[$0] ?? httpEndpoints[$0].0 } }
+    onListening(BoundEndpoints(grpc: bound, http: Array(http.prefix(options.http.count)), metrics: Array(http.dropFirst(options.http.count))))
     let signal = shutdownSignal
     timers.append(Task {
       for await _ in signal { break }
@@ -122,6 +192,7 @@ public final class RuntimeServer: Sendable {
       health.markNotServing()
       service.beginShutdown()
       for server in servers { server.beginGracefulShutdown() }
+      for group in groups { Task { await group.triggerGracefulShutdown() } }
       let grace = options.shutdownGrace
       timers.append(Task {
         try? await Task.sleep(for: grace)
@@ -135,7 +206,7 @@ public final class RuntimeServer: Sendable {
       case .stopped(let error):
         stopped += 1
         if let error, !shuttingDown, failure == nil { failure = error }  // a server failed: stop the rest
-        if stopped == servers.count {
+        if stopped == servers.count + groups.count {
           if let failure { throw failure }
           return
         }

@@ -85,7 +85,7 @@ struct Bench: AsyncParsableCommand {
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let server = RuntimeServer(runtime: runtime, options: ServerOptions(endpoints: [.unix(path: directory + "/eft.sock"), .tcp(host: "127.0.0.1", port: 0)]))
     let listening = AsyncStream<[ServerEndpoint]>.makeStream()
-    let serving = Task { try await server.run { listening.continuation.yield($0) } }
+    let serving = Task { try await server.run { listening.continuation.yield($0.grpc) } }
     var endpoints: [ServerEndpoint] = []
     for await bound in listening.stream {
       endpoints = bound

@@ -64,7 +64,13 @@ struct Serve: AsyncParsableCommand {
   @Option(help: ArgumentHelp("A file holding a bearer token (16-4096 printable ASCII bytes): every call must then send `authorization: Bearer TOKEN`, else UNAUTHENTICATED.", valueName: "file"))
   var tokenFile: String?
 
-  @Flag(help: "Log a line per Generate and Score call to stderr (graph, tokens, finish or status, time).")
+  @Option(help: ArgumentHelp("Serve the OpenAI-compatible HTTP API here too (repeatable; the --listen syntax): POST /v1/completions, /v1/chat/completions, GET /v1/models, /metrics. Off by default.", valueName: "endpoint"))
+  var http: [String] = []
+
+  @Option(help: ArgumentHelp("Serve the Prometheus metrics (GET /metrics) alone here (repeatable; the --listen syntax).", valueName: "endpoint"))
+  var metrics: [String] = []
+
+  @Flag(help: "Log a line per call to stderr (graph, tokens, finish or status, time).")
   var logRequests = false
 
   func validate() throws {
@@ -88,6 +94,12 @@ struct Serve: AsyncParsableCommand {
     } catch {
       throw ValidationError("--listen \(error)")
     }
+    do {
+      options.http = try http.map { try ServerEndpoint(parsing: $0) }
+      options.metrics = try metrics.map { try ServerEndpoint(parsing: $0) }
+    } catch {
+      throw ValidationError("--http/--metrics \(error)")
+    }
     options.limits.maxMessageBytes = maxMessageBytes
     options.limits.maxPromptBytes = maxPromptBytes
     options.limits.maxTokens = maxTokensLimit
@@ -104,7 +116,7 @@ struct Serve: AsyncParsableCommand {
     } catch {
       throw ValidationError("\(error)")
     }
-    for endpoint in options.endpoints {
+    for endpoint in options.endpoints + options.http + options.metrics {
       guard case .tcp(let host, _) = endpoint, !isLoopback(host) else { continue }
       let missing = [options.tls == nil ? "TLS (--tls-cert, --tls-key)" : nil, options.token == nil ? "a token (--token-file)" : nil].compactMap { $0 }
       if !missing.isEmpty { log("warning: \(endpoint) is reachable from other hosts, without \(missing.joined(separator: " or "))") }
@@ -129,11 +141,13 @@ struct Serve: AsyncParsableCommand {
     defer { sources.forEach { $0.cancel() } }
 
     do {
-      try await server.run { endpoints in
+      try await server.run { bound in
         let graphs = runtime.graphs.map(\.name).joined(separator: ", ")
         log("serving \(runtime.graphs.count) graph\(runtime.graphs.count == 1 ? "" : "s") (\(graphs)) from \(configPath)")
         log("memory budget \(budgetMiB) MiB for the running calls' KV caches and logits (--memory-budget)")
-        for endpoint in endpoints { log("listening on \(endpoint)") }
+        for endpoint in bound.grpc { log("listening on \(endpoint)") }
+        for endpoint in bound.http { log("HTTP (OpenAI API, /metrics) on \(endpoint)") }
+        for endpoint in bound.metrics { log("metrics on \(endpoint)") }
       }
     } catch {
       log("error: \(error)")

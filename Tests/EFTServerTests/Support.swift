@@ -33,12 +33,13 @@ final class SocketDirectory: Sendable {
 /// A real server on real sockets, in this process.
 final class RunningServer: Sendable {
   let server: RuntimeServer
-  let endpoints: [ServerEndpoint]
+  let bound: BoundEndpoints
+  var endpoints: [ServerEndpoint] { bound.grpc }
   private let task: Task<Void, any Error>
 
-  private init(server: RuntimeServer, endpoints: [ServerEndpoint], task: Task<Void, any Error>) {
+  private init(server: RuntimeServer, bound: BoundEndpoints, task: Task<Void, any Error>) {
     self.server = server
-    self.endpoints = endpoints
+    self.bound = bound
     self.task = task
   }
 
@@ -47,7 +48,7 @@ final class RunningServer: Sendable {
     var options = ServerOptions(endpoints: endpoints)
     configure(&options)
     let server = RuntimeServer(runtime: runtime, options: options)
-    let waiter = Once<[ServerEndpoint]>()
+    let waiter = Once<BoundEndpoints>()
     var task: Task<Void, any Error>?
     let bound = try await withCheckedThrowingContinuation { continuation in
       waiter.set(continuation)
@@ -60,7 +61,7 @@ final class RunningServer: Sendable {
         }
       }
     }
-    return RunningServer(server: server, endpoints: bound, task: task!)
+    return RunningServer(server: server, bound: bound, task: task!)
   }
 
   /// Shuts down and waits for `run` to return.
