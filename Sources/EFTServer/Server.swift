@@ -170,10 +170,12 @@ public final class RuntimeServer: Sendable {
       }
     }
     var waiting = groups.count
-    for await failure in started {
-      if let failure { throw failure }
-      waiting -= 1
-      if waiting == 0 { break }
+    if waiting > 0 {
+      for await failure in started {
+        if let failure { throw failure }
+        waiting -= 1
+        if waiting == 0 { break }
+      }
     }
     let http = httpBound.withLock { table in httpEndpoints.indices.map { table[$0] ?? httpEndpoints[$0].0 } }
     onListening(BoundEndpoints(grpc: bound, http: Array(http.prefix(options.http.count)), metrics: Array(http.dropFirst(options.http.count))))
