@@ -235,3 +235,29 @@ let upscaleGraph = """
     #expect(missingModel.message.contains("config.pbtxt:2:"), "\(missingModel.message)")
   }
 }
+
+/// A graph's chat format (config `chat`): messages become the prompt; mistakes are refused.
+@Suite struct ChatFormatTests {
+  @Test func messagesBecomeThePromptByTheirRolesTemplates() throws {
+    let r = try runtime(tinyConfig(graphs: """
+      graphs {
+        name: "g" nodes { name: "a" model { model: "large_base" } } output: "a"
+        chat { system: "[S]{content}\\n" user: "[U]{content}\\n" assistant: "[A]{content}\\n" generation_prompt: "[A]" }
+      }
+      graphs { name: "plain" nodes { name: "a" model { model: "large_base" } } output: "a" }
+      """))
+    let chat = try #require(try r.graph(named: "g").chat)
+    let prompt = try chat.prompt([("system", "Be brief."), ("user", "Hi {content}"), ("assistant", "Hello."), ("user", "Where?")], graph: "g")
+    #expect(prompt == "[S]Be brief.\n[U]Hi {content}\n[A]Hello.\n[U]Where?\n[A]")
+    #expect(try r.graph(named: "plain").chat == nil)
+    #expect(runtimeError { _ = try chat.prompt([("tool", "x")], graph: "g") }?.message.contains("no chat template for role 'tool'") == true)
+    #expect(runtimeError { _ = try chat.prompt([], graph: "g") }?.message == "messages is empty")
+  }
+
+  @Test func aTemplateWithoutContentIsRefused() throws {
+    let error = runtimeError { _ = try runtime(tinyConfig(graphs: """
+      graphs { name: "g" nodes { name: "a" model { model: "large_base" } } output: "a" chat { user: "<|user|>" } }
+      """)) }
+    #expect(error?.message.contains("graph 'g': chat.user is \"<|user|>\", which has no {content}") == true, "\(String(describing: error))")
+  }
+}
