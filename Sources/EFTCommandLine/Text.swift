@@ -12,13 +12,14 @@ public enum Report {
   public static func generationSummary(_ r: GenerationResult) -> [String] {
     generationSummary(tokens: r.tokens.count, finish: r.finishReason.rawValue, promptTokens: r.promptTokens,
                       prefillSeconds: r.prefillSeconds, decodeSeconds: r.decodeSeconds, stats: r.stats,
-                      speculation: r.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) })
+                      speculation: r.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) }, modelSeconds: r.modelSeconds)
   }
 
   /// The `-v` lines after a generation, from its parts (as a client receives them).
   public static func generationSummary(tokens: Int, finish: String, promptTokens: [Int], prefillSeconds: Double,
                                        decodeSeconds: Double, stats s: DecodeStats,
-                                       speculation: (draft: String, lookahead: Int, adaptive: Bool)?) -> [String] {
+                                       speculation: (draft: String, lookahead: Int, adaptive: Bool)?,
+                                       modelSeconds: [String: Double] = [:]) -> [String] {
     let perSecond = decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0
     var lines = [String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s), %d model calls",
                         tokens, finish, promptTokens.map(String.init).joined(separator: "/"),
@@ -27,6 +28,10 @@ public enum Report {
       lines.append(String(format: "eft: speculative (draft %@, lookahead %d%@): %d steps, %d drafted, %d accepted (%.1f%%)",
                           spec.draft, spec.lookahead, spec.adaptive ? ", adaptive" : "",
                           s.steps, s.drafted, s.accepted, 100 * s.acceptanceRate))
+    }
+    if !modelSeconds.isEmpty {
+      lines.append("eft: model time: " + modelSeconds.sorted { $0.key < $1.key }
+        .map { String(format: "%@ %.1f ms", $0.key, 1000 * $0.value) }.joined(separator: ", "))
     }
     return lines
   }

@@ -427,6 +427,10 @@ public nonisolated struct Eft_V1_Finish: Sendable {
   /// Clears the value of `speculation`. Subsequent reads from it will return its default value.
   public mutating func clearSpeculation() {self._speculation = nil}
 
+  /// Per model (config name), seconds of the backend calls that carried this request's appends,
+  /// prefill included; a call batched with other requests' appends counts whole for each of them.
+  public var modelSeconds: Dictionary<String,Double> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1182,7 +1186,7 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Eft_V1_Finish: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Finish"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}completion_tokens\0\u{3}prompt_tokens\0\u{3}prefill_seconds\0\u{3}decode_seconds\0\u{1}stats\0\u{1}speculation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}completion_tokens\0\u{3}prompt_tokens\0\u{3}prefill_seconds\0\u{3}decode_seconds\0\u{1}stats\0\u{1}speculation\0\u{3}model_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1197,6 +1201,7 @@ nonisolated extension Eft_V1_Finish: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.decodeSeconds) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._stats) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._speculation) }()
+      case 8: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.modelSeconds) }()
       default: break
       }
     }
@@ -1228,6 +1233,9 @@ nonisolated extension Eft_V1_Finish: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try { if let v = self._speculation {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if !self.modelSeconds.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.modelSeconds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1239,6 +1247,7 @@ nonisolated extension Eft_V1_Finish: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.decodeSeconds != rhs.decodeSeconds {return false}
     if lhs._stats != rhs._stats {return false}
     if lhs._speculation != rhs._speculation {return false}
+    if lhs.modelSeconds != rhs.modelSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -119,6 +119,7 @@ extension Eft_V1_Finish {
     promptTokens = r.promptTokens.map(Int32.init)
     prefillSeconds = r.prefillSeconds
     decodeSeconds = r.decodeSeconds
+    modelSeconds = r.modelSeconds
     stats.steps = Int64(r.stats.steps)
     stats.drafted = Int64(r.stats.drafted)
     stats.accepted = Int64(r.stats.accepted)

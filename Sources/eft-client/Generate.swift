@@ -51,7 +51,8 @@ struct Generate: AsyncParsableCommand {
       let lines = Report.generationSummary(
         tokens: Int(f.completionTokens), finish: reasons[f.reason]?.rawValue ?? "\(f.reason)",
         promptTokens: f.promptTokens.map(Int.init), prefillSeconds: f.prefillSeconds, decodeSeconds: f.decodeSeconds,
-        stats: stats, speculation: f.hasSpeculation ? (f.speculation.draft, Int(f.speculation.lookahead), f.speculation.adaptive) : nil)
+        stats: stats, speculation: f.hasSpeculation ? (f.speculation.draft, Int(f.speculation.lookahead), f.speculation.adaptive) : nil,
+        modelSeconds: f.modelSeconds)
       for line in lines { write(line + "\n", to: .standardError) }
     }
   }

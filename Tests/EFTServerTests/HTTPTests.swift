@@ -56,6 +56,9 @@ func events(_ data: Data) throws -> (chunks: [[String: Any]], done: Bool) {
     let endpoint = running.bound.http[0]
     let grpc = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = Self.prompt }) }
     #expect(grpc.text == "The answer is Frostmoor.")
+    // The finish says how long each model's backend calls took.
+    let modelSeconds = try #require(grpc.finish?.modelSeconds)
+    #expect(Set(modelSeconds.keys) == ["large_base", "small_ft", "small_base"] && modelSeconds.values.allSatisfy { $0 > 0 })
 
     let (status, body) = try await http(endpoint, "POST", "/v1/completions", json: ["model": "upscaled", "prompt": Self.prompt])
     #expect(status == 200)
