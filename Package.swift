@@ -62,9 +62,12 @@ let package = Package(
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
     ]),
-    // Wire messages <-> runtime types (no transport: the request fuzzer links it).
+    // Wire messages <-> runtime types, the endpoint syntax, the client connection (TLS, token) and
+    // the status names: what a client needs, without the server.
     .target(name: "EFTWire", dependencies: [
       "EFTCore", "EFTRPC", .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]),
     // The Runtime service over gRPC (HTTP/2 on TCP or a Unix socket).
     .target(name: "EFTServer", dependencies: [
@@ -84,7 +87,7 @@ let package = Package(
       "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "eft-client", dependencies: [
-      "EFTServer", "EFTRPC", "EFTWire", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTRPC", "EFTWire", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),

@@ -2,6 +2,7 @@
 // /v1/chat/completions (streamed as server-sent events, or not), /v1/models, and /metrics. It
 // runs generations through the same path as the gRPC front (RuntimeService.runGeneration): the
 // same admission, limits, request log and cancellation.
+import EFTWire
 import EFTCore
 import Foundation
 import GRPCCore

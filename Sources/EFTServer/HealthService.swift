@@ -1,3 +1,4 @@
+import EFTWire
 import EFTCore
 import EFTRPC
 import GRPCCore

@@ -1,6 +1,7 @@
 // OpenAI's completion and chat-completion APIs, as the HTTP front speaks them: requests parsed
 // into the runtime's GenerationRequest (graph parameters and speculation settings as top-level
 // fields), results and stream chunks in OpenAI's JSON shapes, errors in OpenAI's error shape.
+import EFTWire
 import EFTCore
 import Foundation
 import GRPCCore

@@ -1,3 +1,4 @@
+import EFTWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -45,82 +46,6 @@ public struct ServerTLS: Sendable {
 
   var transportSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
     .tls(certificateChain: [.bytes(certificateChain, format: .pem)], privateKey: .bytes(privateKey, format: .pem))
-  }
-}
-
-/// How a client reaches a server: the certificates it trusts for TLS on TCP (nil: plaintext) and
-/// the bearer token it sends with every call (nil: none).
-public struct ClientSecurity: Sendable {
-  var trustRoots: [UInt8]?
-  public var token: String?
-
-  public static let none = ClientSecurity()
-
-  public init(trustRootsFile: String? = nil, token: String? = nil) throws(SecurityError) {
-    if let trustRootsFile {
-      let pem = try readPEM(trustRootsFile, what: "certificate")
-      do {
-        guard try !NIOSSLCertificate.fromPEMBytes(pem).isEmpty else { throw SecurityError("\(trustRootsFile): no certificate in the file") }
-      } catch let error as SecurityError {
-        throw error
-      } catch {
-        throw SecurityError("\(trustRootsFile): not a PEM certificate (\(error))")
-      }
-      trustRoots = pem
-    }
-    if let token { try checkToken(token, source: "the token") }
-    self.token = token
-  }
-
-  private init() {}
-
-  var transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
-    guard let trustRoots else { return .plaintext }
-    return .tls { $0.trustRoots = .certificates([.bytes(trustRoots, format: .pem)]) }
-  }
-
-  var interceptors: [any ClientInterceptor] { token.map { [BearerToken(token: $0)] } ?? [] }
-}
-
-/// A bearer token read from a file: the file's text less surrounding whitespace, which must be
-/// printable ASCII without spaces (what an HTTP/2 header value can carry), 16 to 4096 bytes.
-public func readToken(file path: String) throws(SecurityError) -> String {
-  guard let data = FileManager.default.contents(atPath: path) else { throw SecurityError("\(path): cannot read the token file") }
-  guard let text = String(data: data, encoding: .utf8) else { throw SecurityError("\(path): the token is not UTF-8 text") }
-  let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-  try checkToken(token, source: path)
-  return token
-}
-
-private func checkToken(_ token: String, source: String) throws(SecurityError) {
-  guard (16...4096).contains(token.utf8.count) else {
-    throw SecurityError("\(source): a token must be 16 to 4096 bytes (this one is \(token.utf8.count))")
-  }
-  guard token.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-    throw SecurityError("\(source): a token may hold only printable ASCII characters without spaces")
-  }
-}
-
-private func readPEM(_ path: String, what: String) throws(SecurityError) -> [UInt8] {
-  guard let data = FileManager.default.contents(atPath: path) else { throw SecurityError("\(path): cannot read the \(what) file") }
-  return Array(data)
-}
-
-public struct SecurityError: Error, CustomStringConvertible, Sendable {
-  public let description: String
-  init(_ description: String) { self.description = description }
-}
-
-/// Adds `authorization: Bearer TOKEN` to every call.
-struct BearerToken: ClientInterceptor {
-  let token: String
-  func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingClientRequest<Input>, context: ClientContext,
-    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-  ) async throws -> StreamingClientResponse<Output> {
-    var request = request
-    request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
-    return try await next(request, context)
   }
 }
 

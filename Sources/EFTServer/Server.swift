@@ -1,4 +1,5 @@
 import EFTCore
+@_exported import EFTWire
 import EFTRPC
 import Foundation
 import GRPCCore

@@ -3,7 +3,7 @@ import EFTCommandLine
 import EFTCore
 import EFTRPC
 import EFTWire
-import EFTServer
+import EFTWire
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -66,7 +66,7 @@ struct ConnectionOptions: ParsableArguments {
       throw ValidationError("\(error)")
     }
     do {
-      return try await EFTServer.connect(endpoint, security: security, body)
+      return try await EFTWire.connect(endpoint, security: security, body)
     } catch let error as RPCError {
       FileHandle.standardError.write(Data("eft-client: error: \(error.message) (\(statusName(error.code)))\n".utf8))
       throw ExitCode(1)

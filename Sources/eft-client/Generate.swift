@@ -3,7 +3,7 @@ import EFTCommandLine
 import EFTCore
 import EFTRPC
 import EFTWire
-import EFTServer
+import EFTWire
 import Foundation
 
 struct Generate: AsyncParsableCommand {

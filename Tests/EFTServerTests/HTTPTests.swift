@@ -209,7 +209,8 @@ func events(_ data: Data) throws -> (chunks: [[String: Any]], done: Bool) {
                  #"eft_requests_total{graph="",protocol="http-completions",status="NOT_FOUND"} 1"#,
                  #"eft_requests_total{graph="small_ft",protocol="grpc",status="OK"} 1"#,
                  #"eft_generated_tokens_total{graph="upscaled"} 5"#,
-                 #"eft_live_sessions{model="large_base"} 0.0"#, "eft_running_requests 0.0", "# TYPE eft_model_step_seconds histogram"] {
+                 // (The facts runtime is shared with the suites running beside this one: sessions may be live.)
+                 #"eft_live_sessions{model="large_base"} "#, "eft_running_requests 0.0", "# TYPE eft_model_step_seconds histogram"] {
       #expect(text.contains(line), "\(line)")
     }
     #expect(text.contains(#"eft_model_step_seconds_count{model="large_base"}"#))
