@@ -141,6 +141,13 @@ public nonisolated struct Eft_V1_GenerateRequest: @unchecked Sendable {
     set {_uniqueStorage()._returnNodeLogProbs = newValue}
   }
 
+  /// Report, with every token, this many of the likeliest tokens under the graph's renormalised
+  /// output at its position (`Token.top`). Range: 0 to 20. Default: 0, none.
+  public var topLogProbs: Int32 {
+    get {_storage._topLogProbs}
+    set {_uniqueStorage()._topLogProbs = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -148,12 +155,14 @@ public nonisolated struct Eft_V1_GenerateRequest: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// A request's sampling settings; every unset field takes the graph's default
+/// (`GraphInfo.defaults`), as config.proto's `Sampling` documents them.
 public nonisolated struct Eft_V1_Sampling: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 0 is greedy.
+  /// Divides the log-probs before sampling; 0 is greedy (argmax, ties to the lowest id). ≥ 0.
   public var temperature: Double {
     get {_temperature ?? 0}
     set {_temperature = newValue}
@@ -163,7 +172,7 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   /// Clears the value of `temperature`. Subsequent reads from it will return its default value.
   public mutating func clearTemperature() {self._temperature = nil}
 
-  /// 0 turns top-k off.
+  /// Keep the k likeliest tokens; 0 turns top-k off. ≥ 0.
   public var topK: Int32 {
     get {_topK ?? 0}
     set {_topK = newValue}
@@ -173,7 +182,8 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   /// Clears the value of `topK`. Subsequent reads from it will return its default value.
   public mutating func clearTopK() {self._topK = nil}
 
-  /// 0 or 1 turns top-p off.
+  /// Keep the smallest set of likeliest tokens whose probability reaches p; 0 or 1 turns top-p
+  /// off. In [0, 1].
   public var topP: Double {
     get {_topP ?? 0}
     set {_topP = newValue}
@@ -183,7 +193,7 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   /// Clears the value of `topP`. Subsequent reads from it will return its default value.
   public mutating func clearTopP() {self._topP = nil}
 
-  /// 0 turns min-p off.
+  /// Keep tokens at least min_p × the likeliest's probability; 0 turns min-p off. In [0, 1].
   public var minP: Double {
     get {_minP ?? 0}
     set {_minP = newValue}
@@ -204,7 +214,8 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   /// Clears the value of `seed`. Subsequent reads from it will return its default value.
   public mutating func clearSeed() {self._seed = nil}
 
-  /// At most the server's --max-tokens-limit (RESOURCE_EXHAUSTED above it).
+  /// Tokens to generate at most. ≥ 0, and at most the server's --max-tokens-limit
+  /// (RESOURCE_EXHAUSTED above it).
   public var maxTokens: Int32 {
     get {_maxTokens ?? 0}
     set {_maxTokens = newValue}
@@ -258,7 +269,8 @@ public nonisolated struct Eft_V1_SpeculationRequest: Sendable {
   /// Draft from this node (turns speculation on unless `enabled` is false).
   public var draft: String = String()
 
-  /// Tokens drafted per step, 1…64; 0 turns speculation off.
+  /// Tokens drafted per step, 1…64; 0 turns speculation off (as `enabled: false` does; in a
+  /// config, an unset or 0 lookahead means 4).
   public var lookahead: Int32 {
     get {_lookahead ?? 0}
     set {_lookahead = newValue}
@@ -268,7 +280,8 @@ public nonisolated struct Eft_V1_SpeculationRequest: Sendable {
   /// Clears the value of `lookahead`. Subsequent reads from it will return its default value.
   public mutating func clearLookahead() {self._lookahead = nil}
 
-  /// Adapt the lookahead to the acceptance.
+  /// Adapt the lookahead to the acceptance: one more after a step that accepted every draft
+  /// token, one fewer after a rejection (between 1 and `lookahead`).
   public var adaptive: Bool {
     get {_adaptive ?? false}
     set {_adaptive = newValue}
@@ -341,11 +354,13 @@ public nonisolated struct Eft_V1_Start: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The graph the request resolved to (the default graph's name when the request named none).
   public var graph: String = String()
 
   /// The graph's nodes in evaluation order: the order of `Token.node_log_probs`.
   public var nodeNames: [String] = []
 
+  /// The node whose renormalised scores are sampled (`Token.log_prob` is under it).
   public var outputNode: String = String()
 
   /// The nodes (of `node_names`) that read a model; the others are operators over nodes.
@@ -386,6 +401,24 @@ public nonisolated struct Eft_V1_Token: Sendable {
   /// The token's own text (decoded alone), sent with node_log_probs.
   public var piece: String = String()
 
+  /// The likeliest tokens under the graph's renormalised output at this position, likeliest
+  /// first, when the request asked for them (`GenerateRequest.top_log_probs`).
+  public var top: [Eft_V1_TopLogProb] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_TopLogProb: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Int32 = 0
+
+  public var logProb: Float = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -396,6 +429,7 @@ public nonisolated struct Eft_V1_Finish: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Why generation stopped.
   public var reason: Eft_V1_FinishReason = .unspecified
 
   /// Generated tokens (the EOS token that ended a generation is not counted).
@@ -404,10 +438,13 @@ public nonisolated struct Eft_V1_Finish: Sendable {
   /// Prompt tokens per session, after templating, in the order of `Start.session_models`.
   public var promptTokens: [Int32] = []
 
+  /// Seconds from the request's start (after admission) to its prompts being read by every model.
   public var prefillSeconds: Double = 0
 
+  /// Seconds of decoding after the prefill.
   public var decodeSeconds: Double = 0
 
+  /// What decoding did (steps, speculative drafts and acceptances, backend calls).
   public var stats: Eft_V1_DecodeStats {
     get {_stats ?? Eft_V1_DecodeStats()}
     set {_stats = newValue}
@@ -447,6 +484,7 @@ public nonisolated struct Eft_V1_DecodeStats: Sendable {
   /// Decoding steps (each chooses one token, or with speculation up to lookahead + 1).
   public var steps: Int64 = 0
 
+  /// Speculative decoding: tokens the draft node proposed, and those the output accepted.
   public var drafted: Int64 = 0
 
   public var accepted: Int64 = 0
@@ -459,15 +497,19 @@ public nonisolated struct Eft_V1_DecodeStats: Sendable {
   public init() {}
 }
 
+/// Speculative decoding as a request (or a graph's default) ran it.
 public nonisolated struct Eft_V1_Speculation: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The node that drafted.
   public var draft: String = String()
 
+  /// Tokens drafted per step (the most, when adaptive), 1…64.
   public var lookahead: Int32 = 0
 
+  /// Whether the lookahead adapted to the acceptance.
   public var adaptive: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -480,13 +522,16 @@ public nonisolated struct Eft_V1_ScoreRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The graph to score under. Empty: the default graph.
   public var graph: String = String()
 
+  /// The context; each model node wraps it in its template, as Generate's prompt.
   public var prompt: String = String()
 
   /// Tokenized on its own (no special tokens) and appended to each model's templated prompt.
   public var continuation: String = String()
 
+  /// Graph parameter overrides, as in GenerateRequest.
   public var parameters: Dictionary<String,Double> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -499,11 +544,13 @@ public nonisolated struct Eft_V1_ScoreResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The continuation's token ids.
   public var tokens: [Int32] = []
 
   /// log p(token | prompt, earlier tokens); -inf where the graph masks the token.
   public var logProbs: [Double] = []
 
+  /// The sum of log_probs: the continuation's log-likelihood.
   public var total: Double = 0
 
   /// Each token's text, decoded alone.
@@ -522,6 +569,7 @@ public nonisolated struct Eft_V1_TokenizeRequest: Sendable {
   /// Whose tokenizer (empty: the default graph's).
   public var graph: String = String()
 
+  /// At most the server's --max-prompt-bytes.
   public var text: String = String()
 
   /// Add the tokenizer's special tokens (BOS, …) as its post-processor says.
@@ -549,10 +597,13 @@ public nonisolated struct Eft_V1_DetokenizeRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Whose tokenizer (empty: the default graph's).
   public var graph: String = String()
 
+  /// Each in [0, vocabulary size) of the graph (INVALID_ARGUMENT naming the first that is not).
   public var ids: [Int32] = []
 
+  /// Leave out special tokens (BOS, EOS, added special tokens).
   public var skipSpecialTokens: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -587,6 +638,7 @@ public nonisolated struct Eft_V1_ListGraphsResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// In the config's order.
   public var graphs: [Eft_V1_GraphInfo] = []
 
   /// Empty when the config has several graphs and names no default.
@@ -620,6 +672,7 @@ public nonisolated struct Eft_V1_GraphInfo: @unchecked Sendable {
     set {_uniqueStorage()._name = newValue}
   }
 
+  /// The config's one-line description.
   public var description_p: String {
     get {_storage._description_p}
     set {_uniqueStorage()._description_p = newValue}
@@ -631,21 +684,25 @@ public nonisolated struct Eft_V1_GraphInfo: @unchecked Sendable {
     set {_uniqueStorage()._nodes = newValue}
   }
 
+  /// The node that is sampled.
   public var outputNode: String {
     get {_storage._outputNode}
     set {_uniqueStorage()._outputNode = newValue}
   }
 
+  /// The models the graph reads, in session order.
   public var models: [Eft_V1_ModelInfo] {
     get {_storage._models}
     set {_uniqueStorage()._models = newValue}
   }
 
+  /// The parameters a request may override.
   public var parameters: [Eft_V1_ParameterInfo] {
     get {_storage._parameters}
     set {_uniqueStorage()._parameters = newValue}
   }
 
+  /// What a request's unset sampling and speculation fields take.
   public var defaults: Eft_V1_GraphDefaults {
     get {_storage._defaults ?? Eft_V1_GraphDefaults()}
     set {_uniqueStorage()._defaults = newValue}
@@ -655,6 +712,7 @@ public nonisolated struct Eft_V1_GraphInfo: @unchecked Sendable {
   /// Clears the value of `defaults`. Subsequent reads from it will return its default value.
   public mutating func clearDefaults() {_uniqueStorage()._defaults = nil}
 
+  /// Entries of every score vector: the tokenizer's vocabulary size.
   public var vocabSize: Int32 {
     get {_storage._vocabSize}
     set {_uniqueStorage()._vocabSize = newValue}
@@ -678,6 +736,7 @@ public nonisolated struct Eft_V1_NodeInfo: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The node's name in the config.
   public var name: String = String()
 
   /// The operator and its inputs, e.g. "linear(large_base·1 + small_ft·(beta))".
@@ -693,14 +752,19 @@ public nonisolated struct Eft_V1_ModelInfo: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The model's name in the config.
   public var name: String = String()
 
+  /// The plugin's own name (e.g. "cpu").
   public var plugin: String = String()
 
+  /// What the backend reports (e.g. "llama", "gemma2", "bigram").
   public var architecture: String = String()
 
+  /// Rows of the model's output head (may exceed the graph's vocabulary: padding).
   public var vocabSize: Int32 = 0
 
+  /// The longest sequence a session of it can hold.
   public var contextLength: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -715,8 +779,10 @@ public nonisolated struct Eft_V1_ParameterInfo: Sendable {
 
   public var name: String = String()
 
+  /// The value a request that sets none uses.
   public var defaultValue: Double = 0
 
+  /// What the parameter means, from the config.
   public var description_p: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -724,6 +790,8 @@ public nonisolated struct Eft_V1_ParameterInfo: Sendable {
   public init() {}
 }
 
+/// The graph's sampling and speculation defaults (config.proto's `Sampling` and `Speculative`,
+/// resolved: what a request that sets nothing gets, the server's --max-tokens-limit aside).
 public nonisolated struct Eft_V1_GraphDefaults: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -731,10 +799,13 @@ public nonisolated struct Eft_V1_GraphDefaults: Sendable {
 
   public var temperature: Double = 0
 
+  /// 0: off.
   public var topK: Int32 = 0
 
+  /// 0 or 1: off.
   public var topP: Double = 0
 
+  /// 0: off.
   public var minP: Double = 0
 
   /// The seed of a request that sets none.
@@ -746,6 +817,7 @@ public nonisolated struct Eft_V1_GraphDefaults: Sendable {
 
   public var stopAtEos: Bool = false
 
+  /// Unset: the graph decodes plainly by default.
   public var speculation: Eft_V1_Speculation {
     get {_speculation ?? Eft_V1_Speculation()}
     set {_speculation = newValue}
@@ -772,7 +844,7 @@ nonisolated extension Eft_V1_FinishReason: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GenerateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}graph\0\u{1}prompt\0\u{3}prompt_tokens\0\u{1}sampling\0\u{1}parameters\0\u{1}speculation\0\u{3}return_node_log_probs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}graph\0\u{1}prompt\0\u{3}prompt_tokens\0\u{1}sampling\0\u{1}parameters\0\u{1}speculation\0\u{3}return_node_log_probs\0\u{3}top_log_probs\0")
 
   fileprivate class _StorageClass {
     var _graph: String = String()
@@ -782,6 +854,7 @@ nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtob
     var _parameters: Dictionary<String,Double> = [:]
     var _speculation: Eft_V1_SpeculationRequest? = nil
     var _returnNodeLogProbs: Bool = false
+    var _topLogProbs: Int32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -799,6 +872,7 @@ nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtob
       _parameters = source._parameters
       _speculation = source._speculation
       _returnNodeLogProbs = source._returnNodeLogProbs
+      _topLogProbs = source._topLogProbs
     }
   }
 
@@ -824,6 +898,7 @@ nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtob
         case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &_storage._parameters) }()
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._speculation) }()
         case 7: try { try decoder.decodeSingularBoolField(value: &_storage._returnNodeLogProbs) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._topLogProbs) }()
         default: break
         }
       }
@@ -857,6 +932,9 @@ nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtob
       if _storage._returnNodeLogProbs != false {
         try visitor.visitSingularBoolField(value: _storage._returnNodeLogProbs, fieldNumber: 7)
       }
+      if _storage._topLogProbs != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._topLogProbs, fieldNumber: 8)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -873,6 +951,7 @@ nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtob
         if _storage._parameters != rhs_storage._parameters {return false}
         if _storage._speculation != rhs_storage._speculation {return false}
         if _storage._returnNodeLogProbs != rhs_storage._returnNodeLogProbs {return false}
+        if _storage._topLogProbs != rhs_storage._topLogProbs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1136,7 +1215,7 @@ nonisolated extension Eft_V1_Start: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Token"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}text\0\u{3}log_prob\0\u{3}node_log_probs\0\u{1}piece\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}text\0\u{3}log_prob\0\u{3}node_log_probs\0\u{1}piece\0\u{1}top\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1149,6 +1228,7 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 3: try { try decoder.decodeSingularFloatField(value: &self.logProb) }()
       case 4: try { try decoder.decodeRepeatedFloatField(value: &self.nodeLogProbs) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.piece) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.top) }()
       default: break
       }
     }
@@ -1170,6 +1250,9 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if !self.piece.isEmpty {
       try visitor.visitSingularStringField(value: self.piece, fieldNumber: 5)
     }
+    if !self.top.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.top, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1179,6 +1262,42 @@ nonisolated extension Eft_V1_Token: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.logProb != rhs.logProb {return false}
     if lhs.nodeLogProbs != rhs.nodeLogProbs {return false}
     if lhs.piece != rhs.piece {return false}
+    if lhs.top != rhs.top {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_TopLogProb: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TopLogProb"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}log_prob\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularFloatField(value: &self.logProb) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularInt32Field(value: self.id, fieldNumber: 1)
+    }
+    if self.logProb.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.logProb, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_TopLogProb, rhs: Eft_V1_TopLogProb) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.logProb != rhs.logProb {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -71,11 +71,15 @@ struct HTTPFront: Sendable {
   private func complete(_ request: Request, chat: Bool) async throws -> Response {
     let cancellation = CallCancellation(deadline: nil)
     let watching = Locked(true)
-    return try await request.body.consumeWithInboundCloseHandler({ body in
+    var response = try await request.body.consumeWithInboundCloseHandler({ body in
       try await complete(body, chat: chat, cancellation: cancellation, watching: watching)
     }, onInboundClosed: {
       if watching.withLock({ $0 }) { cancellation.cancel() }
     })
+    // Watching the connection consumes it: Hummingbird closes it after this response, so the
+    // client must not send another request on it.
+    response.headers[.connection] = "close"
+    return response
   }
 
   private func complete(_ requestBody: RequestBody, chat: Bool, cancellation: CallCancellation, watching: Locked<Bool>) async throws -> Response {

@@ -200,6 +200,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
           token.nodeLogProbs = values
           token.piece = graph.tokenizer.decode([event.token])
         }
+        token.top = event.topLogProbs.map { top in .with { $0.id = top.token; $0.logProb = top.logProb } }
         try await response.write(.with { $0.token = token })
       }
       try await response.write(.with { $0.finish = Eft_V1_Finish(result) })

@@ -64,6 +64,7 @@ extension GenerationRequest {
     if spec.hasLookahead { lookahead = Int(spec.lookahead) }
     if spec.hasAdaptive { adaptiveLookahead = spec.adaptive }
     returnNodeValues = m.returnNodeLogProbs
+    topLogProbs = Int(m.topLogProbs)
   }
 }
 
@@ -87,6 +88,7 @@ extension Eft_V1_GenerateRequest {
     if let v = r.lookahead { speculation.lookahead = Int32(clamping: v) }
     if let v = r.adaptiveLookahead { speculation.adaptive = v }
     returnNodeLogProbs = r.returnNodeValues
+    topLogProbs = Int32(clamping: r.topLogProbs)
   }
 }
 

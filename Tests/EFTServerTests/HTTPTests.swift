@@ -96,6 +96,16 @@ func events(_ data: Data) throws -> (chunks: [[String: Any]], done: Bool) {
     for (got, want) in zip(values, grpc.tokens.filter { $0.id >= 0 }.map(\.logProb)) { #expect(abs(got - Double(want)) < 1e-5) }
     let top = try #require(logprobs["top_logprobs"] as? [[String: Double]])
     #expect(top.allSatisfy { $0.count == 2 })
+    // The gRPC front gives the same alternatives (GenerateRequest.top_log_probs).
+    let grpcTop = try await withClient(running.unixEndpoint) { try await generate($0, .with { $0.prompt = Self.prompt; $0.topLogProbs = 2 }) }
+    let graph = try facts().graph(named: "upscaled")
+    for (http, token) in zip(top, grpcTop.tokens.filter { $0.id >= 0 }) {
+      #expect(token.top.count == 2 && token.top[0].id == token.id)
+      for alternative in token.top {
+        let value = try #require(http[graph.tokenizer.decode([alternative.id])])
+        #expect(abs(value - Double(alternative.logProb)) < 1e-5)
+      }
+    }
     #expect((logprobs["tokens"] as? [String])?.joined() == grpc.text)
     try await running.stop()
   }

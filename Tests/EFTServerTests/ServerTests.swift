@@ -689,13 +689,14 @@ struct RawDeserializer: MessageDeserializer {
     r.lookahead = 3
     r.adaptiveLookahead = true
     r.returnNodeValues = true
+    r.topLogProbs = 3
     let back = try GenerationRequest(Eft_V1_GenerateRequest(r), graph: graph, maxTokensLimit: 100)
     #expect(back.graph == r.graph && back.prompt == r.prompt && back.promptTokens == nil)
     #expect(back.temperature == 0.7 && back.topK == 5 && back.topP == 0.9 && back.minP == 0.05 && back.seed == 42)
     #expect(back.maxTokens == 17 && back.stop == ["\n", "."] && back.stopAtEOS == false)
     #expect(back.parameters == ["beta": 1.25])
     #expect(back.speculative == true && back.draft == "ft" && back.lookahead == 3 && back.adaptiveLookahead == true)
-    #expect(back.returnNodeValues)
+    #expect(back.returnNodeValues && back.topLogProbs == 3)
 
     // Unset fields stay unset (the graph's defaults apply on the server), token prompts travel.
     var plain = GenerationRequest(prompt: "")
