@@ -19,7 +19,11 @@ func http(_ endpoint: ServerEndpoint, _ method: String, _ path: String, json: [S
     request.setValue("application/json", forHTTPHeaderField: "Content-Type")
   }
   for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-  let (data, response) = try await URLSession.shared.data(for: request)
+  // A connection per request (the completion routes close theirs after answering).
+  request.setValue("close", forHTTPHeaderField: "Connection")
+  let session = URLSession(configuration: .ephemeral)
+  defer { session.finishTasksAndInvalidate() }
+  let (data, response) = try await session.data(for: request)
   return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
 }
 
