@@ -81,10 +81,6 @@ final class Checkpoint: @unchecked Sendable {
   /// A 1-D tensor as Floats (norm weights, biases).
   func vector(_ name: String, count: Int) throws -> [Float] { try weight(name, shape: [count]).floats() }
 
-  /// An optional 1-D tensor.
-  func optionalVector(_ name: String, count: Int) throws -> [Float]? {
-    has(name) ? try vector(name, count: count) : nil
-  }
 
   // MARK: config.json
 

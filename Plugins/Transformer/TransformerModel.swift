@@ -65,8 +65,9 @@ final class TransformerSession: BackendSession {
   /// `bounded: false` keeps every position even when every layer slides (for tests).
   init(network: any Network, bounded: Bool = true, slack: Int = 128) {
     self.network = network
+    // A windowed cache keeps its token ids anyway (KVCache.init); LongRoPE needs them too.
     cache = KVCache(layers: network.layers, width: network.kvWidth, window: bounded ? network.cacheWindow : nil,
-                    slack: slack, keepsTokens: network.cacheWindow != nil || network.longRopeThreshold != nil)
+                    slack: slack, keepsTokens: network.longRopeThreshold != nil)
   }
 
   var count: Int { cache.count }

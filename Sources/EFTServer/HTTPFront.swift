@@ -18,12 +18,12 @@ struct HTTPFront: Sendable {
   func router() -> Router<BasicRequestContext> {
     let router = Router()
     if openAI {
-      router.get("/v1/models") { request, _ in try self.authorized(request) { self.models() } }
-      router.post("/v1/completions") { request, _ in try await self.authorizedAsync(request) { try await self.complete(request, chat: false) } }
-      router.post("/v1/chat/completions") { request, _ in try await self.authorizedAsync(request) { try await self.complete(request, chat: true) } }
+      router.get("/v1/models") { request, _ in try await self.authorized(request) { self.models() } }
+      router.post("/v1/completions") { request, _ in try await self.authorized(request) { try await self.complete(request, chat: false) } }
+      router.post("/v1/chat/completions") { request, _ in try await self.authorized(request) { try await self.complete(request, chat: true) } }
     }
     router.get("/metrics") { request, _ in
-      try self.authorized(request) {
+      try await self.authorized(request) {
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                  body: .init(byteBuffer: ByteBuffer(bytes: self.service.metrics.render(service: self.service))))
       }
@@ -45,11 +45,7 @@ struct HTTPFront: Sendable {
     return nil
   }
 
-  private func authorized(_ request: Request, _ body: () throws -> Response) throws -> Response {
-    try check(request) ?? body()
-  }
-
-  private func authorizedAsync(_ request: Request, _ body: () async throws -> Response) async throws -> Response {
+  private func authorized(_ request: Request, _ body: () async throws -> Response) async throws -> Response {
     if let refusal = check(request) { return refusal }
     return try await body()
   }
