@@ -44,28 +44,35 @@ let package = Package(
     // Message code generated from proto/ by scripts/generate-proto.sh. Never edited by hand.
     .target(name: "EFTProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "EFTTokenizer"),
-    .target(name: "EFTCore", dependencies: ["CEFTBackend", "EFTProto", "EFTTokenizer"]),
+    // The runtime's vocabulary: requests, results, settings, graph summaries, status codes and
+    // errors. No dependencies: clients share it with the engine without linking the engine.
+    .target(name: "EFTAPI"),
+    // The engine (config compiler, plugin host, graph evaluator, decoders, scheduler); re-exports
+    // EFTAPI.
+    .target(name: "EFTCore", dependencies: ["CEFTBackend", "EFTAPI", "EFTProto", "EFTTokenizer"]),
     // What a backend written in Swift links: turns a Swift model type into the C function table.
     .target(name: "EFTPluginKit", dependencies: ["CEFTBackend"]),
     // Option groups and output formats shared by `eft` and `eft-client`.
     .target(name: "EFTCommandLine", dependencies: [
-      "EFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "eft", dependencies: [
       "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 
     // The wire protocol: messages and gRPC stubs generated from proto/eft/v1/runtime.proto and
-    // proto/grpc/health/v1/health.proto by scripts/generate-proto.sh.
+    // proto/grpc/health/v1/health.proto by scripts/generate-proto.sh (config.proto's messages,
+    // `Sampling` among them, come from EFTProto).
     .target(name: "EFTRPC", dependencies: [
+      "EFTProto",
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
     ]),
-    // Wire messages <-> runtime types, the endpoint syntax, the client connection (TLS, token) and
-    // the status names: what a client needs, without the server.
+    // Wire messages <-> runtime types (both ways), the endpoint syntax, the client connection (TLS,
+    // token) and the status table: what a client needs, without the server or the engine.
     .target(name: "EFTWire", dependencies: [
-      "EFTCore", "EFTRPC", .product(name: "GRPCCore", package: "grpc-swift-2"),
+      "EFTAPI", "EFTProto", "EFTRPC", .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]),
@@ -87,7 +94,7 @@ let package = Package(
       "EFTServer", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "eft-client", dependencies: [
-      "EFTRPC", "EFTWire", "EFTCore", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      "EFTAPI", "EFTRPC", "EFTWire", "EFTCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
     ]),
@@ -122,7 +129,7 @@ let package = Package(
     .executableTarget(name: "fuzz-checkpoint", dependencies: ["Transformer", "EFTPluginKit", "EFTProto", "EFTFuzzSupport"], path: "Tests/Fuzz/Checkpoint",
                       swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),
     .executableTarget(name: "fuzz-request", dependencies: [
-      "EFTCore", "EFTRPC", "EFTWire", "EFTFuzzSupport", .product(name: "GRPCCore", package: "grpc-swift-2"),
+      "EFTCore", "EFTRPC", "EFTServer", "EFTWire", "EFTFuzzSupport", .product(name: "GRPCCore", package: "grpc-swift-2"),
     ], path: "Tests/Fuzz/Request"),
 
     // Paths every test target uses (the repository, the build products).
@@ -131,6 +138,8 @@ let package = Package(
     .testTarget(name: "EFTCoreTests", dependencies: ["EFTCore", "EFTTokenizer", "EFTTestSupport"]),
     .testTarget(name: "TransformerTests", dependencies: ["Transformer", "EFTCore", "EFTTokenizer", "EFTTestSupport"]),
     .testTarget(name: "EFTCLITests", dependencies: ["EFTTestSupport"]),
+    // Wire conversions and the status table, without the engine.
+    .testTarget(name: "EFTWireTests", dependencies: ["EFTWire", "EFTAPI", "EFTRPC", .product(name: "GRPCCore", package: "grpc-swift-2")]),
     .testTarget(name: "EFTServerTests", dependencies: [
       "EFTServer", "EFTRPC", "EFTWire", "EFTCore", "EFTTestSupport",
       .product(name: "GRPCCore", package: "grpc-swift-2"),

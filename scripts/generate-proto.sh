@@ -23,12 +23,21 @@ PKG
   PROTOC_GEN_GRPC_SWIFT="$tools/.build/release/protoc-gen-grpc-swift-2"
 fi
 
+# runtime.proto imports config.proto (for `Sampling`): code generated into EFTRPC imports the
+# EFTProto module for it instead of generating the messages twice.
+mappings=$(mktemp)
+trap 'rm -f "$mappings"' EXIT
+cat > "$mappings" <<'MAP'
+mapping { module_name: "EFTProto" proto_file_path: "eft/v1/config.proto" }
+MAP
+
 messages() {  # OUT FILES...
   local out=$1; shift
   rm -f "$out"/*.pb.swift "$out"/*.grpc.swift
   protoc -I "$root/proto" \
     --plugin=protoc-gen-swift="$PROTOC_GEN_SWIFT" \
-    --swift_opt=Visibility=Public --swift_opt=FileNaming=DropPath --swift_out="$out" "$@"
+    --swift_opt=Visibility=Public --swift_opt=FileNaming=DropPath --swift_opt=ProtoPathModuleMappings="$mappings" \
+    --swift_out="$out" "$@"
 }
 
 messages "$root/Sources/EFTProto" \
@@ -39,5 +48,6 @@ messages "$root/Sources/EFTRPC" "${rpc[@]/#/$root/}"
 protoc -I "$root/proto" \
   --plugin=protoc-gen-grpc-swift-2="$PROTOC_GEN_GRPC_SWIFT" \
   --grpc-swift-2_opt=Visibility=Public --grpc-swift-2_opt=FileNaming=DropPath \
+  --grpc-swift-2_opt=ProtoPathModuleMappings="$mappings" \
   --grpc-swift-2_out="$root/Sources/EFTRPC" "${rpc[@]/#/$root/}"
 echo "generated: $(ls "$root/Sources/EFTProto" "$root/Sources/EFTRPC")" >&2

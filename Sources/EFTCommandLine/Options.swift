@@ -1,5 +1,5 @@
 import ArgumentParser
-import EFTCore
+import EFTAPI
 
 // Option groups shared by `eft` and `eft-client`: the two take the same arguments for the same
 // request because they parse them with the same code.
@@ -13,11 +13,6 @@ public struct ConfigOptions: ParsableArguments {
 
   @Option(name: .customLong("plugin-dir"), help: "A directory to search for plugins (repeatable; searched before the config's plugin_dirs and the executable's directory).")
   public var pluginDirs: [String] = []
-
-  /// The runtime of the config; `maxBatchTokens` caps the tokens of one scheduler step.
-  public func load(maxBatchTokens: Int = 512) throws -> Runtime {
-    try Runtime(configPath: config, pluginDirectories: pluginDirs, maxBatchTokens: maxBatchTokens)
-  }
 }
 
 /// Graph selection and parameter overrides.

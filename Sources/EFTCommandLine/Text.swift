@@ -1,5 +1,5 @@
 import ArgumentParser
-import EFTCore
+import EFTAPI
 import Foundation
 
 // Text the command-line tools (`eft`, `eft-client`) read and print, kept in one place so that a
@@ -8,29 +8,19 @@ import Foundation
 /// What the command-line tools print about a result. `eft` and `eft-client` both print through
 /// here, so a local run and the same run through a server read the same.
 public enum Report {
-  /// The `-v` lines after a generation.
+  /// The `-v` lines after a generation (a client's result is rebuilt from the server's `Finish`).
   public static func generationSummary(_ r: GenerationResult) -> [String] {
-    generationSummary(tokens: r.tokens.count, finish: r.finishReason.rawValue, promptTokens: r.promptTokens,
-                      prefillSeconds: r.prefillSeconds, decodeSeconds: r.decodeSeconds, stats: r.stats,
-                      speculation: r.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) }, modelSeconds: r.modelSeconds)
-  }
-
-  /// The `-v` lines after a generation, from its parts (as a client receives them).
-  public static func generationSummary(tokens: Int, finish: String, promptTokens: [Int], prefillSeconds: Double,
-                                       decodeSeconds: Double, stats s: DecodeStats,
-                                       speculation: (draft: String, lookahead: Int, adaptive: Bool)?,
-                                       modelSeconds: [String: Double] = [:]) -> [String] {
-    let perSecond = decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0
+    let s = r.stats
     var lines = [String(format: "eft: %d tokens, finish %@, prompt %@ tokens, prefill %.3f s, decode %.3f s (%.1f tokens/s), %d model calls",
-                        tokens, finish, promptTokens.map(String.init).joined(separator: "/"),
-                        prefillSeconds, decodeSeconds, perSecond, s.modelCalls)]
-    if let spec = speculation {
+                        r.tokens.count, r.finishReason.rawValue, r.promptTokens.map(String.init).joined(separator: "/"),
+                        r.prefillSeconds, r.decodeSeconds, r.decodeTokensPerSecond, s.modelCalls)]
+    if let spec = r.speculation {
       lines.append(String(format: "eft: speculative (draft %@, lookahead %d%@): %d steps, %d drafted, %d accepted (%.1f%%)",
                           spec.draft, spec.lookahead, spec.adaptive ? ", adaptive" : "",
                           s.steps, s.drafted, s.accepted, 100 * s.acceptanceRate))
     }
-    if !modelSeconds.isEmpty {
-      lines.append("eft: model time: " + modelSeconds.sorted { $0.key < $1.key }
+    if !r.modelSeconds.isEmpty {
+      lines.append("eft: model time: " + r.modelSeconds.sorted { $0.key < $1.key }
         .map { String(format: "%@ %.1f ms", $0.key, 1000 * $0.value) }.joined(separator: ", "))
     }
     return lines
@@ -61,43 +51,8 @@ public enum Report {
   }
 }
 
-/// What `eft check` and `eft-client graphs` print about a graph, from a compiled graph or from
-/// its description on the wire.
-public struct GraphSummary: Sendable {
-  public var name: String
-  public var description: String
-  public var parameters: [GraphParameter]
-  /// (name, operation) in evaluation order.
-  public var nodes: [(name: String, operation: String)]
-  public var output: String
-  public var defaults: GenerationSettings
-  public var speculation: (draft: String, lookahead: Int, adaptive: Bool)?
-  public var vocabSize: Int
-  public var contextLength: Int
-  public var models: [String]
-
-  public init(name: String, description: String, parameters: [GraphParameter], nodes: [(name: String, operation: String)],
-              output: String, defaults: GenerationSettings, speculation: (draft: String, lookahead: Int, adaptive: Bool)?,
-              vocabSize: Int, contextLength: Int, models: [String]) {
-    self.name = name
-    self.description = description
-    self.parameters = parameters
-    self.nodes = nodes
-    self.output = output
-    self.defaults = defaults
-    self.speculation = speculation
-    self.vocabSize = vocabSize
-    self.contextLength = contextLength
-    self.models = models
-  }
-
-  public init(_ g: CompiledGraph) {
-    self.init(name: g.name, description: g.description, parameters: g.parameters,
-              nodes: g.nodeNames.indices.map { (g.nodeNames[$0], g.describeNode($0)) }, output: g.outputName,
-              defaults: g.defaults, speculation: g.defaults.speculation.map { ($0.draft, $0.lookahead, $0.adaptive) },
-              vocabSize: g.vocabSize, contextLength: g.contextLength, models: g.models.map(\.name))
-  }
-
+extension GraphSummary {
+  /// What `eft check` and `eft-client graphs` print about a graph.
   public func render(isDefault: Bool) -> String {
     var lines = ["graph \(name)\(isDefault ? " (default)" : "")\(description.isEmpty ? "" : ": \(description)")"]
     for p in parameters {
@@ -113,10 +68,10 @@ public struct GraphSummary: Sendable {
     let minP = s.sampling.minP > 0 ? "\(s.sampling.minP)" : "off"
     let temperature = s.sampling.temperature == 0 ? "0 (greedy)" : "\(s.sampling.temperature)"
     lines.append("  sampling: temperature \(temperature), top_k \(topK), top_p \(topP), min_p \(minP), max_tokens \(s.maxTokens), seed \(s.sampling.seed)\(s.stop.isEmpty ? "" : ", stop \(s.stop)")")
-    if let spec = speculation {
+    if let spec = s.speculation {
       lines.append("  speculative: draft \(spec.draft), lookahead \(spec.lookahead)\(spec.adaptive ? ", adaptive" : "")")
     }
-    lines.append("  vocabulary \(vocabSize) tokens, context \(contextLength), models: \(models.joined(separator: ", "))")
+    lines.append("  vocabulary \(vocabSize) tokens, context \(contextLength), models: \(models.map(\.name).joined(separator: ", "))")
     return lines.joined(separator: "\n")
   }
 }

@@ -28,6 +28,9 @@ public struct CompiledGraph: Sendable {
 
   public var outputName: String { nodeNames[output] }
 
+  /// The evaluation-order index of the node called `name`.
+  func nodeIndex(_ name: String) -> Int? { nodeNames.firstIndex(of: name) }
+
   /// Node `i` and every node it reads, directly or not, in evaluation order.
   func subgraph(of i: Int) -> [Int] {
     var needed = Set([i])
@@ -39,7 +42,7 @@ public struct CompiledGraph: Sendable {
 
   /// Speculation drafting from the node called `draft`, or the reason it cannot.
   public func speculation(draft: String, lookahead: Int, adaptive: Bool) throws -> SpeculationSettings {
-    guard let node = nodeNames.firstIndex(of: draft) else {
+    guard let node = nodeIndex(draft) else {
       throw RuntimeError(.request, .invalidArgument, "speculative.draft '\(draft)' is not a node of graph '\(name)' (nodes: \(nodeNames.joined(separator: ", ")))")
     }
     guard (1...SpeculationSettings.maxLookahead).contains(lookahead) else {
@@ -49,7 +52,7 @@ public struct CompiledGraph: Sendable {
     guard reads.count < sessions.count else {
       throw RuntimeError(.request, .invalidArgument, "speculative.draft '\(draft)' reads every model of graph '\(name)', so drafting would cost as much as decoding; draft from a node that reads fewer models (typically the small fine-tuned one)")
     }
-    return SpeculationSettings(draft: draft, draftNode: node, lookahead: lookahead, adaptive: adaptive)
+    return SpeculationSettings(draft: draft, lookahead: lookahead, adaptive: adaptive)
   }
   /// The nodes that read a model, in evaluation order.
   public var modelNodeNames: [String] {
@@ -85,48 +88,6 @@ public struct CompiledGraph: Sendable {
     case .min(let xs): return "min(" + xs.map(n).joined(separator: ", ") + ")"
     }
   }
-}
-
-/// A named scalar a request may override.
-public struct GraphParameter: Sendable, Equatable {
-  public let name: String
-  public let defaultValue: Double
-  public let description: String
-
-  public init(name: String, defaultValue: Double, description: String) {
-    self.name = name
-    self.defaultValue = defaultValue
-    self.description = description
-  }
-}
-
-/// Everything that decides how one request decodes, after request overrides.
-public struct GenerationSettings: Sendable, Equatable {
-  /// The most stop strings a request may give, and the longest one in UTF-8 bytes: every
-  /// generated token is matched against all of them.
-  public static let maxStopStrings = 16
-  public static let maxStopBytes = 256
-
-  public var sampling = SamplingOptions()
-  public var maxTokens = 256
-  public var stop: [String] = []
-  public var stopAtEOS = true
-  /// nil: plain decoding.
-  public var speculation: SpeculationSettings?
-
-  public init() {}
-}
-
-/// Speculative decoding of one request (see `eft.v1.Speculative`).
-public struct SpeculationSettings: Sendable, Equatable {
-  public static let defaultLookahead = 4
-  public static let maxLookahead = 64
-  /// The draft node's name, and its index in evaluation order.
-  public let draft: String
-  let draftNode: Int
-  /// Tokens drafted per step (the most, when adaptive).
-  public var lookahead: Int
-  public var adaptive: Bool
 }
 
 /// A model node's session: which model, and how it sees the prompt.
@@ -194,5 +155,18 @@ enum Weight: Sendable, CustomStringConvertible {
     case .constant(let v): return Int(exactly: v).map(String.init) ?? String(v)
     case .expression(_, let source): return "(\(source))"
     }
+  }
+}
+
+extension GraphSummary {
+  /// What `graph` is, for `eft check` and the wire.
+  public init(_ g: CompiledGraph) {
+    self.init(name: g.name, description: g.description, parameters: g.parameters,
+              nodes: g.nodeNames.indices.map { Node(name: g.nodeNames[$0], operation: g.describeNode($0)) },
+              output: g.outputName, defaults: g.defaults, vocabSize: g.vocabSize, contextLength: g.contextLength,
+              models: g.models.map {
+                ModelSummary(name: $0.name, plugin: $0.plugin.name, architecture: $0.architecture,
+                             vocabSize: $0.vocabSize, contextLength: $0.contextLength)
+              })
   }
 }

@@ -35,7 +35,7 @@ struct Decoder {
   /// How many of the likeliest tokens each chosen token reports.
   let topLogProbs: Int
 
-  init(state: DecodeState, evaluator: GraphEvaluator, settings: GenerationSettings, nodeValues: Bool, topLogProbs: Int = 0) {
+  init(state: DecodeState, evaluator: GraphEvaluator, settings: GenerationSettings, nodeValues: Bool, topLogProbs: Int = 0) throws {
     self.topLogProbs = topLogProbs
     self.state = state
     self.evaluator = evaluator
@@ -44,8 +44,11 @@ struct Decoder {
     rng = SeededGenerator(seed: settings.sampling.seed)
     let graph = state.graph
     if let spec = settings.speculation {
-      draftNode = spec.draftNode
-      draftNodes = graph.subgraph(of: spec.draftNode)
+      guard let node = graph.nodeIndex(spec.draft) else {
+        throw RuntimeError(.request, .invalidArgument, "speculative.draft '\(spec.draft)' is not a node of graph '\(graph.name)'")
+      }
+      draftNode = node
+      draftNodes = graph.subgraph(of: node)
       let read = Set(draftNodes.compactMap { if case .model(let s) = graph.operations[$0] { return s } else { return nil } })
       draftSessions = read.sorted()
       verifySessions = graph.sessions.indices.filter { !read.contains($0) }

@@ -171,20 +171,25 @@ struct GraphCompiler {
       }
     }
 
-    // Sampling defaults.
+    // Sampling defaults: the built-in ones, overridden by the config's.
     var defaults = GenerationSettings()
     let s = graph.sampling
-    defaults.sampling = SamplingOptions(
-      temperature: s.hasTemperature ? s.temperature : 1, topK: Int(s.topK), topP: s.topP, minP: s.minP, seed: s.seed)
+    if s.hasTemperature { defaults.sampling.temperature = s.temperature }
+    if s.hasTopK { defaults.sampling.topK = Int(s.topK) }
+    if s.hasTopP { defaults.sampling.topP = s.topP }
+    if s.hasMinP { defaults.sampling.minP = s.minP }
+    if s.hasSeed { defaults.sampling.seed = s.seed }
     do { try defaults.sampling.validate() } catch let e as RuntimeError { throw fail(nil, e.message) }
-    guard s.maxTokens >= 0 else { throw fail(nil, "sampling.max_tokens must be ≥ 0, got \(s.maxTokens)") }
-    defaults.maxTokens = s.maxTokens == 0 ? 256 : Int(s.maxTokens)
+    if s.hasMaxTokens {
+      guard s.maxTokens >= 0 else { throw fail(nil, "sampling.max_tokens must be ≥ 0, got \(s.maxTokens)") }
+      defaults.maxTokens = Int(s.maxTokens)
+    }
     defaults.stop = s.stop
     guard !s.stop.contains("") else { throw fail(nil, "sampling.stop holds an empty string") }
     guard s.stop.count <= GenerationSettings.maxStopStrings, s.stop.allSatisfy({ $0.utf8.count <= GenerationSettings.maxStopBytes }) else {
       throw fail(nil, "sampling.stop may hold at most \(GenerationSettings.maxStopStrings) strings of at most \(GenerationSettings.maxStopBytes) bytes each")
     }
-    defaults.stopAtEOS = s.hasStopAtEos ? s.stopAtEos : true
+    if s.hasStopAtEos { defaults.stopAtEOS = s.stopAtEos }
 
     let models = sessionSpecs.map(\.model)
     var compiled = CompiledGraph(
@@ -213,9 +218,11 @@ struct GraphCompiler {
       let spec = graph.speculative
       guard !spec.draft.isEmpty else { throw fail(nil, "speculative.draft is empty (name the node that drafts)") }
       do {
-        compiled.defaults.speculation = try compiled.speculation(
-          draft: spec.draft, lookahead: spec.lookahead == 0 ? SpeculationSettings.defaultLookahead : Int(spec.lookahead),
+        // Checked even when `lookahead: 0` turns speculation off, so that a typo is found now.
+        let settings = try compiled.speculation(
+          draft: spec.draft, lookahead: spec.hasLookahead && spec.lookahead != 0 ? Int(spec.lookahead) : SpeculationSettings.defaultLookahead,
           adaptive: spec.adaptive)
+        compiled.defaults.speculation = spec.hasLookahead && spec.lookahead == 0 ? nil : settings
       } catch let e as RuntimeError {
         throw fail(spec.draft, e.message)
       }

@@ -32,7 +32,7 @@ extension Runtime {
     guard (0...GenerationRequest.maxTopLogProbs).contains(request.topLogProbs) else {
       throw RuntimeError(.request, .invalidArgument, "top_logprobs = \(request.topLogProbs) is outside [0, \(GenerationRequest.maxTopLogProbs)]")
     }
-    var decoder = Decoder(state: state, evaluator: evaluator, settings: settings, nodeValues: request.returnNodeValues,
+    var decoder = try Decoder(state: state, evaluator: evaluator, settings: settings, nodeValues: request.returnNodeValues,
                           topLogProbs: request.topLogProbs)
     var tokens: [Int32] = []
     var text = ""

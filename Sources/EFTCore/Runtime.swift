@@ -1,3 +1,6 @@
+// The runtime's vocabulary (requests, results, settings, errors) is EFTAPI's; every user of the
+// engine gets it with EFTCore.
+@_exported import EFTAPI
 import EFTProto
 import EFTTokenizer
 import Foundation

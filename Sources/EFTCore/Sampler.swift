@@ -1,42 +1,5 @@
 import Foundation
 
-/// How a token is drawn from the graph's output distribution (see `eft.v1.Sampling`).
-public struct SamplingOptions: Sendable, Equatable {
-  /// 0 = greedy. At most `maxTemperature`.
-  public var temperature: Double = 1
-  /// 0 = off.
-  public var topK: Int = 0
-  /// 0 or ≥ 1 = off.
-  public var topP: Double = 0
-  /// 0 = off.
-  public var minP: Double = 0
-  public var seed: UInt64 = 0
-
-  public init(temperature: Double = 1, topK: Int = 0, topP: Double = 0, minP: Double = 0, seed: UInt64 = 0) {
-    self.temperature = temperature
-    self.topK = topK
-    self.topP = topP
-    self.minP = minP
-    self.seed = seed
-  }
-
-  /// The largest temperature (sampling and the `temperature` operator): log-probs are divided by
-  /// it in Float, where a larger one makes every finite log-prob 0 (uniform sampling) and turns
-  /// a masked token's −inf into NaN once it overflows Float.
-  public static let maxTemperature: Double = 10_000
-
-  /// The error for an out-of-range field, naming it.
-  public func validate() throws {
-    func bad(_ field: String, _ value: Any, _ range: String) -> RuntimeError {
-      RuntimeError(.request, .invalidArgument, "sampling.\(field) = \(value) is outside \(range)")
-    }
-    guard temperature >= 0, temperature <= Self.maxTemperature else { throw bad("temperature", temperature, "[0, \(Int(Self.maxTemperature))]") }
-    guard topK >= 0 else { throw bad("top_k", topK, "[0, ∞)") }
-    guard topP >= 0, topP <= 1 else { throw bad("top_p", topP, "[0, 1]") }
-    guard minP >= 0, minP <= 1 else { throw bad("min_p", minP, "[0, 1]") }
-  }
-}
-
 /// xoshiro256** seeded through SplitMix64: a small, fast, documented generator, so that a seed
 /// reproduces a run on every platform (Swift's SystemRandomNumberGenerator cannot be seeded).
 /// Reference: https://prng.di.unimi.it/xoshiro256starstar.c

@@ -243,8 +243,17 @@ public nonisolated struct Eft_V1_Speculative: Sendable {
   /// the others verify all drafted tokens in one call.
   public var draft: String = String()
 
-  /// Tokens drafted per step. Range: 1 to 64. Default: 0, which means 4.
-  public var lookahead: Int32 = 0
+  /// Tokens drafted per step. Range: 1 to 64, or 0, which turns speculation off (as a request's
+  /// `lookahead: 0` does; the graph then decodes plainly unless a request names a draft).
+  /// Default: 4.
+  public var lookahead: Int32 {
+    get {_lookahead ?? 0}
+    set {_lookahead = newValue}
+  }
+  /// Returns true if `lookahead` has been explicitly set.
+  public var hasLookahead: Bool {self._lookahead != nil}
+  /// Clears the value of `lookahead`. Subsequent reads from it will return its default value.
+  public mutating func clearLookahead() {self._lookahead = nil}
 
   /// Adapt the lookahead to the acceptance: one more after a step that accepted every draft token
   /// (up to `lookahead`), one fewer after a step that rejected one (down to 1). Default: false.
@@ -253,6 +262,8 @@ public nonisolated struct Eft_V1_Speculative: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _lookahead: Int32? = nil
 }
 
 /// A named scalar a request may override.
@@ -277,13 +288,17 @@ public nonisolated struct Eft_V1_Parameter: Sendable {
 
 /// How tokens are chosen from the graph's output distribution. Applied in this order:
 /// temperature, top-k, top-p, min-p; then the distribution is renormalised and sampled.
+///
+/// One message for a graph's defaults (here) and a request's overrides (runtime.proto's
+/// `GenerateRequest.sampling`, with these field numbers on the wire). Every field means the same in
+/// both; an unset field takes, in a config, the default named below, in a request, the graph's.
 public nonisolated struct Eft_V1_Sampling: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Divides the log-probabilities before sampling. 0 means greedy (argmax; ties go to the
-  /// lowest token id). Range: ≥ 0. Default: unset, which means 1.
+  /// lowest token id). Range: [0, 10000]. Default: 1.
   public var temperature: Double {
     get {_temperature ?? 0}
     set {_temperature = newValue}
@@ -294,28 +309,65 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   public mutating func clearTemperature() {self._temperature = nil}
 
   /// Keep only the k most probable tokens. Range: ≥ 0; 0 disables. Default: 0.
-  public var topK: Int32 = 0
+  public var topK: Int32 {
+    get {_topK ?? 0}
+    set {_topK = newValue}
+  }
+  /// Returns true if `topK` has been explicitly set.
+  public var hasTopK: Bool {self._topK != nil}
+  /// Clears the value of `topK`. Subsequent reads from it will return its default value.
+  public mutating func clearTopK() {self._topK = nil}
 
   /// Keep the smallest set of most probable tokens whose probability sums to at least p.
-  /// Range: (0, 1]; 0 or 1 disables. Default: 0.
-  public var topP: Double = 0
+  /// Range: [0, 1]; 0 or 1 disables. Default: 0.
+  public var topP: Double {
+    get {_topP ?? 0}
+    set {_topP = newValue}
+  }
+  /// Returns true if `topP` has been explicitly set.
+  public var hasTopP: Bool {self._topP != nil}
+  /// Clears the value of `topP`. Subsequent reads from it will return its default value.
+  public mutating func clearTopP() {self._topP = nil}
 
   /// Keep tokens whose probability is at least min_p × the largest probability.
   /// Range: [0, 1]; 0 disables. Default: 0.
-  public var minP: Double = 0
-
-  /// Maximum number of tokens to generate. Range: ≥ 0. Default: 0, which means 256.
-  public var maxTokens: Int32 = 0
-
-  /// Generation stops when the generated text contains any of these strings; the stop string
-  /// itself is not returned. Default: none.
-  public var stop: [String] = []
+  public var minP: Double {
+    get {_minP ?? 0}
+    set {_minP = newValue}
+  }
+  /// Returns true if `minP` has been explicitly set.
+  public var hasMinP: Bool {self._minP != nil}
+  /// Clears the value of `minP`. Subsequent reads from it will return its default value.
+  public mutating func clearMinP() {self._minP = nil}
 
   /// Seed of the random number generator; the same seed, prompt and parameters reproduce the
-  /// same tokens. Default: 0.
-  public var seed: UInt64 = 0
+  /// same tokens (and `eft run --seed` equals a request with the same seed). Default: 0.
+  public var seed: UInt64 {
+    get {_seed ?? 0}
+    set {_seed = newValue}
+  }
+  /// Returns true if `seed` has been explicitly set.
+  public var hasSeed: Bool {self._seed != nil}
+  /// Clears the value of `seed`. Subsequent reads from it will return its default value.
+  public mutating func clearSeed() {self._seed = nil}
 
-  /// Stop when the model's end-of-sequence token is sampled. Default: unset, which means true.
+  /// Maximum number of tokens to generate. Range: ≥ 0 (a request's is also at most the server's
+  /// --max-tokens-limit: RESOURCE_EXHAUSTED above it). Default: 256.
+  public var maxTokens: Int32 {
+    get {_maxTokens ?? 0}
+    set {_maxTokens = newValue}
+  }
+  /// Returns true if `maxTokens` has been explicitly set.
+  public var hasMaxTokens: Bool {self._maxTokens != nil}
+  /// Clears the value of `maxTokens`. Subsequent reads from it will return its default value.
+  public mutating func clearMaxTokens() {self._maxTokens = nil}
+
+  /// Generation stops when the generated text contains any of these strings; the stop string
+  /// itself is not returned. At most 16 strings of at most 256 bytes each. Default: none (in a
+  /// request, empty means the graph's).
+  public var stop: [String] = []
+
+  /// Stop when a model's end-of-sequence token is sampled. Default: true.
   public var stopAtEos: Bool {
     get {_stopAtEos ?? false}
     set {_stopAtEos = newValue}
@@ -330,6 +382,11 @@ public nonisolated struct Eft_V1_Sampling: Sendable {
   public init() {}
 
   fileprivate var _temperature: Double? = nil
+  fileprivate var _topK: Int32? = nil
+  fileprivate var _topP: Double? = nil
+  fileprivate var _minP: Double? = nil
+  fileprivate var _seed: UInt64? = nil
+  fileprivate var _maxTokens: Int32? = nil
   fileprivate var _stopAtEos: Bool? = nil
 }
 
@@ -963,7 +1020,7 @@ nonisolated extension Eft_V1_Speculative: SwiftProtobuf.Message, SwiftProtobuf._
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.draft) }()
-      case 2: try { try decoder.decodeSingularInt32Field(value: &self.lookahead) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self._lookahead) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.adaptive) }()
       default: break
       }
@@ -971,12 +1028,16 @@ nonisolated extension Eft_V1_Speculative: SwiftProtobuf.Message, SwiftProtobuf._
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.draft.isEmpty {
       try visitor.visitSingularStringField(value: self.draft, fieldNumber: 1)
     }
-    if self.lookahead != 0 {
-      try visitor.visitSingularInt32Field(value: self.lookahead, fieldNumber: 2)
-    }
+    try { if let v = self._lookahead {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 2)
+    } }()
     if self.adaptive != false {
       try visitor.visitSingularBoolField(value: self.adaptive, fieldNumber: 3)
     }
@@ -985,7 +1046,7 @@ nonisolated extension Eft_V1_Speculative: SwiftProtobuf.Message, SwiftProtobuf._
 
   public static func ==(lhs: Eft_V1_Speculative, rhs: Eft_V1_Speculative) -> Bool {
     if lhs.draft != rhs.draft {return false}
-    if lhs.lookahead != rhs.lookahead {return false}
+    if lhs._lookahead != rhs._lookahead {return false}
     if lhs.adaptive != rhs.adaptive {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1034,7 +1095,7 @@ nonisolated extension Eft_V1_Parameter: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Eft_V1_Sampling: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Sampling"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{3}min_p\0\u{3}max_tokens\0\u{1}stop\0\u{1}seed\0\u{3}stop_at_eos\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{3}min_p\0\u{1}seed\0\u{3}max_tokens\0\u{1}stop\0\u{3}stop_at_eos\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1043,12 +1104,12 @@ nonisolated extension Eft_V1_Sampling: SwiftProtobuf.Message, SwiftProtobuf._Mes
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularDoubleField(value: &self._temperature) }()
-      case 2: try { try decoder.decodeSingularInt32Field(value: &self.topK) }()
-      case 3: try { try decoder.decodeSingularDoubleField(value: &self.topP) }()
-      case 4: try { try decoder.decodeSingularDoubleField(value: &self.minP) }()
-      case 5: try { try decoder.decodeSingularInt32Field(value: &self.maxTokens) }()
-      case 6: try { try decoder.decodeRepeatedStringField(value: &self.stop) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.seed) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self._topK) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self._topP) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self._minP) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._seed) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self._maxTokens) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.stop) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self._stopAtEos) }()
       default: break
       }
@@ -1063,23 +1124,23 @@ nonisolated extension Eft_V1_Sampling: SwiftProtobuf.Message, SwiftProtobuf._Mes
     try { if let v = self._temperature {
       try visitor.visitSingularDoubleField(value: v, fieldNumber: 1)
     } }()
-    if self.topK != 0 {
-      try visitor.visitSingularInt32Field(value: self.topK, fieldNumber: 2)
-    }
-    if self.topP.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.topP, fieldNumber: 3)
-    }
-    if self.minP.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.minP, fieldNumber: 4)
-    }
-    if self.maxTokens != 0 {
-      try visitor.visitSingularInt32Field(value: self.maxTokens, fieldNumber: 5)
-    }
+    try { if let v = self._topK {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._topP {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._minP {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._seed {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._maxTokens {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 6)
+    } }()
     if !self.stop.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.stop, fieldNumber: 6)
-    }
-    if self.seed != 0 {
-      try visitor.visitSingularUInt64Field(value: self.seed, fieldNumber: 7)
+      try visitor.visitRepeatedStringField(value: self.stop, fieldNumber: 7)
     }
     try { if let v = self._stopAtEos {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 8)
@@ -1089,12 +1150,12 @@ nonisolated extension Eft_V1_Sampling: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
   public static func ==(lhs: Eft_V1_Sampling, rhs: Eft_V1_Sampling) -> Bool {
     if lhs._temperature != rhs._temperature {return false}
-    if lhs.topK != rhs.topK {return false}
-    if lhs.topP != rhs.topP {return false}
-    if lhs.minP != rhs.minP {return false}
-    if lhs.maxTokens != rhs.maxTokens {return false}
+    if lhs._topK != rhs._topK {return false}
+    if lhs._topP != rhs._topP {return false}
+    if lhs._minP != rhs._minP {return false}
+    if lhs._seed != rhs._seed {return false}
+    if lhs._maxTokens != rhs._maxTokens {return false}
     if lhs.stop != rhs.stop {return false}
-    if lhs.seed != rhs.seed {return false}
     if lhs._stopAtEos != rhs._stopAtEos {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

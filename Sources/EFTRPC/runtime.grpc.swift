@@ -20,6 +20,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import EFTProto
 
 // MARK: - eft.v1.Runtime
 

@@ -32,6 +32,28 @@ public struct ServiceLimits: Sendable {
   public var memoryBudget = Int.max
 
   public init() {}
+
+  /// The runtime request a Generate message asks for, checked against `graph` (prompt token ids
+  /// in its vocabulary) and these limits (max_tokens; a graph default above the limit is capped).
+  public func request(_ m: Eft_V1_GenerateRequest, graph: CompiledGraph) throws(RPCError) -> GenerationRequest {
+    var r = try GenerationRequest(m)
+    r.graph = graph.name
+    if let ids = r.promptTokens, let i = ids.firstIndex(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
+      throw ServiceError.invalidArgument("prompt_tokens[\(i)] = \(ids[i]) is outside the vocabulary [0, \(graph.vocabSize)) of graph '\(graph.name)'")
+    }
+    if let n = r.maxTokens, n > maxTokens {
+      throw ServiceError.resourceExhausted("sampling.max_tokens = \(n) is over the server's limit of \(maxTokens) (eft-server --max-tokens-limit)")
+    } else if r.maxTokens == nil, graph.defaults.maxTokens > maxTokens {
+      r.maxTokens = maxTokens
+    }
+    return r
+  }
+}
+
+/// Errors the service reports, as gRPC statuses.
+enum ServiceError {
+  static func invalidArgument(_ message: String) -> RPCError { RPCError(code: .invalidArgument, message: message) }
+  static func resourceExhausted(_ message: String) -> RPCError { RPCError(code: .resourceExhausted, message: message) }
 }
 
 /// The `eft.v1.Runtime` service: the runtime's API (`Runtime.generate`, `score`, the graphs'
@@ -78,7 +100,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
       log("", status: "OK")
       return result
     } catch {
-      let status = (error as? EFTCore.RuntimeError).map(ServiceError.rpc) ?? error
+      let status = (error as? EFTCore.RuntimeError).map(RPCError.init) ?? error
       if let rpc = status as? RPCError {
         log(": \(statusName(rpc.code)) \(rpc.message)", status: statusName(rpc.code))
       } else {
@@ -144,7 +166,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     do {
       return try runtime.graph(named: name)
     } catch let error as EFTCore.RuntimeError {
-      throw ServiceError.rpc(error)
+      throw RPCError(error)
     } catch {
       throw RPCError(code: .internalError, message: "\(error)")
     }
@@ -181,7 +203,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     try checkText("prompt", request.prompt)
     let graph = try graph(request.graph)
     note.graph = graph.name
-    let generation = try GenerationRequest(request, graph: graph, maxTokensLimit: limits.maxTokens)
+    let generation = try limits.request(request, graph: graph)
     try await withCallCancellation { cancellation in
       let result = try await runGeneration(generation, graph: graph, cancellation: cancellation, note: note) {
         var start = Eft_V1_Start()
@@ -192,16 +214,8 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
         start.sessionModels = graph.sessionModelNames
         try await response.write(.with { $0.start = start })
       } write: { event in
-        var token = Eft_V1_Token()
-        token.id = event.token
-        token.text = event.text
-        token.logProb = event.logProb
-        if let values = event.nodeValues {
-          token.nodeLogProbs = values
-          token.piece = graph.tokenizer.decode([event.token])
-        }
-        token.top = event.topLogProbs.map { top in .with { $0.id = top.token; $0.logProb = top.logProb } }
-        try await response.write(.with { $0.token = token })
+        let piece = event.nodeValues == nil ? "" : graph.tokenizer.decode([event.token])
+        try await response.write(.with { $0.token = Eft_V1_Token(event, piece: piece) })
       }
       try await response.write(.with { $0.finish = Eft_V1_Finish(result) })
     }
@@ -220,7 +234,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     do {
       cost = try runtime.memoryEstimate(for: generation, graph: graph)
     } catch let error as EFTCore.RuntimeError {
-      throw ServiceError.rpc(error)
+      throw RPCError(error)
     }
     return try await admission.run(cancellation, cost: cost) {
       try await started()
@@ -285,12 +299,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
                         parameters: request.parameters, cancellation: cancellation)
     }
     note.text += ": \(result.tokens.count) tokens, total \(String(format: "%.4f", result.total))"
-    return .with {
-      $0.tokens = result.tokens
-      $0.logProbs = result.logProbs
-      $0.total = result.total
-      $0.pieces = result.tokens.map { graph.tokenizer.decode([$0]) }
-    }
+    return Eft_V1_ScoreResponse(result, pieces: result.tokens.map { graph.tokenizer.decode([$0]) })
   }
 
   /// Runs `body` on a thread of its own once admitted, with the call's cancellation wired up; a
@@ -334,13 +343,13 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
 
   public func listGraphs(request: Eft_V1_ListGraphsRequest, context: ServerContext) async throws -> Eft_V1_ListGraphsResponse {
     .with {
-      $0.graphs = runtime.graphs.map(Eft_V1_GraphInfo.init)
+      $0.graphs = runtime.graphs.map { Eft_V1_GraphInfo(GraphSummary($0)) }
       $0.defaultGraph = runtime.defaultGraph ?? ""
     }
   }
 
   public func describeGraph(request: Eft_V1_DescribeGraphRequest, context: ServerContext) async throws -> Eft_V1_GraphInfo {
-    Eft_V1_GraphInfo(try graph(request.name))
+    Eft_V1_GraphInfo(GraphSummary(try graph(request.name)))
   }
 }
 

@@ -170,11 +170,3 @@ struct BearerToken: ClientInterceptor {
     return try await next(request, context)
   }
 }
-
-/// The canonical gRPC name of a status code (google.rpc.Code), as servers and docs spell it.
-public func statusName(_ code: RPCError.Code) -> String {
-  let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
-  return names.indices.contains(code.rawValue) ? names[code.rawValue] : "\(code)"
-}

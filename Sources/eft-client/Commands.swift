@@ -1,7 +1,8 @@
 import ArgumentParser
+import EFTAPI
 import EFTCommandLine
-import EFTCore
 import EFTRPC
+import EFTWire
 import Foundation
 
 struct Score: AsyncParsableCommand {
@@ -19,7 +20,7 @@ struct Score: AsyncParsableCommand {
     (request.prompt, request.continuation) = scoring.texts
     request.parameters = try graphOptions.parameters()
     let response = try await connection.withClient { try await $0.score(request, options: connection.callOptions) }
-    let result = ScoreResult(tokens: response.tokens, logProbs: response.logProbs)
+    let result = ScoreResult(response)
     if scoring.json {
       print(Report.scoreJSON(result))
     } else {
@@ -129,22 +130,5 @@ struct Health: AsyncParsableCommand {
     let status = try await connection.withHealthClient { try await $0.check(request, options: connection.callOptions).status }
     print(status == .serving ? "SERVING" : status == .notServing ? "NOT_SERVING" : "\(status)")
     if status != .serving { throw ExitCode(1) }
-  }
-}
-
-extension GraphSummary {
-  init(_ g: Eft_V1_GraphInfo) {
-    var defaults = GenerationSettings()
-    defaults.sampling = SamplingOptions(temperature: g.defaults.temperature, topK: Int(g.defaults.topK), topP: g.defaults.topP,
-                                        minP: g.defaults.minP, seed: g.defaults.seed)
-    defaults.maxTokens = Int(g.defaults.maxTokens)
-    defaults.stop = g.defaults.stop
-    defaults.stopAtEOS = g.defaults.stopAtEos
-    let spec = g.defaults.speculation
-    self.init(name: g.name, description: g.description_p,
-              parameters: g.parameters.map { GraphParameter(name: $0.name, defaultValue: $0.defaultValue, description: $0.description_p) },
-              nodes: g.nodes.map { ($0.name, $0.operation) }, output: g.outputNode, defaults: defaults,
-              speculation: g.defaults.hasSpeculation ? (spec.draft, Int(spec.lookahead), spec.adaptive) : nil,
-              vocabSize: Int(g.vocabSize), contextLength: Int(g.contextLength), models: g.models.map(\.name))
   }
 }

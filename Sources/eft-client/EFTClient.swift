@@ -1,8 +1,6 @@
 import ArgumentParser
 import EFTCommandLine
-import EFTCore
 import EFTRPC
-import EFTWire
 import EFTWire
 import Foundation
 import GRPCCore

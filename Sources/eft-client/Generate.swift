@@ -1,10 +1,10 @@
 import ArgumentParser
+import EFTAPI
 import EFTCommandLine
-import EFTCore
 import EFTRPC
 import EFTWire
-import EFTWire
 import Foundation
+import GRPCCore
 
 struct Generate: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -22,38 +22,33 @@ struct Generate: AsyncParsableCommand {
     var request = Eft_V1_GenerateRequest(try generation.request(graphOptions, speculation))
     request.returnNodeLogProbs = report.trace
     let trace = report.trace
-    let finish = try await connection.withClient { client in
+    let result = try await connection.withClient { client in
       try await client.generate(request, options: connection.callOptions) { response in
-        var finish: Eft_V1_Finish?
+        var tokens: [Int32] = []
+        var text = ""
         for try await message in response.messages {
           switch message.event {
           case .token(let token):
             if trace, !token.nodeLogProbs.isEmpty {
               write(Report.traceLine(token: token.id, piece: token.piece, logProb: token.logProb, nodeValues: token.nodeLogProbs) + "\n", to: .standardError)
             }
+            if token.id >= 0 { tokens.append(token.id) }
+            text += token.text
             if !token.text.isEmpty { write(token.text) }
-          case .finish(let f):
-            finish = f
+          case .finish(let finish):
+            return try GenerationResult(finish, tokens: tokens, text: text)
           case .start(let start):
             if trace { write(Report.traceHeader(nodes: start.nodeNames) + "\n", to: .standardError) }
           case nil:
             break
           }
         }
-        return finish
+        throw RPCError(code: .dataLoss, message: "the server ended the stream without a finish message")
       }
     }
     write("\n")
-    if report.verbose, let f = finish {
-      let reasons: [Eft_V1_FinishReason: FinishReason] = [.eos: .eos, .stop: .stop, .length: .length, .context: .context]
-      let stats = DecodeStats(steps: Int(f.stats.steps), drafted: Int(f.stats.drafted), accepted: Int(f.stats.accepted),
-                              modelCalls: Int(f.stats.modelCalls))
-      let lines = Report.generationSummary(
-        tokens: Int(f.completionTokens), finish: reasons[f.reason]?.rawValue ?? "\(f.reason)",
-        promptTokens: f.promptTokens.map(Int.init), prefillSeconds: f.prefillSeconds, decodeSeconds: f.decodeSeconds,
-        stats: stats, speculation: f.hasSpeculation ? (f.speculation.draft, Int(f.speculation.lookahead), f.speculation.adaptive) : nil,
-        modelSeconds: f.modelSeconds)
-      for line in lines { write(line + "\n", to: .standardError) }
+    if report.verbose {
+      for line in Report.generationSummary(result) { write(line + "\n", to: .standardError) }
     }
   }
 }

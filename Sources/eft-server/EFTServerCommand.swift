@@ -165,7 +165,7 @@ func isLoopback(_ host: String) -> Bool {
 /// The config's runtime, or its error on stderr and exit status 1.
 func loadRuntime(_ options: ConfigOptions, maxBatchTokens: Int) throws -> Runtime {
   do {
-    return try options.load(maxBatchTokens: maxBatchTokens)
+    return try Runtime(configPath: options.config, pluginDirectories: options.pluginDirs, maxBatchTokens: maxBatchTokens)
   } catch let error as RuntimeError {
     log("error: \(error.message)")
     throw ExitCode(1)

@@ -21,6 +21,13 @@ func reportingErrors(_ body: () throws -> Void) throws {
   }
 }
 
+extension ConfigOptions {
+  /// The runtime of the config.
+  func load() throws -> Runtime {
+    try Runtime(configPath: config, pluginDirectories: pluginDirs)
+  }
+}
+
 func writeError(_ text: String) {
   FileHandle.standardError.write(Data((text + "\n").utf8))
 }

@@ -80,7 +80,7 @@ import EFTTokenizer
       #expect(Int(code.cStatus.rawValue) == code.rawValue)
     }
     #expect(StatusCode(eft_status(rawValue: 999)) == .internal)
-    #expect(Set(StatusCode.allCases.map(\.grpcName)).count == StatusCode.allCases.count)
+    #expect(Set(StatusCode.allCases.map(\.description)).count == StatusCode.allCases.count)
   }
 }
 

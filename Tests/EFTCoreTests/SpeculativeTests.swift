@@ -144,6 +144,8 @@ import Testing
     #expect(configError("speculative { draft: \"ft\" lookahead: 65 }")?.message.contains("lookahead = 65") == true)
     #expect(configError("speculative { }")?.message.contains("speculative.draft is empty") == true)
     #expect(configError("speculative { draft: \"ft\" }") == nil)
+    #expect(configError("speculative { draft: \"nope\" lookahead: 0 }")?.message.contains("'nope' is not a node") == true,
+            "a section that is off is still checked")
     let located = try #require(configError("speculative { draft: \"nope\" }"))
     #expect(located.message.hasPrefix("config.pbtxt:") || located.message.contains(".pbtxt:"))
 
@@ -161,6 +163,30 @@ import Testing
     #expect(try runtime.generate(request).speculation?.draft == "ft")
     request.speculative = false
     #expect(try runtime.generate(request).speculation == nil)
+  }
+
+  /// `lookahead` means one thing in a config and a request: unset is 4, 0 is off.
+  @Test func lookaheadZeroTurnsSpeculationOffInAConfigAsInARequest() throws {
+    func defaults(_ extra: String) throws -> GenerationSettings {
+      try EFTCoreTests.runtime(tinyConfig(graphs: """
+        graphs {
+          name: "g"
+          nodes { name: "large" model { model: "large_base" } }
+          nodes { name: "ft"    model { model: "small_ft" } }
+          nodes { name: "mix"   linear { terms { input: "large" } terms { input: "ft" weight: 0.5 } } }
+          output: "mix"
+          \(extra)
+        }
+        """)).graph(named: "g").defaults
+    }
+    #expect(try defaults("speculative { draft: \"ft\" }").speculation?.lookahead == SpeculationSettings.defaultLookahead)
+    #expect(try defaults("speculative { draft: \"ft\" lookahead: 2 }").speculation?.lookahead == 2)
+    #expect(try defaults("speculative { draft: \"ft\" lookahead: 0 }").speculation == nil)
+    // Sampling fields are optional alike: unset is the built-in default, a set 0 is 0.
+    #expect(try defaults("").maxTokens == 256)
+    #expect(try defaults("sampling { max_tokens: 0 }").maxTokens == 0)
+    #expect(try defaults("").sampling.temperature == 1)
+    #expect(try defaults("sampling { temperature: 0 }").sampling.temperature == 0)
   }
 
   @Test func adaptiveLookaheadStaysExact() throws {

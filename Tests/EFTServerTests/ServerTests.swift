@@ -32,7 +32,7 @@ import Testing
         #expect(g.parameters.map(\.name) == ["beta"] && g.parameters.first?.defaultValue == 0.5)
         #expect(g.models.map(\.name) == ["large_base", "small_ft", "small_base"])
         #expect(g.models.first?.architecture == "llama")
-        #expect(g.defaults.maxTokens == 24 && g.defaults.temperature == 0)
+        #expect(g.defaults.sampling.maxTokens == 24 && g.defaults.sampling.temperature == 0)
         #expect(g.defaults.speculation.draft == "ft" && g.defaults.speculation.lookahead == 4)
         #expect(g.vocabSize == 1024 && g.contextLength == 256)
 
@@ -368,7 +368,7 @@ import Testing
   @Test func callsWaitForTheMemoryBudget() async throws {
     let runtime = try facts()
     let graph = try runtime.graph(named: nil)
-    let request = try GenerationRequest(Self.long, graph: graph, maxTokensLimit: 4096)
+    let request = try ServiceLimits().request(Self.long, graph: graph)
     let cost = try runtime.memoryEstimate(for: request, graph: graph)
     // The estimate bounds what the sessions can hold: every model's cache for prompt + tokens.
     #expect(graph.models.allSatisfy { $0.sessionBytesPerToken > 0 })
@@ -635,16 +635,24 @@ import Testing
     #expect(graphs.graphs.count == 4)
     try await second.stop()
   }
+}
 
-  @Test func endpointsParse() throws {
-    #expect(try ServerEndpoint(parsing: "tcp:8080") == .tcp(host: "127.0.0.1", port: 8080))
-    #expect(try ServerEndpoint(parsing: "tcp:0.0.0.0:80") == .tcp(host: "0.0.0.0", port: 80))
-    #expect(try ServerEndpoint(parsing: "tcp:[::1]:9") == .tcp(host: "::1", port: 9))
-    #expect(try ServerEndpoint(parsing: "unix:/tmp/x.sock") == .unix(path: "/tmp/x.sock"))
-    #expect(ServerEndpoint.tcp(host: "::1", port: 9).description == "tcp:[::1]:9")
-    for bad in ["8080", "tcp:", "tcp:host:", "tcp:1:99999", "unix:", "udp:1"] {
-      #expect(throws: EndpointError.self, "\(bad)") { try ServerEndpoint(parsing: bad) }
-    }
+/// The server's own checks of a converted request (the conversion itself: Tests/EFTWireTests).
+@Suite struct LimitTests {
+  @Test func requestsAreCheckedAgainstTheGraphAndTheLimits() throws {
+    let graph = try facts().graph(named: "upscaled")
+    var limits = ServiceLimits()
+    limits.maxTokens = 20
+    // The graph's default of 24 is over the limit: capped.
+    #expect(try limits.request(.with { $0.prompt = question }, graph: graph).maxTokens == 20)
+    #expect(try limits.request(.with { $0.prompt = question; $0.sampling.maxTokens = 5 }, graph: graph).maxTokens == 5)
+    let over = #expect(throws: RPCError.self) { try limits.request(.with { $0.sampling.maxTokens = 21 }, graph: graph) }
+    #expect(over?.code == .resourceExhausted && over?.message.contains("--max-tokens-limit") == true)
+    let outside = #expect(throws: RPCError.self) { try limits.request(.with { $0.promptTokens = [1, Int32(graph.vocabSize)] }, graph: graph) }
+    #expect(outside?.code == .invalidArgument && outside?.message.contains("prompt_tokens[1]") == true)
+    limits.maxTokens = 100
+    #expect(try limits.request(.with { $0.prompt = question }, graph: graph).maxTokens == nil, "24 is under the limit: the graph's applies")
+    #expect(try limits.request(.with { $0.prompt = question }, graph: graph).graph == "upscaled")
   }
 }
 
@@ -667,43 +675,5 @@ struct RawSerializer: MessageSerializer {
 struct RawDeserializer: MessageDeserializer {
   func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
     serializedMessageBytes.withUnsafeBytes { Array($0) }
-  }
-}
-
-@Suite struct MessageTests {
-  /// What `eft-client` sends is what the server turns back into the same runtime request.
-  @Test func generationRequestsRoundTrip() throws {
-    let graph = try facts().graph(named: "upscaled")
-    var r = GenerationRequest(graph: "upscaled", prompt: question)
-    r.temperature = 0.7
-    r.topK = 5
-    r.topP = 0.9
-    r.minP = 0.05
-    r.seed = 42
-    r.maxTokens = 17
-    r.stop = ["\n", "."]
-    r.stopAtEOS = false
-    r.parameters = ["beta": 1.25]
-    r.speculative = true
-    r.draft = "ft"
-    r.lookahead = 3
-    r.adaptiveLookahead = true
-    r.returnNodeValues = true
-    r.topLogProbs = 3
-    let back = try GenerationRequest(Eft_V1_GenerateRequest(r), graph: graph, maxTokensLimit: 100)
-    #expect(back.graph == r.graph && back.prompt == r.prompt && back.promptTokens == nil)
-    #expect(back.temperature == 0.7 && back.topK == 5 && back.topP == 0.9 && back.minP == 0.05 && back.seed == 42)
-    #expect(back.maxTokens == 17 && back.stop == ["\n", "."] && back.stopAtEOS == false)
-    #expect(back.parameters == ["beta": 1.25])
-    #expect(back.speculative == true && back.draft == "ft" && back.lookahead == 3 && back.adaptiveLookahead == true)
-    #expect(back.returnNodeValues && back.topLogProbs == 3)
-
-    // Unset fields stay unset (the graph's defaults apply on the server), token prompts travel.
-    var plain = GenerationRequest(prompt: "")
-    plain.promptTokens = [1, 2, 3]
-    let plainBack = try GenerationRequest(Eft_V1_GenerateRequest(plain), graph: graph, maxTokensLimit: 100)
-    #expect(plainBack.promptTokens == [1, 2, 3])
-    #expect(plainBack.temperature == nil && plainBack.seed == nil && plainBack.stop == nil && plainBack.speculative == nil)
-    #expect(plainBack.maxTokens == nil, "the graph's 24 is under the limit, so nothing is capped")
   }
 }

@@ -17,7 +17,8 @@ import grpc_tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
-FILES = ["eft/v1/runtime.proto"]
+# runtime.proto imports config.proto (for `Sampling`).
+FILES = ["eft/v1/runtime.proto", "eft/v1/config.proto"]
 
 
 def stubs_directory() -> str:

@@ -1,11 +1,12 @@
 // Fuzzes a Generate request as the server receives it: the input is a serialized
-// eft.v1.GenerateRequest, converted as RuntimeService converts it (server limit max_tokens 8)
+// eft.v1.GenerateRequest, converted and checked as RuntimeService does (`ServiceLimits.request`, max_tokens limit 8)
 // and run on the bundled tiny models (examples/configs/upscale.pbtxt). It either generates — at
 // most 8 tokens, the streamed pieces adding up to the text — or fails with a status and a
 // message; never a crash.
 import EFTCore
 import EFTFuzzSupport
 import EFTRPC
+import EFTServer
 import EFTWire
 import Foundation
 import GRPCCore
@@ -13,13 +14,14 @@ import GRPCCore
 let runtime = setUp("examples/configs/upscale.pbtxt") {
   try Runtime(configPath: "examples/configs/upscale.pbtxt", pluginDirectories: [pluginDirectory])
 }
-let maxTokensLimit = 8
+let limits = { var l = ServiceLimits(); l.maxTokens = 8; return l }()
+let maxTokensLimit = limits.maxTokens
 
 func one(_ data: Data) {
   guard let message = try? Eft_V1_GenerateRequest(serializedBytes: data) else { return }
   do {
     let graph = try runtime.graph(named: message.graph)
-    let request = try GenerationRequest(message, graph: graph, maxTokensLimit: maxTokensLimit)
+    let request = try limits.request(message, graph: graph)
     var streamed = ""
     let result = try runtime.generate(request) { event in
       streamed += event.text

@@ -1,5 +1,5 @@
 /// What a client asks for. Every optional field overrides the graph's default when set.
-public struct GenerationRequest: Sendable {
+public struct GenerationRequest: Sendable, Equatable {
   /// nil or empty: the config's default graph.
   public var graph: String?
   public var prompt: String

@@ -2,6 +2,14 @@ import Foundation
 
 /// One generated token.
 public struct TokenEvent: Sendable {
+  public init(token: Int32, text: String, logProb: Float, nodeValues: [Float]?, topLogProbs: [(token: Int32, logProb: Float)] = []) {
+    self.token = token
+    self.text = text
+    self.logProb = logProb
+    self.nodeValues = nodeValues
+    self.topLogProbs = topLogProbs
+  }
+
   public let token: Int32
   /// Text that became complete with this token (may be empty: a split UTF-8 character, or text
   /// held back because it could be the start of a stop string).
@@ -28,7 +36,7 @@ public enum FinishReason: String, Sendable {
   case cancelled
 }
 
-public struct GenerationResult: Sendable {
+public struct GenerationResult: Sendable, Equatable {
   public let tokens: [Int32]
   public let text: String
   public let finishReason: FinishReason
@@ -42,6 +50,20 @@ public struct GenerationResult: Sendable {
   /// Per model, seconds of the backend calls that carried this request's appends, prefill
   /// included (a call batched with other requests counts whole for each).
   public var modelSeconds: [String: Double] = [:]
+
+  public init(tokens: [Int32], text: String, finishReason: FinishReason, promptTokens: [Int], prefillSeconds: Double,
+              decodeSeconds: Double, stats: DecodeStats, speculation: SpeculationSettings?, modelSeconds: [String: Double] = [:]) {
+    self.tokens = tokens
+    self.text = text
+    self.finishReason = finishReason
+    self.promptTokens = promptTokens
+    self.prefillSeconds = prefillSeconds
+    self.decodeSeconds = decodeSeconds
+    self.stats = stats
+    self.speculation = speculation
+    self.modelSeconds = modelSeconds
+  }
+
   /// Generated tokens per second of decoding (excludes prefill).
   public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens.count) / decodeSeconds : 0 }
 }
