@@ -116,6 +116,7 @@ public final class RuntimeServer: Sendable {
         address = .hostname(host, port: port)
         if let tls = options.tls { builder = try .tls(.http1(), tlsConfiguration: try tls.configuration) }
       case .unix(let path):
+        _ = try UnixListener.claim(path)
         address = .unixDomainSocket(path: path)
       }
       let app = Application(router: front.router(), server: builder, configuration: .init(address: address, serverName: "eft-server"),

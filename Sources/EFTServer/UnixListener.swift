@@ -16,25 +16,8 @@ struct UnixListener {
 
   init(path: String) throws(EndpointError) {
     self.path = path
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let capacity = MemoryLayout.size(ofValue: address.sun_path)
-    let bytes = Array(path.utf8)
-    guard bytes.count < capacity else {
-      throw EndpointError("unix:\(path): the path is \(bytes.count) bytes; Unix socket paths are limited to \(capacity - 1)")
-    }
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes + [0]) }
-
+    var address = try Self.claim(path)
     var status = stat()
-    if lstat(path, &status) == 0 {
-      guard status.st_mode & S_IFMT == S_IFSOCK else {
-        throw EndpointError("unix:\(path): the file exists and is not a socket")
-      }
-      guard !Self.accepts(&address) else {
-        throw EndpointError("unix:\(path): another server is listening on it")
-      }
-      unlink(path)  // stale: left by a server that did not shut down
-    }
 
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw EndpointError("unix:\(path): socket: \(Self.errorText())") }
@@ -52,6 +35,31 @@ struct UnixListener {
     guard listen(fd, 128) == 0 else { throw fail("listen") }
     descriptor = fd
     inode = UInt64(status.st_ino)
+  }
+
+  /// The address of `path`, once it is free: a stale socket file left by a server that died is
+  /// removed; a live socket, or a file that is not a socket, is refused. The HTTP fronts claim
+  /// their paths here too, before Hummingbird binds them (it would replace a live socket).
+  static func claim(_ path: String) throws(EndpointError) -> sockaddr_un {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    let bytes = Array(path.utf8)
+    guard bytes.count < capacity else {
+      throw EndpointError("unix:\(path): the path is \(bytes.count) bytes; Unix socket paths are limited to \(capacity - 1)")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes + [0]) }
+    var status = stat()
+    if lstat(path, &status) == 0 {
+      guard status.st_mode & S_IFMT == S_IFSOCK else {
+        throw EndpointError("unix:\(path): the file exists and is not a socket")
+      }
+      guard !accepts(&address) else {
+        throw EndpointError("unix:\(path): another server is listening on it")
+      }
+      unlink(path)  // stale: left by a server that did not shut down
+    }
+    return address
   }
 
   /// Closes the socket and removes its file (for one no transport has taken over).

@@ -627,6 +627,14 @@ import Testing
     await #expect(throws: EndpointError.self) {
       _ = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
     }
+    // The HTTP front claims its socket path the same way (Hummingbird alone would replace it).
+    let httpSocket = dir.socket + ".http"
+    let withHTTP = try await RunningServer.start(try facts(), [.tcp(host: "127.0.0.1", port: 0)]) { $0.http = [.unix(path: httpSocket)] }
+    let refused = await #expect(throws: EndpointError.self) {
+      _ = try await RunningServer.start(try facts(), [.tcp(host: "127.0.0.1", port: 0)]) { $0.http = [.unix(path: httpSocket)] }
+    }
+    #expect(refused?.description.contains("another server is listening") == true)
+    try await withHTTP.stop()
     try await first.stop()
     // A socket file nobody listens on (a server that was killed) is replaced.
     try makeStaleSocket(dir.socket)
