@@ -16,6 +16,8 @@ let package = Package(
     .library(name: "BigramBackend", type: .dynamic, targets: ["BigramBackend"]),
     .library(name: "CPUBackend", type: .dynamic, targets: ["CPUBackend"]),
     .library(name: "BLASBackend", type: .dynamic, targets: ["BLASBackend"]),
+    // A model that lives in another eft-server (its eft.v1.Models service).
+    .library(name: "RemoteBackend", type: .dynamic, targets: ["RemoteBackend"]),
     // Broken plugins, one per refusal path of the plugin host (used by the tests).
     .library(name: "FixtureWrongMajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
     .library(name: "FixtureNoEntry", type: .dynamic, targets: ["FixtureNoEntry"]),
@@ -110,6 +112,11 @@ let package = Package(
     .target(name: "CPUBackend", dependencies: ["Transformer", "EFTPluginKit"], path: "Plugins/CPUBackend"),
     .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
     .target(name: "BLASBackend", dependencies: ["Transformer", "EFTPluginKit", "COpenBLAS"], path: "Plugins/BLASBackend"),
+
+    .target(name: "RemoteBackend", dependencies: [
+      "EFTPluginKit", "EFTProto", "EFTRPC", "EFTWire", .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+    ], path: "Plugins/RemoteBackend"),
 
     .target(name: "FixtureWrongMajor", dependencies: ["CEFTBackend"], path: "Tests/Fixtures/WrongMajor", publicHeadersPath: "."),
     .target(name: "FixtureNoEntry", path: "Tests/Fixtures/NoEntry", publicHeadersPath: "."),

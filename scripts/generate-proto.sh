@@ -41,7 +41,8 @@ messages() {  # OUT FILES...
 }
 
 messages "$root/Sources/EFTProto" \
-  "$root"/proto/eft/v1/config.proto "$root"/proto/eft/v1/backend_options.proto "$root"/proto/eft/v1/ngram_options.proto
+  "$root"/proto/eft/v1/config.proto "$root"/proto/eft/v1/backend_options.proto "$root"/proto/eft/v1/ngram_options.proto \
+  "$root"/proto/eft/v1/remote_options.proto
 
 rpc=(proto/eft/v1/runtime.proto proto/grpc/health/v1/health.proto)
 messages "$root/Sources/EFTRPC" "${rpc[@]/#/$root/}"

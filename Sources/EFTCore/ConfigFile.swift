@@ -39,7 +39,7 @@ public struct ConfigFile: Sendable {
   }
 
   /// The options messages shipped with the runtime, so `[type.googleapis.com/…] { … }` parses.
-  static let optionTypes: [any Message.Type] = [Eft_V1_BigramOptions.self, Eft_V1_TransformerOptions.self, Eft_V1_NGramOptions.self]
+  static let optionTypes: [any Message.Type] = [Eft_V1_BigramOptions.self, Eft_V1_TransformerOptions.self, Eft_V1_NGramOptions.self, Eft_V1_RemoteOptions.self]
   private static let registerOptionTypes: Void = {
     for type in optionTypes { Google_Protobuf_Any.register(messageType: type) }
   }()
@@ -73,6 +73,14 @@ public struct ConfigFile: Sendable {
   }
 
   /// Resolves a path from the config against the config's directory.
+  /// Whether a model path is a location with a scheme (`tcp:HOST:PORT`, `unix:PATH`, …) rather
+  /// than a file: such paths reach the backend unchanged.
+  public static func isLocation(_ path: String) -> Bool {
+    guard let colon = path.firstIndex(of: ":"), colon != path.startIndex else { return false }
+    let scheme = path[..<colon]
+    return scheme.first!.isLetter && scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+.-".contains($0)) }
+  }
+
   public func resolve(_ relative: String) -> String {
     if relative.hasPrefix("/") { return relative }
     return directory.appendingPathComponent(relative).standardizedFileURL.path

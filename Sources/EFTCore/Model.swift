@@ -15,6 +15,8 @@ public final class Model: @unchecked Sendable {
   /// Every id that ends a generation (ABI 1.3's list, else eos_token_id); empty: none.
   public let eosTokenIDs: [Int32]
   public let architecture: String
+  /// What the backend says identifies the model's tokenizer ("" when it does not say).
+  public let tokenizerFingerprint: String
   /// Memory a session may hold per token, in bytes (0: the plugin does not say; ABI 1.2).
   public let sessionBytesPerToken: Int
   let handle: OpaquePointer
@@ -67,6 +69,7 @@ public final class Model: @unchecked Sendable {
       throw RuntimeError(.backend, .internal, "model '\(name)': the backend reports EOS id \(bad), outside [0, \(info.vocab_size))")
     }
     self.architecture = info.architecture.map { String(cString: $0) } ?? "unknown"
+    self.tokenizerFingerprint = info.tokenizer_fingerprint.map { String(cString: $0) } ?? ""
     self.sessionBytesPerToken = Int(clamping: info.session_bytes_per_token)
   }
 

@@ -17,6 +17,8 @@ public final class Runtime: Sendable {
   public let file: ConfigFile
   public let plugins: [String: Plugin]
   public let models: [String: Model]
+  /// The models' names in the config's order.
+  public let modelOrder: [String]
   /// In config order.
   public let graphs: [CompiledGraph]
   /// The graph used when a request names none (nil when the config has several and names no default).
@@ -59,9 +61,12 @@ public final class Runtime: Sendable {
         throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': plugin '\(m.plugin)' is not declared (plugins: \(plugins.keys.sorted().joined(separator: ", ")))")
       }
       guard !m.path.isEmpty else { throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': path is empty") }
-      let path = file.resolve(m.path)
+      let path = ConfigFile.isLocation(m.path) ? m.path : file.resolve(m.path)
       // The tokenizer defaults to the one beside the model, so the path must exist; with an
       // explicit tokenizer the path is the plugin's to interpret (it need not be a file).
+      if m.tokenizer.isEmpty, ConfigFile.isLocation(m.path) {
+        throw RuntimeError(.config, .invalidArgument, "\(here)model '\(m.name)': path \(m.path) is a location, not a file, so no tokenizer.json sits beside it; name the model's tokenizer (tokenizer: \"…/tokenizer.json\")")
+      }
       guard !m.tokenizer.isEmpty || FileManager.default.fileExists(atPath: path) else {
         throw RuntimeError(.config, .notFound, "\(here)model '\(m.name)': path \(path) does not exist (a relative path is taken from the config's folder)")
       }
@@ -77,16 +82,24 @@ public final class Runtime: Sendable {
         }
         tokenizers[tokenizerPath] = tokenizer
       }
+      let model: Model
       do {
-        models[m.name] = try Model(name: m.name, plugin: plugin, path: path, options: [UInt8](m.options.value), tokenizer: tokenizer)
+        model = try Model(name: m.name, plugin: plugin, path: path, options: [UInt8](m.options.value), tokenizer: tokenizer)
       } catch let e as RuntimeError {
         throw RuntimeError(e.domain, e.code, "\(here)\(e.message)")
       }
+      // A backend that knows the host's fingerprint of its tokenizer (a remote model does) says
+      // so as "eft:HEX"; the tokenizer the config gives it must be that one.
+      if model.tokenizerFingerprint.hasPrefix(Tokenizer.fingerprintPrefix), model.tokenizerFingerprint != tokenizer.taggedFingerprint {
+        throw RuntimeError(.config, .failedPrecondition, "\(here)model '\(m.name)': its backend runs it with tokenizer \(model.tokenizerFingerprint), but the config gives it \(tokenizerPath) (\(tokenizer.taggedFingerprint)); name the model's own tokenizer.json")
+      }
+      models[m.name] = model
     }
 
     (graphs, defaultGraph) = try Runtime.compileGraphs(of: file, models: models)
     self.plugins = plugins
     self.models = models
+    self.modelOrder = config.models.map(\.name)
     self.scheduler = StepScheduler(maxBatchTokens: maxBatchTokens)
   }
 

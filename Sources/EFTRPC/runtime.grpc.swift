@@ -1416,3 +1416,605 @@ extension Eft_V1_Runtime.ClientProtocol {
         )
     }
 }
+
+// MARK: - eft.v1.Models
+
+/// Namespace containing generated types for the "eft.v1.Models" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Eft_V1_Models: Sendable {
+    /// Service descriptor for the "eft.v1.Models" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "eft.v1.Models")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "ListModels" metadata.
+        public enum ListModels: Sendable {
+            /// Request type for "ListModels".
+            public typealias Input = Eft_V1_ListModelsRequest
+            /// Response type for "ListModels".
+            public typealias Output = Eft_V1_ListModelsResponse
+            /// Descriptor for "ListModels".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "eft.v1.Models"),
+                method: "ListModels",
+                type: .unary
+            )
+        }
+        /// Namespace for "Session" metadata.
+        public enum Session: Sendable {
+            /// Request type for "Session".
+            public typealias Input = Eft_V1_SessionRequest
+            /// Response type for "Session".
+            public typealias Output = Eft_V1_SessionResponse
+            /// Descriptor for "Session".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "eft.v1.Models"),
+                method: "Session",
+                type: .bidirectionalStreaming
+            )
+        }
+        /// Descriptors for all methods in the "eft.v1.Models" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            ListModels.descriptor,
+            Session.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "eft.v1.Models" service.
+    public static let eft_v1_Models = GRPCCore.ServiceDescriptor(fullyQualifiedService: "eft.v1.Models")
+}
+
+// MARK: eft.v1.Models (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models {
+    /// Streaming variant of the service protocol for the "eft.v1.Models" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sessions on the models of the server's config, for compositions whose terms run on several
+    /// > machines: the RemoteBackend plugin of another eft-server opens one `Session` stream per session
+    /// > of a remote model (see README, "Composing across machines"). Calls carry the same bearer token
+    /// > as Runtime's.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "ListModels" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The models of the server's config, each as a backend describes it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Eft_V1_ListModelsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Eft_V1_ListModelsResponse` messages.
+        func listModels(
+            request: GRPCCore.StreamingServerRequest<Eft_V1_ListModelsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Eft_V1_ListModelsResponse>
+
+        /// Handle the "Session" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+        /// > order. Every message gets one response, in order. A failed operation answers `error` and
+        /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+        /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+        /// > server's batched steps with its own generations' appends.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Eft_V1_SessionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Eft_V1_SessionResponse` messages.
+        func session(
+            request: GRPCCore.StreamingServerRequest<Eft_V1_SessionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Eft_V1_SessionResponse>
+    }
+
+    /// Service protocol for the "eft.v1.Models" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sessions on the models of the server's config, for compositions whose terms run on several
+    /// > machines: the RemoteBackend plugin of another eft-server opens one `Session` stream per session
+    /// > of a remote model (see README, "Composing across machines"). Calls carry the same bearer token
+    /// > as Runtime's.
+    public protocol ServiceProtocol: Eft_V1_Models.StreamingServiceProtocol {
+        /// Handle the "ListModels" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The models of the server's config, each as a backend describes it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Eft_V1_ListModelsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Eft_V1_ListModelsResponse` message.
+        func listModels(
+            request: GRPCCore.ServerRequest<Eft_V1_ListModelsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Eft_V1_ListModelsResponse>
+
+        /// Handle the "Session" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+        /// > order. Every message gets one response, in order. A failed operation answers `error` and
+        /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+        /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+        /// > server's batched steps with its own generations' appends.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Eft_V1_SessionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Eft_V1_SessionResponse` messages.
+        func session(
+            request: GRPCCore.StreamingServerRequest<Eft_V1_SessionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Eft_V1_SessionResponse>
+    }
+
+    /// Simple service protocol for the "eft.v1.Models" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sessions on the models of the server's config, for compositions whose terms run on several
+    /// > machines: the RemoteBackend plugin of another eft-server opens one `Session` stream per session
+    /// > of a remote model (see README, "Composing across machines"). Calls carry the same bearer token
+    /// > as Runtime's.
+    public protocol SimpleServiceProtocol: Eft_V1_Models.ServiceProtocol {
+        /// Handle the "ListModels" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The models of the server's config, each as a backend describes it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Eft_V1_ListModelsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Eft_V1_ListModelsResponse` to respond with.
+        func listModels(
+            request: Eft_V1_ListModelsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Eft_V1_ListModelsResponse
+
+        /// Handle the "Session" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+        /// > order. Every message gets one response, in order. A failed operation answers `error` and
+        /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+        /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+        /// > server's batched steps with its own generations' appends.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Eft_V1_SessionRequest` messages.
+        ///   - response: A response stream of `Eft_V1_SessionResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func session(
+            request: GRPCCore.RPCAsyncSequence<Eft_V1_SessionRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Eft_V1_SessionResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Eft_V1_Models.Method.ListModels.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Eft_V1_ListModelsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Eft_V1_ListModelsResponse>(),
+            handler: { request, context in
+                try await self.listModels(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Eft_V1_Models.Method.Session.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Eft_V1_SessionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Eft_V1_SessionResponse>(),
+            handler: { request, context in
+                try await self.session(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models.ServiceProtocol {
+    public func listModels(
+        request: GRPCCore.StreamingServerRequest<Eft_V1_ListModelsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Eft_V1_ListModelsResponse> {
+        let response = try await self.listModels(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models.SimpleServiceProtocol {
+    public func listModels(
+        request: GRPCCore.ServerRequest<Eft_V1_ListModelsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Eft_V1_ListModelsResponse> {
+        return GRPCCore.ServerResponse<Eft_V1_ListModelsResponse>(
+            message: try await self.listModels(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func session(
+        request: GRPCCore.StreamingServerRequest<Eft_V1_SessionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Eft_V1_SessionResponse> {
+        return GRPCCore.StreamingServerResponse<Eft_V1_SessionResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.session(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+}
+
+// MARK: eft.v1.Models (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models {
+    /// Generated client protocol for the "eft.v1.Models" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sessions on the models of the server's config, for compositions whose terms run on several
+    /// > machines: the RemoteBackend plugin of another eft-server opens one `Session` stream per session
+    /// > of a remote model (see README, "Composing across machines"). Calls carry the same bearer token
+    /// > as Runtime's.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "ListModels" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The models of the server's config, each as a backend describes it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Eft_V1_ListModelsRequest` message.
+        ///   - serializer: A serializer for `Eft_V1_ListModelsRequest` messages.
+        ///   - deserializer: A deserializer for `Eft_V1_ListModelsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listModels<Result>(
+            request: GRPCCore.ClientRequest<Eft_V1_ListModelsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Eft_V1_ListModelsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Eft_V1_ListModelsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Eft_V1_ListModelsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Session" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+        /// > order. Every message gets one response, in order. A failed operation answers `error` and
+        /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+        /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+        /// > server's batched steps with its own generations' appends.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Eft_V1_SessionRequest` messages.
+        ///   - serializer: A serializer for `Eft_V1_SessionRequest` messages.
+        ///   - deserializer: A deserializer for `Eft_V1_SessionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func session<Result>(
+            request: GRPCCore.StreamingClientRequest<Eft_V1_SessionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Eft_V1_SessionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Eft_V1_SessionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Eft_V1_SessionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "eft.v1.Models" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sessions on the models of the server's config, for compositions whose terms run on several
+    /// > machines: the RemoteBackend plugin of another eft-server opens one `Session` stream per session
+    /// > of a remote model (see README, "Composing across machines"). Calls carry the same bearer token
+    /// > as Runtime's.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "ListModels" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The models of the server's config, each as a backend describes it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Eft_V1_ListModelsRequest` message.
+        ///   - serializer: A serializer for `Eft_V1_ListModelsRequest` messages.
+        ///   - deserializer: A deserializer for `Eft_V1_ListModelsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listModels<Result>(
+            request: GRPCCore.ClientRequest<Eft_V1_ListModelsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Eft_V1_ListModelsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Eft_V1_ListModelsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Eft_V1_ListModelsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Eft_V1_Models.Method.ListModels.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Session" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+        /// > order. Every message gets one response, in order. A failed operation answers `error` and
+        /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+        /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+        /// > server's batched steps with its own generations' appends.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Eft_V1_SessionRequest` messages.
+        ///   - serializer: A serializer for `Eft_V1_SessionRequest` messages.
+        ///   - deserializer: A deserializer for `Eft_V1_SessionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func session<Result>(
+            request: GRPCCore.StreamingClientRequest<Eft_V1_SessionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Eft_V1_SessionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Eft_V1_SessionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Eft_V1_SessionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Eft_V1_Models.Method.Session.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models.ClientProtocol {
+    /// Call the "ListModels" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The models of the server's config, each as a backend describes it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Eft_V1_ListModelsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listModels<Result>(
+        request: GRPCCore.ClientRequest<Eft_V1_ListModelsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Eft_V1_ListModelsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listModels(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Eft_V1_ListModelsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Eft_V1_ListModelsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Session" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+    /// > order. Every message gets one response, in order. A failed operation answers `error` and
+    /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+    /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+    /// > server's batched steps with its own generations' appends.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Eft_V1_SessionRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func session<Result>(
+        request: GRPCCore.StreamingClientRequest<Eft_V1_SessionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Eft_V1_SessionResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.session(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Eft_V1_SessionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Eft_V1_SessionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Eft_V1_Models.ClientProtocol {
+    /// Call the "ListModels" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The models of the server's config, each as a backend describes it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listModels<Result>(
+        _ message: Eft_V1_ListModelsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Eft_V1_ListModelsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Eft_V1_ListModelsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listModels(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Session" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One session on a model. The first message is `open`; then `append` and `truncate` in any
+    /// > order. Every message gets one response, in order. A failed operation answers `error` and
+    /// > leaves the session as it was (the stream goes on); the session is freed when the stream ends
+    /// > (the client closing it, a deadline, a disconnect, a shutdown). An append takes part in the
+    /// > server's batched steps with its own generations' appends.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func session<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Eft_V1_SessionRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Eft_V1_SessionResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Eft_V1_SessionRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.session(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

@@ -18,6 +18,11 @@
 /// server's limit), OUT_OF_RANGE (prompt and output exceed a model's context), DEADLINE_EXCEEDED,
 /// CANCELLED, INTERNAL (a backend failed; the server keeps serving), UNAVAILABLE (shutting down).
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 import EFTProto
@@ -30,6 +35,85 @@ import EFTProto
 fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobuf.ProtobufAPIVersionCheck {
   struct _2: SwiftProtobuf.ProtobufAPIVersion_2 {}
   typealias Version = _2
+}
+
+/// Which logits an append returns (eft_backend.h's `eft_logits_mode`).
+public nonisolated enum Eft_V1_LogitsMode: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case logitsNone // = 0
+
+  /// After the last appended token: one row.
+  case logitsLast // = 1
+
+  /// After each appended token: one row per token.
+  case logitsAll // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .logitsNone
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .logitsNone
+    case 1: self = .logitsLast
+    case 2: self = .logitsAll
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .logitsNone: return 0
+    case .logitsLast: return 1
+    case .logitsAll: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Eft_V1_LogitsMode] = [
+    .logitsNone,
+    .logitsLast,
+    .logitsAll,
+  ]
+
+}
+
+/// How logits travel: little-endian IEEE 754 binary32, or binary16 (half the bytes; rounded to
+/// nearest even, which can change a composition's output where two tokens nearly tie).
+public nonisolated enum Eft_V1_LogitsFormat: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case logitsF32 // = 0
+  case logitsF16 // = 1
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .logitsF32
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .logitsF32
+    case 1: self = .logitsF16
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .logitsF32: return 0
+    case .logitsF16: return 1
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Eft_V1_LogitsFormat] = [
+    .logitsF32,
+    .logitsF16,
+  ]
+
 }
 
 public nonisolated enum Eft_V1_FinishReason: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -84,6 +168,211 @@ public nonisolated enum Eft_V1_FinishReason: SwiftProtobuf.Enum, Swift.CaseItera
     .context,
   ]
 
+}
+
+public nonisolated struct Eft_V1_ListModelsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_ListModelsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// In the config's order.
+  public var models: [Eft_V1_ModelDescription] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A model as a backend describes it (eft_backend.h's `eft_model_info`).
+public nonisolated struct Eft_V1_ModelDescription: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The model's name in the server's config.
+  public var name: String = String()
+
+  /// What its backend reports (e.g. "llama").
+  public var architecture: String = String()
+
+  /// Rows of the output head: logits per position.
+  public var vocabSize: Int32 = 0
+
+  /// The longest sequence a session can hold.
+  public var contextLength: Int32 = 0
+
+  /// -1: none.
+  public var bosTokenID: Int32 = 0
+
+  /// Every id that ends a generation; empty: none.
+  public var eosTokenIds: [Int32] = []
+
+  /// "eft:HEX": the fingerprint of the model's tokenizer (its vocabulary, merges, special tokens
+  /// and stages) as EFTTokenizer computes it; a host composing the model checks its own copy of
+  /// the tokenizer against it.
+  public var tokenizerFingerprint: String = String()
+
+  /// Memory a session may hold per token, in bytes (0: unknown).
+  public var sessionBytesPerToken: UInt64 = 0
+
+  /// The server's plugin that runs it (e.g. "cpu").
+  public var plugin: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_SessionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var op: Eft_V1_SessionRequest.OneOf_Op? = nil
+
+  public var `open`: Eft_V1_OpenSession {
+    get {
+      if case .open(let v)? = op {return v}
+      return Eft_V1_OpenSession()
+    }
+    set {op = .open(newValue)}
+  }
+
+  public var append: Eft_V1_AppendTokens {
+    get {
+      if case .append(let v)? = op {return v}
+      return Eft_V1_AppendTokens()
+    }
+    set {op = .append(newValue)}
+  }
+
+  public var truncate: Eft_V1_TruncateSession {
+    get {
+      if case .truncate(let v)? = op {return v}
+      return Eft_V1_TruncateSession()
+    }
+    set {op = .truncate(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Op: Equatable, Sendable {
+    case `open`(Eft_V1_OpenSession)
+    case append(Eft_V1_AppendTokens)
+    case truncate(Eft_V1_TruncateSession)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_OpenSession: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A model of the server's config (`ListModels`).
+  public var model: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_AppendTokens: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At least one id, each in [0, vocab_size); the session's length plus these at most the
+  /// model's context length.
+  public var tokens: [Int32] = []
+
+  public var mode: Eft_V1_LogitsMode = .logitsNone
+
+  public var format: Eft_V1_LogitsFormat = .logitsF32
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_TruncateSession: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Keep the first `length` tokens (at most the session's length).
+  public var length: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eft_V1_SessionResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The session's length after the operation.
+  public var length: Int64 = 0
+
+  /// An append's logits: rows (by its mode) × vocab_size values in its format, row after row.
+  public var logits: Data = Data()
+
+  /// The answer to `open`: the model the session runs on.
+  public var model: Eft_V1_ModelDescription {
+    get {_model ?? Eft_V1_ModelDescription()}
+    set {_model = newValue}
+  }
+  /// Returns true if `model` has been explicitly set.
+  public var hasModel: Bool {self._model != nil}
+  /// Clears the value of `model`. Subsequent reads from it will return its default value.
+  public mutating func clearModel() {self._model = nil}
+
+  /// Set when the operation failed (and changed nothing).
+  public var error: Eft_V1_SessionError {
+    get {_error ?? Eft_V1_SessionError()}
+    set {_error = newValue}
+  }
+  /// Returns true if `error` has been explicitly set.
+  public var hasError: Bool {self._error != nil}
+  /// Clears the value of `error`. Subsequent reads from it will return its default value.
+  public mutating func clearError() {self._error = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _model: Eft_V1_ModelDescription? = nil
+  fileprivate var _error: Eft_V1_SessionError? = nil
+}
+
+public nonisolated struct Eft_V1_SessionError: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// google.rpc.Code's value of the failure (INVALID_ARGUMENT, OUT_OF_RANGE, INTERNAL, …).
+  public var code: Int32 = 0
+
+  /// What went wrong and where, as the server's backend said it.
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Eft_V1_GenerateRequest: @unchecked Sendable {
@@ -745,8 +1034,403 @@ public nonisolated struct Eft_V1_GraphDefaults: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "eft.v1"
 
+nonisolated extension Eft_V1_LogitsMode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LOGITS_NONE\0\u{1}LOGITS_LAST\0\u{1}LOGITS_ALL\0")
+}
+
+nonisolated extension Eft_V1_LogitsFormat: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LOGITS_F32\0\u{1}LOGITS_F16\0")
+}
+
 nonisolated extension Eft_V1_FinishReason: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FINISH_REASON_UNSPECIFIED\0\u{1}FINISH_REASON_EOS\0\u{1}FINISH_REASON_STOP\0\u{1}FINISH_REASON_LENGTH\0\u{1}FINISH_REASON_CONTEXT\0")
+}
+
+nonisolated extension Eft_V1_ListModelsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListModelsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_ListModelsRequest, rhs: Eft_V1_ListModelsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_ListModelsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListModelsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}models\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.models) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.models.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.models, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_ListModelsResponse, rhs: Eft_V1_ListModelsResponse) -> Bool {
+    if lhs.models != rhs.models {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_ModelDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelDescription"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}architecture\0\u{3}vocab_size\0\u{3}context_length\0\u{3}bos_token_id\0\u{3}eos_token_ids\0\u{3}tokenizer_fingerprint\0\u{3}session_bytes_per_token\0\u{1}plugin\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.architecture) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.vocabSize) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.contextLength) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.bosTokenID) }()
+      case 6: try { try decoder.decodeRepeatedInt32Field(value: &self.eosTokenIds) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.tokenizerFingerprint) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.sessionBytesPerToken) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.plugin) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.architecture.isEmpty {
+      try visitor.visitSingularStringField(value: self.architecture, fieldNumber: 2)
+    }
+    if self.vocabSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.vocabSize, fieldNumber: 3)
+    }
+    if self.contextLength != 0 {
+      try visitor.visitSingularInt32Field(value: self.contextLength, fieldNumber: 4)
+    }
+    if self.bosTokenID != 0 {
+      try visitor.visitSingularInt32Field(value: self.bosTokenID, fieldNumber: 5)
+    }
+    if !self.eosTokenIds.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.eosTokenIds, fieldNumber: 6)
+    }
+    if !self.tokenizerFingerprint.isEmpty {
+      try visitor.visitSingularStringField(value: self.tokenizerFingerprint, fieldNumber: 7)
+    }
+    if self.sessionBytesPerToken != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sessionBytesPerToken, fieldNumber: 8)
+    }
+    if !self.plugin.isEmpty {
+      try visitor.visitSingularStringField(value: self.plugin, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_ModelDescription, rhs: Eft_V1_ModelDescription) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.architecture != rhs.architecture {return false}
+    if lhs.vocabSize != rhs.vocabSize {return false}
+    if lhs.contextLength != rhs.contextLength {return false}
+    if lhs.bosTokenID != rhs.bosTokenID {return false}
+    if lhs.eosTokenIds != rhs.eosTokenIds {return false}
+    if lhs.tokenizerFingerprint != rhs.tokenizerFingerprint {return false}
+    if lhs.sessionBytesPerToken != rhs.sessionBytesPerToken {return false}
+    if lhs.plugin != rhs.plugin {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_SessionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}open\0\u{1}append\0\u{1}truncate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Eft_V1_OpenSession?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .open(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .open(v)
+        }
+      }()
+      case 2: try {
+        var v: Eft_V1_AppendTokens?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .append(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .append(v)
+        }
+      }()
+      case 3: try {
+        var v: Eft_V1_TruncateSession?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .truncate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .truncate(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.op {
+    case .open?: try {
+      guard case .open(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .append?: try {
+      guard case .append(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .truncate?: try {
+      guard case .truncate(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_SessionRequest, rhs: Eft_V1_SessionRequest) -> Bool {
+    if lhs.op != rhs.op {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_OpenSession: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenSession"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.model) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.model.isEmpty {
+      try visitor.visitSingularStringField(value: self.model, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_OpenSession, rhs: Eft_V1_OpenSession) -> Bool {
+    if lhs.model != rhs.model {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_AppendTokens: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AppendTokens"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}mode\0\u{1}format\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedInt32Field(value: &self.tokens) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.format) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tokens.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.tokens, fieldNumber: 1)
+    }
+    if self.mode != .logitsNone {
+      try visitor.visitSingularEnumField(value: self.mode, fieldNumber: 2)
+    }
+    if self.format != .logitsF32 {
+      try visitor.visitSingularEnumField(value: self.format, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_AppendTokens, rhs: Eft_V1_AppendTokens) -> Bool {
+    if lhs.tokens != rhs.tokens {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.format != rhs.format {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_TruncateSession: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TruncateSession"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}length\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.length) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.length != 0 {
+      try visitor.visitSingularInt64Field(value: self.length, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_TruncateSession, rhs: Eft_V1_TruncateSession) -> Bool {
+    if lhs.length != rhs.length {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_SessionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}length\0\u{1}logits\0\u{1}model\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.length) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.logits) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._model) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.length != 0 {
+      try visitor.visitSingularInt64Field(value: self.length, fieldNumber: 1)
+    }
+    if !self.logits.isEmpty {
+      try visitor.visitSingularBytesField(value: self.logits, fieldNumber: 2)
+    }
+    try { if let v = self._model {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._error {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_SessionResponse, rhs: Eft_V1_SessionResponse) -> Bool {
+    if lhs.length != rhs.length {return false}
+    if lhs.logits != rhs.logits {return false}
+    if lhs._model != rhs._model {return false}
+    if lhs._error != rhs._error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eft_V1_SessionError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionError"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.code != 0 {
+      try visitor.visitSingularInt32Field(value: self.code, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eft_V1_SessionError, rhs: Eft_V1_SessionError) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Eft_V1_GenerateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

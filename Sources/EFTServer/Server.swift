@@ -49,6 +49,8 @@ public struct BoundEndpoints: Sendable {
 public final class RuntimeServer: Sendable {
   public let service: RuntimeService
   public let health = HealthService()
+  /// Sessions on the config's models, for other servers' RemoteBackend plugins.
+  let models: ModelsService
   public let options: ServerOptions
   private let shutdownSignal: AsyncStream<Void>
   private let shutdownSink: AsyncStream<Void>.Continuation
@@ -56,6 +58,7 @@ public final class RuntimeServer: Sendable {
   public init(runtime: Runtime, options: ServerOptions) {
     self.options = options
     self.service = RuntimeService(runtime: runtime, limits: options.limits, requestLog: options.requestLog)
+    self.models = ModelsService(service: service)
     (shutdownSignal, shutdownSink) = AsyncStream<Void>.makeStream()
     let metrics = service.metrics
     runtime.scheduler.observeModelCalls { model, tokens, time in metrics.modelCall(model: model, tokens: tokens, time: time) }
@@ -96,7 +99,7 @@ public final class RuntimeServer: Sendable {
         transport = HTTP2ServerTransport.Posix(listeningSocketDescriptor: Int(listener.descriptor), transportSecurity: .plaintext, config: config)
       }
       let interceptors: [any ServerInterceptor] = options.token.map { [TokenCheck(token: $0)] } ?? []
-      servers.append(GRPCServer(transport: transport, services: [service, health], interceptors: interceptors))
+      servers.append(GRPCServer(transport: transport, services: [service, models, health], interceptors: interceptors))
     }
 
     // The HTTP fronts: a Hummingbird application each, in a service group of its own so that a

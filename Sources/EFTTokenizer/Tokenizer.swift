@@ -32,6 +32,9 @@ public final class Tokenizer: Sendable {
   /// A stable hash of everything that decides how text maps to ids (vocabulary, merges, added
   /// tokens, stages); equal fingerprints mean interchangeable tokenizers.
   public let fingerprint: String
+  /// `fingerprint` as backends report it when they know this algorithm: "eft:" + fingerprint.
+  public var taggedFingerprint: String { Tokenizer.fingerprintPrefix + fingerprint }
+  public static let fingerprintPrefix = "eft:"
 
   public convenience init(contentsOf url: URL) throws {
     guard let data = FileManager.default.contents(atPath: url.path) else {

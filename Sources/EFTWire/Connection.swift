@@ -61,6 +61,8 @@ public struct EndpointError: Error, CustomStringConvertible, Sendable {
 public typealias RuntimeClient = Eft_V1_Runtime.Client<HTTP2ClientTransport.Posix>
 /// The generated client of `grpc.health.v1.Health` over the HTTP/2 transport.
 public typealias HealthClient = Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix>
+/// The generated client of `eft.v1.Models` over the HTTP/2 transport.
+public typealias ModelsClient = Eft_V1_Models.Client<HTTP2ClientTransport.Posix>
 
 /// A connection to the server at `endpoint` for the duration of `body`.
 ///
@@ -74,6 +76,13 @@ public func connect<Result: Sendable>(
   _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   try await withGRPCClient(transport: try clientTransport(endpoint, security: security), interceptors: security.interceptors, handleClient: body)
+}
+
+/// A client of the server at `endpoint` that lives until its `beginGracefulShutdown()`: the
+/// caller runs `runConnections()` in a task of its own (for a connection that outlives one
+/// scope, as a RemoteBackend model's does).
+public func makeClient(_ endpoint: ServerEndpoint, security: ClientSecurity = .none) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+  GRPCClient(transport: try clientTransport(endpoint, security: security), interceptors: security.interceptors)
 }
 
 /// The HTTP/2 transport to `endpoint`: TLS on TCP when `security` has trust roots, else plaintext.

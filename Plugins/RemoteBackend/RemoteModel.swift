@@ -1,0 +1,289 @@
+import EFTPluginKit
+import EFTProto
+import EFTRPC
+import EFTWire
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+
+// The remote backend: a model that lives in another eft-server, reached through its
+// `eft.v1.Models` service. The model holds one gRPC connection; each session is one `Session`
+// stream, and the remote session dies with it. The ABI is synchronous: a call sends its
+// message(s) and waits on the calling (host) thread for the answers; a batched append sends every
+// session's message before waiting for any, so the remote server can batch them.
+
+@_cdecl("eft_backend_entry")
+public func eftBackendEntry() -> UnsafePointer<eft_backend> {
+  PluginExport.table(name: "remote", version: "1.0.0", open: { path, options in try RemoteModel(path: path, options: options) })
+}
+
+final class RemoteModel: BackendModel, @unchecked Sendable {
+  let description: ModelDescription
+  /// The model's name on the remote server, and where that is (for messages).
+  let remoteName: String
+  let endpoint: ServerEndpoint
+  let timeout: Duration
+  let format: Eft_V1_LogitsFormat
+  let client: GRPCClient<HTTP2ClientTransport.Posix>
+  private let connections: Task<Void, Never>
+
+  init(path: String, options bytes: [UInt8]) throws {
+    let options: Eft_V1_RemoteOptions
+    do {
+      options = try Eft_V1_RemoteOptions(serializedBytes: bytes)
+    } catch {
+      throw BackendError(EFT_INVALID_ARGUMENT, "remote options: not an eft.v1.RemoteOptions message (\(error))")
+    }
+    guard !options.model.isEmpty else {
+      throw BackendError(EFT_INVALID_ARGUMENT, "remote options: `model` is empty; name the model in the remote server's config")
+    }
+    guard options.timeoutSeconds >= 0, options.timeoutSeconds.isFinite else {
+      throw BackendError(EFT_INVALID_ARGUMENT, "remote options: timeout_seconds = \(options.timeoutSeconds) must be a positive number of seconds (0: 30)")
+    }
+    do {
+      endpoint = try ServerEndpoint(parsing: path)
+    } catch {
+      throw BackendError(EFT_INVALID_ARGUMENT, "path \(error) (a remote model's path is the server's endpoint)")
+    }
+    remoteName = options.model
+    timeout = .milliseconds(Int64((options.timeoutSeconds == 0 ? 30 : options.timeoutSeconds) * 1000))
+    format = options.f16Logits ? .logitsF16 : .logitsF32
+    let security: ClientSecurity
+    do {
+      let token = options.tokenFile.isEmpty ? nil : try readToken(file: options.tokenFile)
+      security = try ClientSecurity(trustRootsFile: options.tlsCaFile.isEmpty ? nil : options.tlsCaFile, token: token)
+    } catch {
+      throw BackendError(EFT_INVALID_ARGUMENT, "remote options: \(error)")
+    }
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    do {
+      client = try makeClient(endpoint, security: security)
+    } catch {
+      throw BackendError(EFT_INVALID_ARGUMENT, "\(endpoint): \(error)")
+    }
+    self.client = client
+    connections = Task { try? await client.runConnections() }
+    let place = "remote model '\(options.model)' at \(endpoint)"
+    let list: Eft_V1_ListModelsResponse
+    do {
+      list = try Blocking.wait(timeout, what: place) { try await ModelsClient(wrapping: client).listModels(.init()) }
+    } catch {
+      client.beginGracefulShutdown()
+      throw error
+    }
+    guard let m = list.models.first(where: { $0.name == options.model }) else {
+      client.beginGracefulShutdown()
+      throw BackendError(EFT_NOT_FOUND, "\(place): the server has no such model (models: \(list.models.map(\.name).joined(separator: ", ")))")
+    }
+    // Sessions hold their memory on the remote server: none here.
+    description = ModelDescription(vocabSize: Int(m.vocabSize), contextLength: Int(m.contextLength), bosTokenID: m.bosTokenID,
+                                   eosTokenIDs: m.eosTokenIds, architecture: m.architecture,
+                                   tokenizerFingerprint: m.tokenizerFingerprint, sessionBytesPerToken: 0)
+  }
+
+  deinit {
+    client.beginGracefulShutdown()
+    connections.cancel()
+  }
+
+  var place: String { "remote model '\(remoteName)' at \(endpoint)" }
+
+  func makeSession() throws -> any BackendSession { try RemoteSession(model: self) }
+
+  /// Every session's message goes out before any answer is awaited; all or nothing: when one
+  /// fails, the others are truncated back.
+  func append(batch: [BackendAppend]) throws {
+    let sessions = batch.compactMap { $0.session as? RemoteSession }
+    guard sessions.count == batch.count else { throw BackendError(EFT_INTERNAL, "a batch holds a session of another backend") }
+    let requests = batch.map { a in request(Array(a.tokens), a.mode) }
+    let lengths = sessions.map(\.count)
+    let outcomes: [Result<Eft_V1_SessionResponse, BackendError>] = try Blocking.wait(timeout, what: place) {
+      await withTaskGroup(of: (Int, Result<Eft_V1_SessionResponse, BackendError>).self) { group in
+        for (i, s) in sessions.enumerated() {
+          group.addTask { (i, await s.exchange(requests[i])) }
+        }
+        var outcomes = [Result<Eft_V1_SessionResponse, BackendError>?](repeating: nil, count: sessions.count)
+        for await (i, outcome) in group { outcomes[i] = outcome }
+        return outcomes.map { $0! }
+      }
+    }
+    var failure: BackendError?
+    for (i, outcome) in outcomes.enumerated() {
+      switch outcome {
+      case .success(let response):
+        do {
+          try sessions[i].accept(response, tokens: batch[i].tokens.count, mode: batch[i].mode, logits: batch[i].logits)
+        } catch {
+          failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
+        }
+      case .failure(let error):
+        failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
+      }
+    }
+    if let failure {
+      for (i, s) in sessions.enumerated() where s.count != lengths[i] { try? s.truncate(to: lengths[i]) }
+      throw failure
+    }
+  }
+
+  func request(_ tokens: [Int32], _ mode: eft_logits_mode) -> Eft_V1_SessionRequest {
+    .with {
+      $0.append.tokens = tokens
+      $0.append.mode = mode == EFT_LOGITS_ALL ? .logitsAll : mode == EFT_LOGITS_LAST ? .logitsLast : .logitsNone
+      $0.append.format = format
+    }
+  }
+}
+
+/// One remote session: a `Session` stream, its requests and responses in order.
+final class RemoteSession: BackendSession, @unchecked Sendable {
+  let model: RemoteModel
+  private let requests: AsyncStream<Eft_V1_SessionRequest>.Continuation
+  private var responses: AsyncThrowingStream<Eft_V1_SessionResponse, any Error>.AsyncIterator
+  private(set) var count = 0
+  /// Set once the stream failed (or an answer was late): every later call fails with it.
+  private var lost: BackendError?
+
+  init(model: RemoteModel) throws {
+    self.model = model
+    let (outgoing, requests) = AsyncStream.makeStream(of: Eft_V1_SessionRequest.self)
+    let (incoming, sink) = AsyncThrowingStream.makeStream(of: Eft_V1_SessionResponse.self)
+    self.requests = requests
+    responses = incoming.makeAsyncIterator()
+    let client = ModelsClient(wrapping: model.client)
+    Task {
+      do {
+        try await client.session(requestProducer: { writer in
+          for await request in outgoing { try await writer.write(request) }
+        }, onResponse: { response in
+          for try await message in response.messages { sink.yield(message) }
+        })
+        sink.finish()
+      } catch {
+        sink.finish(throwing: error)
+      }
+    }
+    let opened = try Blocking.wait(model.timeout, what: model.place) { [self] in
+      await exchange(.with { $0.open.model = model.remoteName })
+    }.get()
+    guard opened.hasModel else { throw BackendError(EFT_INTERNAL, "\(model.place): the server did not answer the session's open") }
+  }
+
+  deinit { requests.finish() }  // the stream ends, and the remote session with it
+
+  /// Sends one request and waits for its answer; an error answer is a failure that leaves the
+  /// session as it was, a failed stream loses the session.
+  func exchange(_ request: Eft_V1_SessionRequest) async -> Result<Eft_V1_SessionResponse, BackendError> {
+    if let lost { return .failure(lost) }
+    requests.yield(request)
+    do {
+      guard let response = try await responses.next() else {
+        return .failure(lose(BackendError(EFT_INTERNAL, "\(model.place): the server ended the session")))
+      }
+      if response.hasError {
+        return .failure(BackendError(Blocking.status(Status.Code(rawValue: Int(response.error.code)).flatMap(RPCError.Code.init)), "\(model.place): \(response.error.message)"))
+      }
+      return .success(response)
+    } catch {
+      return .failure(lose(Blocking.error(error, what: model.place)))
+    }
+  }
+
+  private func lose(_ error: BackendError) -> BackendError {
+    lost = error
+    return error
+  }
+
+  /// Takes an append's answer: checks the length and writes the logits.
+  func accept(_ response: Eft_V1_SessionResponse, tokens: Int, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws(BackendError) {
+    guard response.length == count + tokens else {
+      throw lose(BackendError(EFT_DATA_LOSS, "\(model.place): the session holds \(response.length) tokens after an append of \(tokens) to \(count)"))
+    }
+    count += tokens
+    let rows = mode == EFT_LOGITS_ALL ? tokens : mode == EFT_LOGITS_LAST ? 1 : 0
+    let values = rows * model.description.vocabSize
+    if values > 0, let logits {
+      guard LogitsCodec.decode(response.logits, as: model.format, count: values, into: logits) else {
+        throw lose(BackendError(EFT_DATA_LOSS, "\(model.place): an append's answer holds \(response.logits.count) bytes of logits, not \(values) values"))
+      }
+    }
+  }
+
+  func append(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws {
+    let request = model.request(Array(tokens), mode)
+    let response = try Blocking.wait(model.timeout, what: model.place, onTimeout: { [self] in _ = lose($0) }) { [self] in
+      await exchange(request)
+    }.get()
+    try accept(response, tokens: tokens.count, mode: mode, logits: logits)
+  }
+
+  func truncate(to n: Int) throws {
+    let response = try Blocking.wait(model.timeout, what: model.place, onTimeout: { [self] in _ = lose($0) }) { [self] in
+      await exchange(.with { $0.truncate.length = Int64(n) })
+    }.get()
+    guard response.length == n else {
+      throw lose(BackendError(EFT_DATA_LOSS, "\(model.place): the session holds \(response.length) tokens after a truncate to \(n)"))
+    }
+    count = n
+  }
+}
+
+/// Waiting on a host thread for async work, and the statuses of what goes wrong.
+enum Blocking {
+  /// Runs `body` and waits for it on the calling thread (a host thread, never one of the Swift
+  /// concurrency pool's); past `timeout` it gives up with a DEADLINE_EXCEEDED error naming `what`.
+  static func wait<T: Sendable>(_ timeout: Duration, what: String, onTimeout: (BackendError) -> Void = { _ in },
+                                _ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let outcome = Outcome<T>()
+    let task = Task {
+      do {
+        outcome.set(.success(try await body()))
+      } catch {
+        outcome.set(.failure(error))
+      }
+      done.signal()
+    }
+    let (seconds, attoseconds) = timeout.components
+    let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+    guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else {
+      task.cancel()
+      let error = BackendError(EFT_INTERNAL, "\(what): DEADLINE_EXCEEDED: no answer within \(seconds) s (RemoteOptions.timeout_seconds)")
+      onTimeout(error)
+      throw error
+    }
+    switch outcome.value! {
+    case .success(let value): return value
+    case .failure(let error as BackendError): throw error
+    case .failure(let error): throw Self.error(error, what: what)
+    }
+  }
+
+  /// A transport or call failure as a backend error naming the remote model and its status.
+  static func error(_ error: any Error, what: String) -> BackendError {
+    guard let rpc = error as? RPCError else { return BackendError(EFT_INTERNAL, "\(what): \(error)") }
+    return BackendError(status(rpc.code), "\(what): \(statusName(rpc.code)): \(rpc.message)")
+  }
+
+  /// The ABI status of a gRPC code (the ones the ABI has no word for are INTERNAL; the message
+  /// names them).
+  static func status(_ code: RPCError.Code?) -> eft_status {
+    switch code {
+    case .invalidArgument?: return EFT_INVALID_ARGUMENT
+    case .notFound?: return EFT_NOT_FOUND
+    case .dataLoss?: return EFT_DATA_LOSS
+    case .outOfRange?: return EFT_OUT_OF_RANGE
+    case .resourceExhausted?: return EFT_RESOURCE_EXHAUSTED
+    case .unimplemented?: return EFT_UNIMPLEMENTED
+    default: return EFT_INTERNAL
+    }
+  }
+}
+
+/// A result handed from a task to the waiting thread.
+final class Outcome<T>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var result: Result<T, any Error>?
+  func set(_ r: Result<T, any Error>) { lock.withLock { result = r } }
+  var value: Result<T, any Error>? { lock.withLock { result } }
+}

@@ -1,0 +1,141 @@
+import EFTCore
+import EFTRPC
+import EFTWire
+import Foundation
+import GRPCCore
+
+/// The `eft.v1.Models` service: sessions on the config's models, one bidirectional stream per
+/// session, for RemoteBackend plugins of other servers. An append runs under the server's
+/// admission (as a call of its own) and through its step scheduler, so it shares the batched
+/// steps of the server's own generations.
+final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
+  let service: RuntimeService
+
+  init(service: RuntimeService) { self.service = service }
+
+  func listModels(request: Eft_V1_ListModelsRequest, context: ServerContext) async throws -> Eft_V1_ListModelsResponse {
+    let runtime = service.runtime
+    return .with { $0.models = runtime.modelOrder.compactMap { runtime.models[$0].map(Eft_V1_ModelDescription.init) } }
+  }
+
+  func session(request: RPCAsyncSequence<Eft_V1_SessionRequest, any Error>, response: RPCWriter<Eft_V1_SessionResponse>,
+               context: ServerContext) async throws {
+    try await service.serving("session", protocol: "grpc") { note in
+      try await service.withCallCancellation { cancellation in
+        var session: SessionBox?
+        var appends = 0
+        for try await message in request {
+          switch message.op {
+          case .open(let open):
+            guard session == nil else { throw RPCError(code: .failedPrecondition, message: "the session is already open (one open per stream)") }
+            guard let model = service.runtime.models[open.model] else {
+              throw RPCError(code: .notFound, message: "no model '\(open.model)' in the server's config (models: \(service.runtime.modelOrder.joined(separator: ", ")))")
+            }
+            session = SessionBox(try model.makeSession())
+            note.graph = "model:\(model.name)"
+            try await response.write(.with { $0.model = Eft_V1_ModelDescription(model) })
+          case .append(let append):
+            guard let session else { throw RPCError(code: .failedPrecondition, message: "append before open: the first message opens the session") }
+            try service.checkSize(message)
+            appends += 1
+            try await response.write(await run(append, on: session, cancellation: cancellation))
+          case .truncate(let truncate):
+            guard let session else { throw RPCError(code: .failedPrecondition, message: "truncate before open: the first message opens the session") }
+            try await response.write(truncated(session.value, to: truncate.length))
+          case nil:
+            throw RPCError(code: .invalidArgument, message: "a session message with no operation (open, append or truncate)")
+          }
+        }
+        note.text = "\(appends) appends"
+      }
+    }
+  }
+
+  /// One append, admitted and on a thread, through the step scheduler; a bad argument or a
+  /// backend failure is answered (the session is unchanged), a cancellation ends the stream.
+  private func run(_ m: Eft_V1_AppendTokens, on box: SessionBox, cancellation: CallCancellation) async throws -> Eft_V1_SessionResponse {
+    let session = box.value
+    if let problem = check(m, session) { return failure(problem) }
+    let mode: LogitsMode = m.mode == .logitsAll ? .all : m.mode == .logitsLast ? .last : .none
+    let scheduler = service.runtime.scheduler
+    let tokens = m.tokens
+    let result: Result<[Float], EFTCore.RuntimeError> = try await service.admission.run(cancellation) {
+      try await onThread {
+        let member = scheduler.join(cancellation: cancellation)
+        defer { member.leave() }
+        do {
+          return .success(try scheduler.run([Append(box.value, tokens, mode)], for: member)[0])
+        } catch let error as EFTCore.RuntimeError {
+          return .failure(error)
+        }
+      }
+    }
+    switch result {
+    case .success(let logits):
+      let format = m.format
+      return .with {
+        $0.length = Int64(session.count)
+        $0.logits = LogitsCodec.encode(logits, as: format)
+      }
+    case .failure(let error) where error.code == .cancelled:
+      throw cancellation.error(error.message)
+    case .failure(let error):
+      return failure(error)
+    }
+  }
+
+  /// What the host would refuse before calling a backend (a C backend need not check).
+  private func check(_ m: Eft_V1_AppendTokens, _ session: Session) -> EFTCore.RuntimeError? {
+    let model = session.model
+    guard !m.tokens.isEmpty else { return RuntimeError(.request, .invalidArgument, "append: no tokens") }
+    if let i = m.tokens.firstIndex(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+      return RuntimeError(.request, .invalidArgument, "append: tokens[\(i)] = \(m.tokens[i]) is outside [0, \(model.vocabSize)) of model '\(model.name)'")
+    }
+    guard session.count + m.tokens.count <= model.contextLength else {
+      return RuntimeError(.request, .outOfRange, "append: \(session.count) + \(m.tokens.count) tokens exceed the context length \(model.contextLength) of model '\(model.name)'")
+    }
+    return nil
+  }
+
+  private func truncated(_ session: Session, to length: Int64) -> Eft_V1_SessionResponse {
+    guard length >= 0, length <= session.count else {
+      return failure(RuntimeError(.request, .outOfRange, "truncate: length \(length) is outside [0, \(session.count)]"))
+    }
+    do {
+      try session.truncate(to: Int(length))
+    } catch let error as EFTCore.RuntimeError {
+      return failure(error)
+    } catch {
+      return failure(RuntimeError(.backend, .internal, "\(error)"))
+    }
+    return .with { $0.length = Int64(session.count) }
+  }
+
+  private func failure(_ error: EFTCore.RuntimeError) -> Eft_V1_SessionResponse {
+    .with {
+      $0.error.code = Int32(RPCError.Code(error.code).rawValue)
+      $0.error.message = error.message
+    }
+  }
+}
+
+/// A session handed between the stream's task and the threads its appends run on (one at a time).
+final class SessionBox: @unchecked Sendable {
+  let value: Session
+  init(_ value: Session) { self.value = value }
+}
+
+extension Eft_V1_ModelDescription {
+  init(_ m: Model) {
+    self.init()
+    name = m.name
+    architecture = m.architecture
+    vocabSize = Int32(m.vocabSize)
+    contextLength = Int32(m.contextLength)
+    bosTokenID = m.bosTokenID ?? -1
+    eosTokenIds = m.eosTokenIDs
+    tokenizerFingerprint = m.tokenizer.taggedFingerprint
+    sessionBytesPerToken = UInt64(m.sessionBytesPerToken)
+    plugin = m.plugin.name
+  }
+}
