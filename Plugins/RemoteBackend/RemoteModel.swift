@@ -248,7 +248,7 @@ enum Blocking {
     let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
     guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else {
       task.cancel()
-      let error = BackendError(EFT_INTERNAL, "\(what): DEADLINE_EXCEEDED: no answer within \(seconds) s (RemoteOptions.timeout_seconds)")
+      let error = BackendError(EFT_DEADLINE_EXCEEDED, "\(what): DEADLINE_EXCEEDED: no answer within \(seconds) s (RemoteOptions.timeout_seconds)")
       onTimeout(error)
       throw error
     }
@@ -265,7 +265,7 @@ enum Blocking {
     return BackendError(status(rpc.code), "\(what): \(statusName(rpc.code)): \(rpc.message)")
   }
 
-  /// The ABI status of a gRPC code (the ones the ABI has no word for are INTERNAL; the message
+  /// The ABI status of a gRPC code (those the ABI has no word for are INTERNAL; the message
   /// names them).
   static func status(_ code: RPCError.Code?) -> eft_status {
     switch code {
@@ -275,6 +275,8 @@ enum Blocking {
     case .outOfRange?: return EFT_OUT_OF_RANGE
     case .resourceExhausted?: return EFT_RESOURCE_EXHAUSTED
     case .unimplemented?: return EFT_UNIMPLEMENTED
+    case .unavailable?: return EFT_UNAVAILABLE
+    case .deadlineExceeded?: return EFT_DEADLINE_EXCEEDED
     default: return EFT_INTERNAL
     }
   }

@@ -9,6 +9,10 @@ public enum StatusCode: Int, Sendable, CaseIterable, CustomStringConvertible {
   case resourceExhausted = 5
   case unimplemented = 6
   case `internal` = 7
+  /// A service a backend needs is unreachable (a remote model's server). ABI 1.4.
+  case unavailable = 8
+  /// An answer did not come in time (a remote model's, or the caller's deadline). ABI 1.4.
+  case deadlineExceeded = 9
   /// Host-side only: a config or plugin that cannot be used as it is (no ABI equivalent).
   case failedPrecondition = 100
   /// Host-side only: the caller stopped the request.
@@ -25,6 +29,8 @@ public enum StatusCode: Int, Sendable, CaseIterable, CustomStringConvertible {
     case .resourceExhausted: return "resource_exhausted"
     case .unimplemented: return "unimplemented"
     case .internal: return "internal"
+    case .unavailable: return "unavailable"
+    case .deadlineExceeded: return "deadline_exceeded"
     case .failedPrecondition: return "failed_precondition"
     case .cancelled: return "cancelled"
     }

@@ -12,6 +12,8 @@ extension StatusCode {
     case .outOfRange: return EFT_OUT_OF_RANGE
     case .resourceExhausted: return EFT_RESOURCE_EXHAUSTED
     case .unimplemented: return EFT_UNIMPLEMENTED
+    case .unavailable: return EFT_UNAVAILABLE
+    case .deadlineExceeded: return EFT_DEADLINE_EXCEEDED
     case .internal, .failedPrecondition, .cancelled: return EFT_INTERNAL
     }
   }
@@ -26,6 +28,8 @@ extension StatusCode {
     case EFT_OUT_OF_RANGE: self = .outOfRange
     case EFT_RESOURCE_EXHAUSTED: self = .resourceExhausted
     case EFT_UNIMPLEMENTED: self = .unimplemented
+    case EFT_UNAVAILABLE: self = .unavailable
+    case EFT_DEADLINE_EXCEEDED: self = .deadlineExceeded
     default: self = .internal
     }
   }

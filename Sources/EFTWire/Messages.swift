@@ -21,13 +21,15 @@ extension RPCError.Code {
     case .unimplemented: self = .unimplemented
     case .failedPrecondition: self = .failedPrecondition
     case .cancelled: self = .cancelled
+    case .unavailable: self = .unavailable
+    case .deadlineExceeded: self = .deadlineExceeded
     }
   }
 }
 
 extension StatusCode {
   /// The runtime status of a gRPC code; nil for the codes only the transport or the server's
-  /// front give (DEADLINE_EXCEEDED, UNAVAILABLE, UNAUTHENTICATED, …).
+  /// front give (UNAUTHENTICATED, PERMISSION_DENIED, …).
   public init?(_ code: RPCError.Code) {
     guard let match = StatusCode.allCases.first(where: { $0 != .ok && RPCError.Code($0) == code }) else { return nil }
     self = match

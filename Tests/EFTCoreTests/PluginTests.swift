@@ -74,7 +74,7 @@ import EFTTokenizer
   }
 
   @Test func statusCodesRoundTripThroughTheCABI() {
-    let abiCodes: [StatusCode] = [.ok, .invalidArgument, .notFound, .dataLoss, .outOfRange, .resourceExhausted, .unimplemented, .internal]
+    let abiCodes: [StatusCode] = [.ok, .invalidArgument, .notFound, .dataLoss, .outOfRange, .resourceExhausted, .unimplemented, .internal, .unavailable, .deadlineExceeded]
     for code in abiCodes {
       #expect(StatusCode(code.cStatus) == code)
       #expect(Int(code.cStatus.rawValue) == code.rawValue)

@@ -15,7 +15,7 @@ import Testing
     }
     #expect(RPCError.Code(StatusCode.ok) == .internalError, "an error is never OK")
     // Codes only the transport or a server front give have no runtime status.
-    for code in [RPCError.Code.deadlineExceeded, .unavailable, .unauthenticated, .unknown, .permissionDenied] {
+    for code in [RPCError.Code.unauthenticated, .unknown, .permissionDenied, .aborted, .alreadyExists] {
       #expect(StatusCode(code) == nil, "\(code)")
     }
     let error = RPCError(EFTAPI.RuntimeError(.request, .outOfRange, "too long"))
@@ -30,6 +30,7 @@ import Testing
     #expect(Set(names).count == names.count)
     // The runtime's own spelling is the same name in lower case.
     for code in StatusCode.allCases where code != .ok && code != .internal {
+      // "deadline_exceeded" and the rest: snake case of the gRPC name.
       #expect(statusName(RPCError.Code(code)).lowercased() == code.description)
     }
   }

@@ -16,7 +16,8 @@
  *   - Minor versions so far: 1.0 the first table; 1.1 appended `session_append_batch`; 1.2
  *     appended `session_bytes_per_token` to `eft_model_info` (0 from older plugins); 1.3
  *     appended `n_eos_token_ids` and `eos_token_ids` to `eft_model_info` (0 and NULL from older
- *     plugins: the host then uses `eos_token_id` alone).
+ *     plugins: the host then uses `eos_token_id` alone); 1.4 added the statuses EFT_UNAVAILABLE and
+ *     EFT_DEADLINE_EXCEEDED (a host of an older minor reads them as EFT_INTERNAL).
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -49,7 +50,7 @@ extern "C" {
 #endif
 
 #define EFT_ABI_VERSION_MAJOR 1
-#define EFT_ABI_VERSION_MINOR 3
+#define EFT_ABI_VERSION_MINOR 4
 
 /* The name of the one symbol every plugin exports. */
 #define EFT_BACKEND_ENTRY_SYMBOL "eft_backend_entry"
@@ -63,7 +64,10 @@ typedef enum eft_status {
   EFT_OUT_OF_RANGE = 4,      /* past the context length, truncating past the end */
   EFT_RESOURCE_EXHAUSTED = 5,/* out of memory */
   EFT_UNIMPLEMENTED = 6,     /* an option or architecture this backend does not support */
-  EFT_INTERNAL = 7           /* a bug in the backend */
+  EFT_INTERNAL = 7,          /* a bug in the backend */
+  /* ---- ABI 1.4 ---- */
+  EFT_UNAVAILABLE = 8,       /* a service the backend needs is unreachable (a remote model's server) */
+  EFT_DEADLINE_EXCEEDED = 9  /* an answer the backend waited for did not come in time */
 } eft_status;
 
 /* Which logits `session_append` writes. */

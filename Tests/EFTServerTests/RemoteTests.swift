@@ -1,0 +1,194 @@
+import EFTCore
+import EFTRPC
+import EFTWire
+@testable import EFTServer
+import Foundation
+import GRPCCore
+import Testing
+
+/// The facts `upscaled` graph with its large base in another server (the RemoteBackend plugin
+/// over `eft.v1.Models`), written for the remote endpoint `remote`.
+func splitConfig(_ remote: ServerEndpoint, options: String = "", tokenizer: String = "examples/models/facts/large_base/tokenizer.json") -> String {
+  let root = repoRoot.path
+  return """
+    plugins { name: "CPUBackend" }
+    plugins { name: "RemoteBackend" }
+    models { name: "small_base"  plugin: "CPUBackend"  path: "\(root)/examples/models/facts/small_base" }
+    models { name: "small_ft"    plugin: "CPUBackend"  path: "\(root)/examples/models/facts/small_ft" }
+    models {
+      name: "large_base"  plugin: "RemoteBackend"  path: "\(remote)"
+      tokenizer: "\(root)/\(tokenizer)"
+      options { [type.googleapis.com/eft.v1.RemoteOptions] { model: "large_base" \(options) } }
+    }
+    graphs {
+      name: "upscaled"
+      parameters { name: "beta"  default_value: 0.5 }
+      nodes { name: "large"  model { model: "large_base" } }
+      nodes { name: "ft"     model { model: "small_ft" } }
+      nodes { name: "base"   model { model: "small_base" } }
+      nodes { name: "eft" linear { terms { input: "large" } terms { input: "ft" expr: "beta" } terms { input: "base" expr: "-beta" } } }
+      output: "eft"
+      sampling { temperature: 0  max_tokens: 24 }
+      speculative { draft: "ft"  lookahead: 4 }
+    }
+    """
+}
+
+func loadSplit(_ text: String, in dir: SocketDirectory) throws -> Runtime {
+  let path = dir.path + "/split.pbtxt"
+  try text.write(toFile: path, atomically: true, encoding: .utf8)
+  return try Runtime(configPath: path, pluginDirectories: [buildDirectory])
+}
+
+func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
+  do {
+    try body()
+    return nil
+  } catch let error as EFTCore.RuntimeError {
+    return error
+  } catch {
+    Issue.record("not a RuntimeError: \(error)")
+    return nil
+  }
+}
+
+@Suite(.serialized) struct RemoteTests {
+  static let prompts: [String] = {
+    let lines = (try? String(contentsOf: repoRoot.appendingPathComponent("examples/facts/heldout.jsonl"), encoding: .utf8)) ?? ""
+    return lines.split(separator: "\n").prefix(6).compactMap { line in
+      (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["prompt"] as? String
+    }
+  }()
+
+  /// Greedy and seeded sampling, plain and speculative, batched: the split composition's tokens
+  /// are the all-local composition's.
+  @Test func aRemoteLargeBaseGivesTheLocalTokens() async throws {
+    #expect(Self.prompts.count == 6)
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let split = try loadSplit(splitConfig(.unix(path: dir.socket)), in: dir)
+    #expect(split.models["large_base"]?.plugin.name == "remote")
+    #expect(split.models["large_base"]?.contextLength == (try facts()).models["large_base"]?.contextLength)
+    for (temperature, speculative) in [(0.0, false), (0.0, true), (0.8, false), (0.8, true)] {
+      let requests = Self.prompts.enumerated().map { i, prompt in
+        var r = GenerationRequest(graph: "upscaled", prompt: prompt)
+        r.temperature = temperature
+        r.seed = UInt64(i)
+        r.speculative = speculative
+        return r
+      }
+      // Concurrently, so that the remote appends of several requests share steps.
+      async let local = Self.generateAll(try facts(), requests)
+      async let remoteTokens = Self.generateAll(split, requests)
+      let (a, b) = try await (local, remoteTokens)
+      #expect(a == b, "temperature \(temperature), speculative \(speculative)")
+      #expect(a.allSatisfy { !$0.isEmpty })
+    }
+    // Every remote session ends with its stream (asynchronously, once the stream's end arrives).
+    let served = try #require(remote.server.service.runtime.models["large_base"])
+    for _ in 0..<100 where served.liveSessions > 0 { try await Task.sleep(for: .milliseconds(20)) }
+    #expect(served.liveSessions == 0)
+    try await remote.stop()
+  }
+
+  static func generateAll(_ runtime: Runtime, _ requests: [GenerationRequest]) async throws -> [[Int32]] {
+    try await withThrowingTaskGroup(of: (Int, [Int32]).self) { group in
+      for (i, r) in requests.enumerated() {
+        group.addTask { (i, try await onThread { try runtime.generate(r).tokens }) }
+      }
+      var out = [[Int32]](repeating: [], count: requests.count)
+      for try await (i, tokens) in group { out[i] = tokens }
+      return out
+    }
+  }
+
+  /// Over TCP, with f16 logits (half the bytes): on these models the greedy answers stay the same.
+  @Test func f16LogitsOverTCP() async throws {
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.tcp(host: "127.0.0.1", port: 0)])
+    let split = try loadSplit(splitConfig(remote.tcpEndpoint, options: "f16_logits: true"), in: dir)
+    for prompt in Self.prompts.prefix(3) {
+      let r = GenerationRequest(graph: "upscaled", prompt: prompt)
+      #expect(try split.generate(r).text == (try facts()).generate(r).text)
+    }
+    try await remote.stop()
+  }
+
+  /// The remote server gone: the request fails naming the model, the endpoint and UNAVAILABLE;
+  /// the local runtime keeps serving and reconnects once the remote is back.
+  @Test func aRemoteThatGoesAwayFailsTheRequestAndIsReconnected() async throws {
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let split = try loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 5"), in: dir)
+    let request = GenerationRequest(graph: "upscaled", prompt: question)
+    let expected = try facts().generate(request).tokens
+    #expect(try split.generate(request).tokens == expected)
+    try await remote.stop()
+
+    let error = try #require(runtimeError { _ = try split.generate(request) })
+    #expect(error.code == .unavailable, "\(error.code): \(error.message)")
+    #expect(error.message.contains("large_base") && error.message.contains(dir.socket), "\(error.message)")
+    #expect(split.models["small_ft"]?.liveSessions == 0 && split.models["large_base"]?.liveSessions == 0)
+
+    let back = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    var answered: [Int32]?
+    for _ in 0..<50 where answered == nil {  // the client reconnects with backoff
+      answered = try? split.generate(request).tokens
+      if answered == nil { try await Task.sleep(for: .milliseconds(100)) }
+    }
+    #expect(answered == expected)
+    try await back.stop()
+  }
+
+  @Test func badRemoteConfigsAreErrorsThatSayWhatAndWhere() async throws {
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let endpoint = ServerEndpoint.unix(path: dir.socket)
+    func loadError(_ text: String) -> EFTCore.RuntimeError? { runtimeError { _ = try loadSplit(text, in: dir) } }
+
+    let noModel = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "model: \"large_base\" ", with: "model: \"huge\" ")))
+    #expect(noModel.code == .notFound && noModel.message.contains("no such model (models: small_base, small_ft, large_base, large_ft)"), "\(noModel.message)")
+    let otherTokenizer = try #require(loadError(splitConfig(endpoint, tokenizer: "Tests/Fixtures/Checkpoints/llama_gqa/tokenizer.json")))
+    #expect(otherTokenizer.code == .failedPrecondition && otherTokenizer.message.contains("its backend runs it with tokenizer eft:"), "\(otherTokenizer.message)")
+    let noTokenizer = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "tokenizer: \"\(repoRoot.path)/examples/models/facts/large_base/tokenizer.json\"", with: "")))
+    #expect(noTokenizer.message.contains("is a location, not a file"), "\(noTokenizer.message)")
+    let nobody = try #require(loadError(splitConfig(.unix(path: dir.path + "/nobody.sock"))))
+    #expect(nobody.code == .unavailable && nobody.message.contains("nobody.sock"), "\(nobody.message)")
+    let badPath = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "path: \"unix:", with: "path: \"udp:")))
+    #expect(badPath.message.contains("expected tcp:HOST:PORT"), "\(badPath.message)")
+    try await remote.stop()
+  }
+
+  /// The session protocol itself: errors are answered in the stream and leave the session as it
+  /// was; the session ends with the stream.
+  @Test func sessionStreamsAnswerErrorsInStream() async throws {
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    let local = try facts().models["large_base"]!
+    let session = try local.makeSession()
+    let expected = try session.append([1, 2, 3], mode: .all)
+    let responses = try await connect(.unix(path: dir.socket)) { client in
+      try await ModelsClient(wrapping: client).session(requestProducer: { writer in
+        try await writer.write(.with { $0.open.model = "large_base" })
+        try await writer.write(.with { $0.append.tokens = [1, 2, 99_999] })
+        try await writer.write(.with { $0.append.tokens = [1, 2, 3]; $0.append.mode = .logitsAll })
+        try await writer.write(.with { $0.truncate.length = 9 })
+        try await writer.write(.with { $0.truncate.length = 1 })
+      }, onResponse: { response in
+        var all: [Eft_V1_SessionResponse] = []
+        for try await m in response.messages { all.append(m) }
+        return all
+      })
+    }
+    #expect(responses.count == 5)
+    #expect(responses[0].model.name == "large_base" && responses[0].model.tokenizerFingerprint == local.tokenizer.taggedFingerprint)
+    #expect(responses[1].error.code == Int32(RPCError.Code.invalidArgument.rawValue) && responses[1].error.message.contains("tokens[2] = 99999"))
+    var logits = [Float](repeating: 0, count: expected.count)
+    #expect(LogitsCodec.decode(responses[2].logits, as: .logitsF32, count: expected.count, into: &logits))
+    #expect(logits == expected && responses[2].length == 3, "f32 logits travel bit for bit")
+    #expect(responses[3].error.code == Int32(RPCError.Code.outOfRange.rawValue))
+    #expect(responses[4].length == 1 && !responses[4].hasError)
+    #expect(local.liveSessions == 1, "only this test's own session is left")
+    try await remote.stop()
+  }
+}
