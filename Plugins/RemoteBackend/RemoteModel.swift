@@ -78,7 +78,7 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
     // Sessions hold their memory on the remote server: none here.
     description = ModelDescription(vocabSize: Int(m.vocabSize), contextLength: Int(m.contextLength), bosTokenID: m.bosTokenID,
                                    eosTokenIDs: m.eosTokenIds, architecture: m.architecture,
-                                   tokenizerFingerprint: m.tokenizerFingerprint, sessionBytesPerToken: 0)
+                                   tokenizerFingerprint: m.tokenizerFingerprint, sessionBytesPerToken: 0, isRemote: true)
   }
 
   deinit {

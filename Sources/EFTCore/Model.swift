@@ -15,6 +15,9 @@ public final class Model: @unchecked Sendable {
   /// Every id that ends a generation (ABI 1.3's list, else eos_token_id); empty: none.
   public let eosTokenIDs: [Int32]
   public let architecture: String
+  /// The model's calls wait on another machine (`EFT_MODEL_REMOTE`, ABI 1.4): the scheduler
+  /// overlaps them with the other models' calls of a step.
+  public let isRemote: Bool
   /// What the backend says identifies the model's tokenizer ("" when it does not say).
   public let tokenizerFingerprint: String
   /// Memory a session may hold per token, in bytes (0: the plugin does not say; ABI 1.2).
@@ -70,6 +73,7 @@ public final class Model: @unchecked Sendable {
     }
     self.architecture = info.architecture.map { String(cString: $0) } ?? "unknown"
     self.tokenizerFingerprint = info.tokenizer_fingerprint.map { String(cString: $0) } ?? ""
+    self.isRemote = plugin.abiMinor >= 4 && info.flags & EFT_MODEL_REMOTE != 0
     self.sessionBytesPerToken = Int(clamping: info.session_bytes_per_token)
   }
 

@@ -117,6 +117,29 @@ public final class StepScheduler: @unchecked Sendable {
     var remaining: Int { append.tokens.count - done }
   }
 
+  /// One model's backend call in a step: its slices, and once run, their outcomes and its time.
+  /// Run by one thread; read after it (the step waits for every call).
+  private final class ModelCall: @unchecked Sendable {
+    let group: [Slice]
+    let model: Model
+    let observer: (@Sendable (String, Int, Duration) -> Void)?
+    private(set) var outcomes: [Result<[Float], any Error>] = []
+    private(set) var time: Duration = .zero
+
+    init(_ group: [Slice], observer: (@Sendable (String, Int, Duration) -> Void)?) {
+      self.group = group
+      self.model = group[0].work.append.session.model
+      self.observer = observer
+    }
+
+    func run() {
+      let clock = ContinuousClock.now
+      outcomes = model.append(group.map { Append($0.work.append.session, Array($0.work.append.tokens[$0.tokens]), $0.mode) })
+      time = ContinuousClock.now - clock
+      observer?(model.name, group.reduce(0) { $0 + $1.tokens.count }, time)
+    }
+  }
+
   /// A chunk of a work item in a step.
   private struct Slice {
     let work: Work
@@ -204,18 +227,21 @@ public final class StepScheduler: @unchecked Sendable {
       if byModel[key] == nil { order.append(key) }
       byModel[key, default: []].append(slice)
     }
-    var results: [(Slice, Result<[Float], any Error>)] = []
-    var times: [(Model, [Slice], Duration)] = []
-    for key in order {
-      let group = byModel[key]!
-      let model = group[0].work.append.session.model
-      let clock = ContinuousClock.now
-      let outcomes = model.append(group.map { Append($0.work.append.session, Array($0.work.append.tokens[$0.tokens]), $0.mode) })
-      let time = ContinuousClock.now - clock
-      observer?(model.name, group.reduce(0) { $0 + $1.tokens.count }, time)
-      times.append((model, group, time))
-      results += zip(group, outcomes).map { ($0, $1) }
+    // One call per model. A remote model's call waits on another machine: it goes out first,
+    // on a thread of its own, and is in flight while the local models' calls run here.
+    let calls = order.map { key in ModelCall(byModel[key]!, observer: observer) }
+    let inFlight = DispatchGroup()
+    for call in calls where call.model.isRemote {
+      inFlight.enter()
+      DispatchQueue.global().async {
+        call.run()
+        inFlight.leave()
+      }
     }
+    for call in calls where !call.model.isRemote { call.run() }
+    inFlight.wait()
+    let results = calls.flatMap { call in zip(call.group, call.outcomes) }
+    let times = calls.map { ($0.model, $0.group, $0.time) }
     condition.lock()
     for (model, group, time) in times {
       var seen = Set<ObjectIdentifier>()

@@ -26,9 +26,11 @@ public struct ModelDescription: Sendable {
   /// Memory a session may hold per token, growth slack included (0: unknown); see
   /// `eft_model_info.session_bytes_per_token`.
   public var sessionBytesPerToken: Int
+  /// The model's calls wait on another machine, not this one's cores (`EFT_MODEL_REMOTE`).
+  public var isRemote: Bool
 
   public init(vocabSize: Int, contextLength: Int, bosTokenID: Int32, eosTokenIDs: [Int32],
-              architecture: String, tokenizerFingerprint: String = "", sessionBytesPerToken: Int = 0) {
+              architecture: String, tokenizerFingerprint: String = "", sessionBytesPerToken: Int = 0, isRemote: Bool = false) {
     self.vocabSize = vocabSize
     self.contextLength = contextLength
     self.bosTokenID = bosTokenID
@@ -36,6 +38,7 @@ public struct ModelDescription: Sendable {
     self.architecture = architecture
     self.tokenizerFingerprint = tokenizerFingerprint
     self.sessionBytesPerToken = sessionBytesPerToken
+    self.isRemote = isRemote
   }
 }
 
@@ -253,6 +256,7 @@ private let modelDescribe: @convention(c) (
   full.session_bytes_per_token = UInt64(max(0, box.info.sessionBytesPerToken))
   full.n_eos_token_ids = box.eosTokenIDs.count
   full.eos_token_ids = box.eosTokenIDs.isEmpty ? nil : UnsafePointer(box.eosTokenIDs.baseAddress)
+  full.flags = box.info.isRemote ? EFT_MODEL_REMOTE : 0
   let callerSize = info.pointee.struct_size
   let n = min(callerSize, MemoryLayout<eft_model_info>.size)
   withUnsafeBytes(of: &full) { src in

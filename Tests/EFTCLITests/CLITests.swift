@@ -276,7 +276,7 @@ let upscale = "examples/configs/upscale.pbtxt"
     let cpu = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base"])
     #expect(cpu.stdout.contains("match separate calls bit for bit; bad batches refused whole"))
     let old = try eft(["backend-check", library("FixtureABI10"), "--model", "good"])
-    #expect(old.stdout.contains("ABI 1.0 (host 1.3)") && old.stdout.contains("PASS  batched = separate calls: no session_append_batch"))
+    #expect(old.stdout.contains("ABI 1.0 (host 1.") && old.stdout.contains("PASS  batched = separate calls: no session_append_batch"))
   }
 
   @Test func brokenBackendsAreReportedWithAReason() throws {

@@ -17,7 +17,8 @@
  *     appended `session_bytes_per_token` to `eft_model_info` (0 from older plugins); 1.3
  *     appended `n_eos_token_ids` and `eos_token_ids` to `eft_model_info` (0 and NULL from older
  *     plugins: the host then uses `eos_token_id` alone); 1.4 added the statuses EFT_UNAVAILABLE and
- *     EFT_DEADLINE_EXCEEDED (a host of an older minor reads them as EFT_INTERNAL).
+ *     EFT_DEADLINE_EXCEEDED (a host of an older minor reads them as EFT_INTERNAL) and appended
+ *     `flags` to `eft_model_info` (0 from older plugins).
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -119,7 +120,14 @@ typedef struct eft_model_info {
    * 0 and NULL when the model has no EOS, or only eos_token_id to report. */
   size_t n_eos_token_ids;
   const int32_t *eos_token_ids;
+  /* (1.4) EFT_MODEL_* bits; 0 from older plugins. */
+  uint32_t flags;
 } eft_model_info;
+
+/* (1.4) `eft_model_info.flags`: the model's calls wait on another machine (a remote model's
+ * server), not on this one's cores, so the host runs them alongside its other models' calls in a
+ * step instead of one after another. */
+#define EFT_MODEL_REMOTE 1u
 
 /* The function table. Slots marked "required" are non-NULL in every plugin of this major. */
 typedef struct eft_backend {
