@@ -95,28 +95,14 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
   func append(batch: [BackendAppend]) throws {
     let sessions = batch.compactMap { $0.session as? RemoteSession }
     guard sessions.count == batch.count else { throw BackendError(EFT_INTERNAL, "a batch holds a session of another backend") }
-    let requests = batch.map { a in request(Array(a.tokens), a.mode) }
     let lengths = sessions.map(\.count)
-    let outcomes: [Result<Eft_V1_SessionResponse, BackendError>] = try Blocking.wait(timeout, what: place) {
-      await withTaskGroup(of: (Int, Result<Eft_V1_SessionResponse, BackendError>).self) { group in
-        for (i, s) in sessions.enumerated() {
-          group.addTask { (i, await s.exchange(requests[i])) }
-        }
-        var outcomes = [Result<Eft_V1_SessionResponse, BackendError>?](repeating: nil, count: sessions.count)
-        for await (i, outcome) in group { outcomes[i] = outcome }
-        return outcomes.map { $0! }
-      }
-    }
+    let deadline = ContinuousClock.now + timeout
+    for (s, a) in zip(sessions, batch) { s.send(request(Array(a.tokens), a.mode)) }
     var failure: BackendError?
-    for (i, outcome) in outcomes.enumerated() {
-      switch outcome {
-      case .success(let response):
-        do {
-          try sessions[i].accept(response, tokens: batch[i].tokens.count, mode: batch[i].mode, logits: batch[i].logits)
-        } catch {
-          failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
-        }
-      case .failure(let error):
+    for (i, (s, a)) in zip(sessions, batch).enumerated() {
+      do {
+        try s.accept(try s.receive(by: deadline), tokens: a.tokens.count, mode: a.mode, logits: a.logits)
+      } catch {
         failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
       }
     }
@@ -135,62 +121,68 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
   }
 }
 
-/// One remote session: a `Session` stream, its requests and responses in order.
+/// One remote session: a `Session` stream. The calling (host) thread sends a request into the
+/// stream and waits for the answer that the stream's task delivers to the session's mailbox: one
+/// thread hop each way.
 final class RemoteSession: BackendSession, @unchecked Sendable {
   let model: RemoteModel
   private let requests: AsyncStream<Eft_V1_SessionRequest>.Continuation
-  private var responses: AsyncThrowingStream<Eft_V1_SessionResponse, any Error>.AsyncIterator
+  private let answers = Mailbox()
   private(set) var count = 0
-  /// Set once the stream failed (or an answer was late): every later call fails with it.
+  /// Set once the stream failed or an answer was late: every later call fails with it.
   private var lost: BackendError?
 
   init(model: RemoteModel) throws {
     self.model = model
     let (outgoing, requests) = AsyncStream.makeStream(of: Eft_V1_SessionRequest.self)
-    let (incoming, sink) = AsyncThrowingStream.makeStream(of: Eft_V1_SessionResponse.self)
     self.requests = requests
-    responses = incoming.makeAsyncIterator()
     let client = ModelsClient(wrapping: model.client)
+    let answers = self.answers
+    let place = model.place
     Task {
       do {
         try await client.session(requestProducer: { writer in
           for await request in outgoing { try await writer.write(request) }
         }, onResponse: { response in
-          for try await message in response.messages { sink.yield(message) }
+          for try await message in response.messages { answers.deliver(message) }
         })
-        sink.finish()
+        answers.close(BackendError(EFT_UNAVAILABLE, "\(place): the server ended the session"))
       } catch {
-        sink.finish(throwing: error)
+        answers.close(Blocking.error(error, what: place))
       }
     }
-    let opened = try Blocking.wait(model.timeout, what: model.place) { [self] in
-      await exchange(.with { $0.open.model = model.remoteName })
-    }.get()
-    guard opened.hasModel else { throw BackendError(EFT_INTERNAL, "\(model.place): the server did not answer the session's open") }
+    send(.with { $0.open.model = model.remoteName })
+    guard try receive(by: ContinuousClock.now + model.timeout).hasModel else {
+      throw BackendError(EFT_INTERNAL, "\(model.place): the server did not answer the session's open")
+    }
   }
 
   deinit { requests.finish() }  // the stream ends, and the remote session with it
 
-  /// Sends one request and waits for its answer; an error answer is a failure that leaves the
-  /// session as it was, a failed stream loses the session.
-  func exchange(_ request: Eft_V1_SessionRequest) async -> Result<Eft_V1_SessionResponse, BackendError> {
-    if let lost { return .failure(lost) }
-    requests.yield(request)
-    do {
-      guard let response = try await responses.next() else {
-        return .failure(lose(BackendError(EFT_INTERNAL, "\(model.place): the server ended the session")))
-      }
-      if response.hasError {
-        return .failure(BackendError(Blocking.status(Status.Code(rawValue: Int(response.error.code)).flatMap(RPCError.Code.init)), "\(model.place): \(response.error.message)"))
-      }
-      return .success(response)
-    } catch {
-      return .failure(lose(Blocking.error(error, what: model.place)))
+  func send(_ request: Eft_V1_SessionRequest) {
+    if lost == nil { requests.yield(request) }
+  }
+
+  /// The answer to the oldest request not yet answered. An error answer is a failure that leaves
+  /// the session as it was; a failed stream, or no answer by `deadline`, loses the session.
+  func receive(by deadline: ContinuousClock.Instant) throws(BackendError) -> Eft_V1_SessionResponse {
+    if let lost { throw lost }
+    let response: Eft_V1_SessionResponse
+    switch answers.take(by: deadline) {
+    case .answer(let r): response = r
+    case .closed(let error): throw lose(error)
+    case .late:
+      throw lose(BackendError(EFT_DEADLINE_EXCEEDED, "\(model.place): DEADLINE_EXCEEDED: no answer within \(model.timeout.components.seconds) s (RemoteOptions.timeout_seconds)"))
     }
+    if response.hasError {
+      throw BackendError(Blocking.status(Status.Code(rawValue: Int(response.error.code)).flatMap(RPCError.Code.init)), "\(model.place): \(response.error.message)")
+    }
+    return response
   }
 
   private func lose(_ error: BackendError) -> BackendError {
     lost = error
+    requests.finish()
     return error
   }
 
@@ -210,17 +202,13 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
   }
 
   func append(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws {
-    let request = model.request(Array(tokens), mode)
-    let response = try Blocking.wait(model.timeout, what: model.place, onTimeout: { [self] in _ = lose($0) }) { [self] in
-      await exchange(request)
-    }.get()
-    try accept(response, tokens: tokens.count, mode: mode, logits: logits)
+    send(model.request(Array(tokens), mode))
+    try accept(try receive(by: ContinuousClock.now + model.timeout), tokens: tokens.count, mode: mode, logits: logits)
   }
 
   func truncate(to n: Int) throws {
-    let response = try Blocking.wait(model.timeout, what: model.place, onTimeout: { [self] in _ = lose($0) }) { [self] in
-      await exchange(.with { $0.truncate.length = Int64(n) })
-    }.get()
+    send(.with { $0.truncate.length = Int64(n) })
+    let response = try receive(by: ContinuousClock.now + model.timeout)
     guard response.length == n else {
       throw lose(BackendError(EFT_DATA_LOSS, "\(model.place): the session holds \(response.length) tokens after a truncate to \(n)"))
     }
@@ -228,12 +216,53 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
   }
 }
 
-/// Waiting on a host thread for async work, and the statuses of what goes wrong.
+/// Answers in arrival order, from the stream's task to the waiting host thread.
+final class Mailbox: @unchecked Sendable {
+  enum Taken { case answer(Eft_V1_SessionResponse), closed(BackendError), late }
+  private let condition = NSCondition()
+  private var queue: [Eft_V1_SessionResponse] = []
+  private var head = 0
+  private var closed: BackendError?
+
+  func deliver(_ answer: Eft_V1_SessionResponse) {
+    condition.lock()
+    queue.append(answer)
+    condition.signal()
+    condition.unlock()
+  }
+
+  func close(_ error: BackendError) {
+    condition.lock()
+    if closed == nil { closed = error }
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  func take(by deadline: ContinuousClock.Instant) -> Taken {
+    condition.lock()
+    defer { condition.unlock() }
+    while head == queue.count {
+      if let closed { return .closed(closed) }
+      let left = ContinuousClock.now.duration(to: deadline)
+      guard left > .zero else { return .late }
+      let (seconds, attoseconds) = left.components
+      _ = condition.wait(until: Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) / 1e18))
+    }
+    let answer = queue[head]
+    head += 1
+    if head > 64, head * 2 > queue.count {  // drop what was taken
+      queue.removeFirst(head)
+      head = 0
+    }
+    return .answer(answer)
+  }
+}
+
+/// Waiting on a host thread for async work (opening a model), and the statuses of what goes wrong.
 enum Blocking {
   /// Runs `body` and waits for it on the calling thread (a host thread, never one of the Swift
   /// concurrency pool's); past `timeout` it gives up with a DEADLINE_EXCEEDED error naming `what`.
-  static func wait<T: Sendable>(_ timeout: Duration, what: String, onTimeout: (BackendError) -> Void = { _ in },
-                                _ body: @escaping @Sendable () async throws -> T) throws -> T {
+  static func wait<T: Sendable>(_ timeout: Duration, what: String, _ body: @escaping @Sendable () async throws -> T) throws -> T {
     let done = DispatchSemaphore(value: 0)
     let outcome = Outcome<T>()
     let task = Task {
@@ -248,9 +277,7 @@ enum Blocking {
     let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
     guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else {
       task.cancel()
-      let error = BackendError(EFT_DEADLINE_EXCEEDED, "\(what): DEADLINE_EXCEEDED: no answer within \(seconds) s (RemoteOptions.timeout_seconds)")
-      onTimeout(error)
-      throw error
+      throw BackendError(EFT_DEADLINE_EXCEEDED, "\(what): DEADLINE_EXCEEDED: no answer within \(seconds) s (RemoteOptions.timeout_seconds)")
     }
     switch outcome.value! {
     case .success(let value): return value
