@@ -24,10 +24,11 @@ netem delay 1ms` answers "Specified qdisc kind is unknown"). Bytes on the wire a
 counters (IP, TCP, HTTP/2 and gRPC framing included) over one generation, divided by its tokens.
 """
 import argparse
-import asyncio
 import json
 import os
+import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,58 +110,67 @@ class Server:
 
 class DelayProxy:
     """Forwards 127.0.0.1:port to (host, port), holding each chunk `one_way` seconds per direction
-    (order kept): `2 × one_way` of added round-trip time."""
+    (order kept): `2 × one_way` of added round-trip time. Threads and time.sleep rather than
+    asyncio, whose timers round up to epoll's whole milliseconds."""
 
     def __init__(self, target_host, target_port, one_way):
         self.target = (target_host, target_port)
         self.one_way = one_way
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        ready.wait()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _run(self, ready):
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            for s in (client, server):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._pipe(client, server)
+            self._pipe(server, client)
 
-    async def _pipe(self, reader, writer):
-        queue = asyncio.Queue()
+    def _pipe(self, source, sink):
+        chunks = queue.Queue()
 
-        async def send():
+        def read():
             while True:
-                due, data = await queue.get()
-                if data is None:
-                    break
-                delay = due - self.loop.time()
+                try:
+                    data = source.recv(1 << 16)
+                except OSError:
+                    data = b""
+                chunks.put((time.perf_counter() + self.one_way, data))
+                if not data:
+                    return
+
+        def write():
+            while True:
+                due, data = chunks.get()
+                if not data:
+                    try:
+                        sink.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    return
+                delay = due - time.perf_counter()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
+                    time.sleep(delay)
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
 
-        sender = asyncio.ensure_future(send())
-        try:
-            while data := await reader.read(1 << 16):
-                queue.put_nowait((self.loop.time() + self.one_way, data))
-        except ConnectionError:
-            pass
-        queue.put_nowait((0, None))
-        await sender
-
-    async def _serve(self, client_reader, client_writer):
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer),
-                             return_exceptions=True)
+        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=write, daemon=True).start()
 
     def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.listener.close()
 
 
 # ---- configs ----
@@ -304,6 +314,10 @@ def check(args):
     shutil.rmtree(work, ignore_errors=True)
 
 
+# A prompt the graph answers at length (the facts models stop at EOS after a short answer).
+PROMPT = {"upscaled": "<|user|>\nTell me about Fenyar Balutam.\n<|assistant|>\n", "upscale": "The"}
+
+
 def eft_bench(args, config, graph):
     out = subprocess.run([binary(args, "eft"), "bench", config, "--graph", graph, "--runs", "1", "--json"],
                          check=True, capture_output=True, text=True, env=dict(os.environ, EFT_THREADS=str(args.threads))).stdout
@@ -326,21 +340,28 @@ def bench(args):
         namespace = Namespace()
         try:
             server = Server(args, remote_config, f"tcp:{namespace.remote_ip}:50061", namespace)
-            for rtt in [0.0, 0.001, 0.010]:
-                proxy = DelayProxy(namespace.remote_ip, 50061, rtt / 2) if rtt else None
+            # None: straight over the veth; 0: through the proxy without delay (its own cost).
+            for rtt in [None, 0.0, 0.001, 0.010]:
+                proxy = DelayProxy(namespace.remote_ip, 50061, rtt / 2) if rtt is not None else None
                 endpoint = f"tcp:127.0.0.1:{proxy.port}" if proxy else f"tcp:{namespace.remote_ip}:50061"
                 split = write(work, "split.pbtxt", split_text(endpoint))
                 local_runs, split_runs = [], []
                 for _ in range(args.runs):  # alternating, one run each
                     local_runs.append(eft_bench(args, local, graph))
                     split_runs.append(eft_bench(args, split, graph))
-                before = namespace.wire_bytes()
-                code, out, err = run_eft(args, split, "The", ["--graph", graph, "--max-tokens", "64", "--temperature", "0"])
-                tokens = tokens_of(err)
-                per_token = (namespace.wire_bytes() - before) / max(1, tokens)
+                # Decode bytes per token: a long generation less a one-token one (same prompt and
+                # prefill), over the tokens between them.
+                measured = []
+                for n in (1, 64):
+                    before = namespace.wire_bytes()
+                    code, out, err = run_eft(args, split, PROMPT[graph], ["--graph", graph, "--max-tokens", str(n), "--temperature", "0"])
+                    measured.append((namespace.wire_bytes() - before, tokens_of(err)))
+                tokens = measured[1][1] - measured[0][1]
+                per_token = (measured[1][0] - measured[0][0]) / max(1, tokens)
                 lm, sm = sorted(local_runs)[len(local_runs) // 2], sorted(split_runs)[len(split_runs) // 2]
                 rows.append((name, rtt, lm, sm, per_token, tokens))
-                print(f"{name:15s} +{rtt * 1000:4.0f} ms RTT  local {lm:8.1f} tok/s  split {sm:8.1f} tok/s  "
+                how = "veth, no proxy" if rtt is None else f"proxy +{rtt * 1000:2.0f} ms RTT"
+                print(f"{name:15s} {how:18s} local {lm:8.1f} tok/s  split {sm:8.1f} tok/s  "
                       f"ratio {sm / lm:5.2f}  wire {per_token / 1024:6.1f} KiB/token ({tokens} tokens)", flush=True)
                 if proxy:
                     proxy.close()
@@ -348,7 +369,7 @@ def bench(args):
         finally:
             namespace.close()
     if args.json:
-        print(json.dumps([dict(graph=r[0], added_rtt_ms=r[1] * 1000, local_tokens_per_s=r[2], split_tokens_per_s=r[3],
+        print(json.dumps([dict(graph=r[0], added_rtt_ms=None if r[1] is None else r[1] * 1000, local_tokens_per_s=r[2], split_tokens_per_s=r[3],
                                ratio=r[3] / r[2], wire_bytes_per_token=r[4]) for r in rows]))
     shutil.rmtree(work, ignore_errors=True)
 
