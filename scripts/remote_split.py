@@ -85,7 +85,14 @@ class Namespace:
 
 
 def can_make_namespaces():
-    return os.geteuid() == 0 and shutil.which("ip") is not None
+    """Root, iproute2, and a kernel that lets us (tried: a namespace made and deleted)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    probe = f"eft-probe-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", probe], stderr=subprocess.DEVNULL).returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", probe], stderr=subprocess.DEVNULL)
+    return True
 
 
 class Server:
@@ -280,7 +287,8 @@ def check(args):
     if can_make_namespaces():
         placements += [("network namespace (veth)", "ns", 0.0), ("network namespace + 10 ms RTT", "ns", 0.010)]
     else:
-        print("remote_split: not root or no iproute2: the network-namespace placements are skipped")
+        print("remote_split: no network namespaces here (needs root, iproute2 and a kernel that allows them): "
+              "the namespace placements are skipped")
     for label, where, rtt in placements:
         namespace = Namespace() if where == "ns" else None
         proxy = None
@@ -314,10 +322,6 @@ def check(args):
     shutil.rmtree(work, ignore_errors=True)
 
 
-# A prompt the graph answers at length (the facts models stop at EOS after a short answer).
-PROMPT = {"upscaled": "<|user|>\nTell me about Fenyar Balutam.\n<|assistant|>\n", "upscale": "The"}
-
-
 def eft_bench(args, config, graph):
     out = subprocess.run([binary(args, "eft"), "bench", config, "--graph", graph, "--runs", "1", "--json"],
                          check=True, capture_output=True, text=True, env=dict(os.environ, EFT_THREADS=str(args.threads))).stdout
@@ -349,12 +353,13 @@ def bench(args):
                 for _ in range(args.runs):  # alternating, one run each
                     local_runs.append(eft_bench(args, local, graph))
                     split_runs.append(eft_bench(args, split, graph))
-                # Decode bytes per token: a long generation less a one-token one (same prompt and
-                # prefill), over the tokens between them.
+                # Decode bytes per token (plain decoding, EOS ignored): a 65-token generation less
+                # a one-token one (same prompt and prefill), over the 64 tokens between them.
                 measured = []
-                for n in (1, 64):
+                for n in (1, 65):
                     before = namespace.wire_bytes()
-                    code, out, err = run_eft(args, split, PROMPT[graph], ["--graph", graph, "--max-tokens", str(n), "--temperature", "0"])
+                    code, out, err = run_eft(args, split, "The", ["--graph", graph, "--max-tokens", str(n), "--temperature", "0",
+                                                                   "--speculative", "off", "--ignore-eos"])
                     measured.append((namespace.wire_bytes() - before, tokens_of(err)))
                 tokens = measured[1][1] - measured[0][1]
                 per_token = (measured[1][0] - measured[0][0]) / max(1, tokens)

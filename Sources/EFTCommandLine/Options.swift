@@ -85,6 +85,9 @@ public struct GenerationOptions: ParsableArguments {
   @Option(help: "Stop when the text contains this string (repeatable).")
   public var stop: [String] = []
 
+  @Flag(help: "Go on past end-of-sequence tokens (until --max-tokens, a stop string or the context), as llama.cpp's --ignore-eos.")
+  public var ignoreEos = false
+
   /// The request these options, the graph options and the speculation options describe.
   public func request(_ graph: GraphOptions, _ speculation: SpeculationOptions) throws -> GenerationRequest {
     var request = GenerationRequest(graph: graph.graph, prompt: escape ? unescape(prompt) : prompt)
@@ -96,6 +99,7 @@ public struct GenerationOptions: ParsableArguments {
     request.topP = topP
     request.minP = minP
     if !stop.isEmpty { request.stop = stop }
+    if ignoreEos { request.stopAtEOS = false }
     speculation.apply(to: &request)
     return request
   }

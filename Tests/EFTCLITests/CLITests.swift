@@ -149,6 +149,14 @@ let upscale = "examples/configs/upscale.pbtxt"
     let noGraph = try eft(["run", upscale, "--graph", "nope", "--prompt", "x"])
     #expect(noGraph.status == 1)
     #expect(noGraph.stderr.contains("no graph 'nope'"))
+    // The facts answer ends at EOS after a few tokens; --ignore-eos goes on to --max-tokens.
+    let facts = repoRoot.appendingPathComponent("examples/configs/facts.pbtxt").path
+    let answer = ["run", facts, "-e", "--prompt", "<|user|>\\nWhere does Fenyar Balutam live?\\n<|assistant|>\\n", "--max-tokens", "20", "-v"]
+    let stopped = try eft(answer)
+    #expect(stopped.stderr.contains("finish eos"), "\(stopped.stderr)")
+    let goesOn = try eft(answer + ["--ignore-eos"])
+    #expect(goesOn.stderr.contains("eft: 20 tokens, finish length") && goesOn.stdout.hasPrefix(stopped.stdout.trimmingCharacters(in: .newlines)),
+            "\(goesOn.stderr)")
   }
 
   @Test func escapesInThePromptAndTrace() throws {
