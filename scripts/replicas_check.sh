@@ -9,7 +9,14 @@ cd "$(dirname "$0")/.."
 build=${1:-.build/debug}
 dir=$(mktemp -d /tmp/eft-replicas-XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null || true; done; rm -rf "$dir"; }
+nginx_pid=
+# nginx's master is stopped with TERM (a fast shutdown that takes its worker along: a SIGKILLed
+# master leaves the worker running, holding the script's output open).
+cleanup() {
+  [ -z "$nginx_pid" ] || { kill -TERM "$nginx_pid" 2> /dev/null; wait "$nginx_pid" 2> /dev/null; } || true
+  for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null || true; done
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -29,7 +36,7 @@ done
 mkdir -p "$dir/tmp"
 sed -e "s/@LB_PORT@/$lb/" -e "s/@REPLICA_1@/$r1/" -e "s/@REPLICA_2@/$r2/" examples/replicas/nginx.conf > "$dir/nginx.conf"
 nginx -p "$dir" -c "$dir/nginx.conf" 2> "$dir/nginx.log" &
-pids+=($!)
+nginx_pid=$!
 for _ in $(seq 100); do "$build/eft-client" health --connect "tcp:$lb" > /dev/null 2>&1 && break; sleep 0.1; done
 "$build/eft-client" health --connect "tcp:$lb"
 
