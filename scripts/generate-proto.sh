@@ -2,7 +2,7 @@
 # Regenerates the Swift code generated from proto/: config and backend-option messages into
 # Sources/EFTProto, the wire protocol (messages and gRPC stubs) into Sources/EFTRPC. The output
 # is committed, so builds never run protoc. Needs Debian's protoc (apt-get install
-# protobuf-compiler) and the two protoc plugins, which this script builds in a scratch package
+# protobuf-compiler libprotobuf-dev) and the two protoc plugins, which this script builds in a scratch package
 # unless PROTOC_GEN_SWIFT and PROTOC_GEN_GRPC_SWIFT name them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

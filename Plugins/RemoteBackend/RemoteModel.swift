@@ -96,12 +96,22 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
     let sessions = batch.compactMap { $0.session as? RemoteSession }
     guard sessions.count == batch.count else { throw BackendError(EFT_INTERNAL, "a batch holds a session of another backend") }
     let lengths = sessions.map(\.count)
-    let deadline = ContinuousClock.now + timeout
-    for (s, a) in zip(sessions, batch) { s.send(request(Array(a.tokens), a.mode)) }
+    var due: [ContinuousClock.Instant?] = []
     var failure: BackendError?
     for (i, (s, a)) in zip(sessions, batch).enumerated() {
       do {
-        try s.accept(try s.receive(by: deadline), tokens: a.tokens.count, mode: a.mode, logits: a.logits)
+        let by = try s.due()
+        s.send(request(Array(a.tokens), a.mode, by: by))
+        due.append(by)
+      } catch {
+        failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
+        due.append(nil)
+      }
+    }
+    for (i, (s, a)) in zip(sessions, batch).enumerated() {
+      guard let by = due[i] else { continue }
+      do {
+        try s.accept(try s.receive(by: by), tokens: a.tokens.count, mode: a.mode, logits: a.logits)
       } catch {
         failure = failure ?? BackendError(error.status, "append \(i): \(error.message)")
       }
@@ -112,11 +122,15 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
     }
   }
 
-  func request(_ tokens: [Int32], _ mode: eft_logits_mode) -> Eft_V1_SessionRequest {
-    .with {
+  /// An append that the remote server gives up on (DEADLINE_EXCEEDED) if it has not run `by`.
+  func request(_ tokens: [Int32], _ mode: eft_logits_mode, by: ContinuousClock.Instant) -> Eft_V1_SessionRequest {
+    let (seconds, attoseconds) = ContinuousClock.now.duration(to: by).components
+    let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    return .with {
       $0.append.tokens = tokens
       $0.append.mode = mode == EFT_LOGITS_ALL ? .logitsAll : mode == EFT_LOGITS_LAST ? .logitsLast : .logitsNone
       $0.append.format = format
+      $0.append.timeoutMs = UInt32(clamping: max(1, milliseconds))
     }
   }
 }
@@ -128,7 +142,10 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
   let model: RemoteModel
   private let requests: AsyncStream<Eft_V1_SessionRequest>.Continuation
   private let answers = Mailbox()
+  private var call: Task<Void, Never>?
   private(set) var count = 0
+  /// When the request this session serves must end (`session_set_deadline`), if it has a deadline.
+  private var deadline: ContinuousClock.Instant?
   /// Set once the stream failed or an answer was late: every later call fails with it.
   private var lost: BackendError?
 
@@ -139,7 +156,7 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
     let client = ModelsClient(wrapping: model.client)
     let answers = self.answers
     let place = model.place
-    Task {
+    call = Task {
       do {
         try await client.session(requestProducer: { writer in
           for await request in outgoing { try await writer.write(request) }
@@ -152,12 +169,23 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
       }
     }
     send(.with { $0.open.model = model.remoteName })
-    guard try receive(by: ContinuousClock.now + model.timeout).hasModel else {
+    guard try receive(by: try due()).hasModel else {
       throw BackendError(EFT_INTERNAL, "\(model.place): the server did not answer the session's open")
     }
   }
 
   deinit { requests.finish() }  // the stream ends, and the remote session with it
+
+  func setDeadline(_ deadline: ContinuousClock.Instant?) { self.deadline = deadline }
+
+  /// When the next call's answer is due: `RemoteOptions.timeout_seconds` from now, or the
+  /// request's deadline if that is sooner. A deadline already past fails the call before it is sent.
+  func due() throws(BackendError) -> ContinuousClock.Instant {
+    let now = ContinuousClock.now
+    guard let deadline, deadline < now + model.timeout else { return now + model.timeout }
+    guard deadline > now else { throw BackendError(EFT_DEADLINE_EXCEEDED, "\(model.place): DEADLINE_EXCEEDED: the request's deadline passed") }
+    return deadline
+  }
 
   func send(_ request: Eft_V1_SessionRequest) {
     if lost == nil { requests.yield(request) }
@@ -165,13 +193,16 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
 
   /// The answer to the oldest request not yet answered. An error answer is a failure that leaves
   /// the session as it was; a failed stream, or no answer by `deadline`, loses the session.
-  func receive(by deadline: ContinuousClock.Instant) throws(BackendError) -> Eft_V1_SessionResponse {
+  func receive(by due: ContinuousClock.Instant) throws(BackendError) -> Eft_V1_SessionResponse {
     if let lost { throw lost }
     let response: Eft_V1_SessionResponse
-    switch answers.take(by: deadline) {
+    switch answers.take(by: due) {
     case .answer(let r): response = r
     case .closed(let error): throw lose(error)
     case .late:
+      if let deadline, deadline <= ContinuousClock.now {
+        throw lose(BackendError(EFT_DEADLINE_EXCEEDED, "\(model.place): DEADLINE_EXCEEDED: the request's deadline passed before the remote answered"))
+      }
       throw lose(BackendError(EFT_DEADLINE_EXCEEDED, "\(model.place): DEADLINE_EXCEEDED: no answer within \(model.timeout.components.seconds) s (RemoteOptions.timeout_seconds)"))
     }
     if response.hasError {
@@ -180,9 +211,12 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
     return response
   }
 
+  /// The session is gone: the stream is cancelled, so that the remote server stops its work on
+  /// it at once and frees its session.
   private func lose(_ error: BackendError) -> BackendError {
     lost = error
     requests.finish()
+    call?.cancel()
     return error
   }
 
@@ -202,11 +236,14 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
   }
 
   func append(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws {
-    send(model.request(Array(tokens), mode))
-    try accept(try receive(by: ContinuousClock.now + model.timeout), tokens: tokens.count, mode: mode, logits: logits)
+    let by = try due()
+    send(model.request(Array(tokens), mode, by: by))
+    try accept(try receive(by: by), tokens: tokens.count, mode: mode, logits: logits)
   }
 
   func truncate(to n: Int) throws {
+    // Not bound by the request's deadline: a truncate is how a failed batch rolls back, and the
+    // remote answers it at once (no slot, no step).
     send(.with { $0.truncate.length = Int64(n) })
     let response = try receive(by: ContinuousClock.now + model.timeout)
     guard response.length == n else {

@@ -1,4 +1,5 @@
 import CEFTBackend
+import Foundation
 
 /// The conformance checks `eft backend-check` runs against a backend plugin: through the real
 /// host loader, then straight at the C table, so that a backend author learns which promise of
@@ -30,7 +31,8 @@ public struct BackendChecker {
   /// The checks, in the order they run. Each needs the ones before it up to "describe", and the
   /// reference logits of "one by one = all at once".
   public static let checkNames = ["load", "open", "describe", "one by one = all at once", "truncate and re-append",
-                                  "sessions independent", "batched = separate calls", "bad input is refused"]
+                                  "sessions independent", "batched = separate calls", "a deadline changes no result",
+                                  "bad input is refused"]
   /// The checks without which the others mean nothing: a failure of one stops the run.
   public static let prerequisites: Set<String> = ["load", "open", "describe", "one by one = all at once"]
 
@@ -263,6 +265,23 @@ public struct BackendChecker {
         throw Mismatch(description: "session lengths \(a.length)/\(b.length)/\(c.length) after the batch")
       }
       return "3 sessions at lengths \(half)/0/1 appending \(length - half)/1/\(min(4, length) - 1) tokens (ALL/LAST/LAST) match separate calls \(exact ? "bit for bit" : "within \(tolerance)"); bad batches refused whole"
+    }
+
+    if finished { return checks }
+    check("a deadline changes no result") {
+      guard let setDeadline = plugin.setDeadline else {
+        return "no session_set_deadline (ABI < 1.5, or the slot is NULL): a request past its deadline stops between calls"
+      }
+      var now = timespec()
+      clock_gettime(CLOCK_MONOTONIC, &now)
+      let hour = (UInt64(now.tv_sec) + 3600) * 1_000_000_000
+      let s = try newSession()
+      setDeadline(s.handle, hour)
+      let half = try append(s, Array(tokens.prefix(length / 2)), EFT_LOGITS_ALL)
+      setDeadline(s.handle, 0)
+      let rest = try append(s, Array(tokens.dropFirst(length / 2)), EFT_LOGITS_ALL)
+      if let d = difference(reference, half + rest) { throw Mismatch(description: "appends under a deadline an hour away, then none, differ from the reference at \(d)") }
+      return "appends under a deadline an hour away, then with it cleared, match the reference"
     }
 
     if finished { return checks }

@@ -46,7 +46,9 @@ final class DecodeState {
       if let bad = ids.first(where: { $0 < 0 || Int($0) >= graph.vocabSize }) {
         throw RuntimeError(.request, .invalidArgument, "prompt token id \(bad) is outside the vocabulary [0, \(graph.vocabSize))")
       }
-      sessions.append(try spec.model.makeSession())
+      let session = try spec.model.makeSession()
+      if let deadline = cancellation?.deadline { session.setDeadline(deadline) }
+      sessions.append(session)
     }
     let member = scheduler.join(cancellation: cancellation)
     let prefilled: [[Float]]

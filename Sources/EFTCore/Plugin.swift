@@ -83,6 +83,13 @@ public final class Plugin: @unchecked Sendable {
     return table.pointee.session_append_batch
   }
 
+  /// The plugin's `session_set_deadline` (ABI 1.5), when its table has the slot and sets it.
+  var setDeadline: (@convention(c) (OpaquePointer?, UInt64) -> Void)? {
+    let end = MemoryLayout<eft_backend>.offset(of: \eft_backend.session_set_deadline)! + MemoryLayout<UnsafeRawPointer>.size
+    guard abiMinor >= 5, table.pointee.struct_size >= end else { return nil }
+    return table.pointee.session_set_deadline
+  }
+
   /// The size of the table up to and including the last slot of ABI x.0.
   static let requiredTableSize: Int = MemoryLayout<eft_backend>.offset(of: \eft_backend.error_free)!
     + MemoryLayout<UnsafeRawPointer>.size

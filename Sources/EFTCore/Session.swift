@@ -1,3 +1,4 @@
+import Foundation
 import CEFTBackend
 
 /// Which logits an append returns.
@@ -41,6 +42,22 @@ public final class Session {
   deinit {
     model.plugin.table.pointee.session_free(handle)
     model.sessionClosed()
+  }
+
+  /// Tells the backend when the request this session serves must end (nil: no deadline); see
+  /// `session_set_deadline`. A no-op for plugins without the slot (ABI < 1.5, or NULL).
+  public func setDeadline(_ deadline: ContinuousClock.Instant?) {
+    guard let slot = model.plugin.setDeadline else { return }
+    var nanoseconds: UInt64 = 0
+    if let deadline {
+      var t = timespec()
+      clock_gettime(CLOCK_MONOTONIC, &t)
+      let now = UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+      let (seconds, attoseconds) = ContinuousClock.now.duration(to: deadline).components
+      let left = seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000
+      nanoseconds = left >= 0 ? now &+ UInt64(left) : max(1, now &- UInt64(-left))
+    }
+    slot(handle, nanoseconds)
   }
 
   /// Tokens held.

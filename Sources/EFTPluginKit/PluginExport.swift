@@ -89,6 +89,25 @@ public protocol BackendSession: AnyObject {
               logits: UnsafeMutablePointer<Float>?) throws
   /// Keeps the first `n` tokens.
   func truncate(to n: Int) throws
+  /// When the request the session serves must end (`session_set_deadline`; nil: no deadline). A
+  /// backend whose calls wait on another machine stops waiting then, throwing
+  /// `EFT_DEADLINE_EXCEEDED` with the session unchanged. The default ignores it.
+  func setDeadline(_ deadline: ContinuousClock.Instant?)
+}
+
+extension BackendSession {
+  public func setDeadline(_ deadline: ContinuousClock.Instant?) {}
+}
+
+/// A `session_set_deadline` value (nanoseconds of CLOCK_MONOTONIC, 0: none) as an instant, through
+/// the time left until it.
+func instant(monotonic deadline: UInt64) -> ContinuousClock.Instant? {
+  guard deadline != 0 else { return nil }
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  let now = UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+  let left = deadline >= now ? Int64(clamping: deadline - now) : -Int64(clamping: now - deadline)
+  return .now + .nanoseconds(left)
 }
 
 /// Builds the C function table of a backend written in Swift.
@@ -131,7 +150,8 @@ public enum PluginExport {
       error_message: errorMessage,
       error_status: errorStatus,
       error_free: errorFree,
-      session_append_batch: sessionAppendBatch))
+      session_append_batch: sessionAppendBatch,
+      session_set_deadline: sessionSetDeadline))
     table = t
     return UnsafePointer(t)
   }
@@ -320,6 +340,11 @@ private let sessionAppend: @convention(c) (
   } catch let thrown {
     return fail(thrown, error)
   }
+}
+
+private let sessionSetDeadline: @convention(c) (OpaquePointer?, UInt64) -> Void = { handle, deadline in
+  guard let handle else { return }
+  session(handle).session.setDeadline(instant(monotonic: deadline))
 }
 
 private let sessionAppendBatch: @convention(c) (

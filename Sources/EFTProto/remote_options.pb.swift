@@ -37,7 +37,8 @@ public nonisolated struct Eft_V1_RemoteOptions: Sendable {
   public var model: String = String()
 
   /// Seconds one operation (an append, a truncate, opening a session) may take before it fails
-  /// with DEADLINE_EXCEEDED naming the model and endpoint. Default: 0, which means 30.
+  /// with DEADLINE_EXCEEDED naming the model and endpoint; a request's own deadline, when sooner,
+  /// bounds an append instead. Default: 0, which means 30.
   public var timeoutSeconds: Double = 0
 
   /// Logits travel as 16-bit floats (half the bytes per token; rounding can change the output

@@ -302,6 +302,12 @@ public nonisolated struct Eft_V1_AppendTokens: Sendable {
 
   public var format: Eft_V1_LogitsFormat = .logitsF32
 
+  /// How long the caller waits for the answer, in milliseconds (0: no limit): the remote backend
+  /// sends what is left of its request's deadline, or its RemoteOptions.timeout_seconds. An append
+  /// that has not run by then (waiting for a slot, or for a step) is answered DEADLINE_EXCEEDED,
+  /// and the session is unchanged.
+  public var timeoutMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1281,7 +1287,7 @@ nonisolated extension Eft_V1_OpenSession: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Eft_V1_AppendTokens: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AppendTokens"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}mode\0\u{1}format\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}mode\0\u{1}format\0\u{3}timeout_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1292,6 +1298,7 @@ nonisolated extension Eft_V1_AppendTokens: SwiftProtobuf.Message, SwiftProtobuf.
       case 1: try { try decoder.decodeRepeatedInt32Field(value: &self.tokens) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.format) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       default: break
       }
     }
@@ -1307,6 +1314,9 @@ nonisolated extension Eft_V1_AppendTokens: SwiftProtobuf.Message, SwiftProtobuf.
     if self.format != .logitsF32 {
       try visitor.visitSingularEnumField(value: self.format, fieldNumber: 3)
     }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1314,6 +1324,7 @@ nonisolated extension Eft_V1_AppendTokens: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.tokens != rhs.tokens {return false}
     if lhs.mode != rhs.mode {return false}
     if lhs.format != rhs.format {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -26,7 +26,8 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
 final class CallCancellation: CancellationSignal {
   private struct State {
     var cancelled = false
-    var handlers: [@Sendable () -> Void] = []
+    var handlers: [Int: @Sendable () -> Void] = [:]
+    var nextHandler = 0
   }
   private let state = Locked(State())
   /// When the client's deadline (its grpc-timeout) passes, if it sent one.
@@ -66,20 +67,53 @@ final class CallCancellation: CancellationSignal {
     let handlers = state.withLock { s -> [@Sendable () -> Void] in
       guard !s.cancelled else { return [] }
       s.cancelled = true
-      defer { s.handlers = [] }
-      return s.handlers
+      defer { s.handlers = [:] }
+      return s.handlers.sorted { $0.key < $1.key }.map(\.value)
     }
     for handler in handlers { handler() }
   }
 
-  /// Calls `handler` once the call is cancelled (at once, if it already is).
-  func onCancel(_ handler: @escaping @Sendable () -> Void) {
-    let now = state.withLock { s in
-      if s.cancelled { return true }
-      s.handlers.append(handler)
-      return false
+  /// Calls `handler` once the call is cancelled (at once, if it already is). The result takes
+  /// the handler back (`removeHandler`), for a handler that outlives its use.
+  @discardableResult
+  func onCancel(_ handler: @escaping @Sendable () -> Void) -> Int {
+    let id = state.withLock { s -> Int? in
+      if s.cancelled { return nil }
+      s.nextHandler += 1
+      s.handlers[s.nextHandler] = handler
+      return s.nextHandler
     }
-    if now { handler() }
+    guard let id else {
+      handler()
+      return 0
+    }
+    return id
+  }
+
+  func removeHandler(_ id: Int) {
+    _ = state.withLock { $0.handlers.removeValue(forKey: id) }
+  }
+
+  /// Runs `body` with the cancellation of a part of this call (one append of a long-lived session
+  /// stream): cancelled with this call, or when `deadline` passes. What waits on the part (a
+  /// queued admission) registers its handlers there, so they go with it rather than pile up on
+  /// the stream.
+  func withPart<T>(until deadline: ContinuousClock.Instant?, _ body: (CallCancellation) async throws -> T) async throws -> T {
+    let part = CallCancellation(deadline: deadline)
+    let link = onCancel { part.cancel() }
+    let timer = deadline.map { deadline in
+      Task {
+        do {
+          try await Task.sleep(until: deadline, clock: .continuous)
+          part.cancel()
+        } catch {}  // the part ended first
+      }
+    }
+    defer {
+      timer?.cancel()
+      removeHandler(link)
+    }
+    return try await body(part)
   }
 }
 

@@ -52,24 +52,34 @@ final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
     }
   }
 
-  /// One append, admitted and on a thread, through the step scheduler; a bad argument or a
-  /// backend failure is answered (the session is unchanged), a cancellation ends the stream.
+  /// One append, admitted and on a thread, through the step scheduler; a bad argument, a backend
+  /// failure or an append that could not run within its `timeout_ms` is answered (the session is
+  /// unchanged), a cancellation of the stream ends it.
   private func run(_ m: Eft_V1_AppendTokens, on box: SessionBox, cancellation: CallCancellation) async throws -> Eft_V1_SessionResponse {
     let session = box.value
     if let problem = check(m, session) { return failure(problem) }
     let mode: LogitsMode = m.mode == .logitsAll ? .all : m.mode == .logitsLast ? .last : .none
     let scheduler = service.runtime.scheduler
     let tokens = m.tokens
-    let result: Result<[Float], EFTCore.RuntimeError> = try await service.admission.run(cancellation) {
-      try await box.worker.run {
-        let member = scheduler.join(cancellation: cancellation)
-        defer { member.leave() }
-        do {
-          return .success(try scheduler.run([Append(box.value, tokens, mode)], for: member)[0])
-        } catch let error as EFTCore.RuntimeError {
-          return .failure(error)
+    let deadline = m.timeoutMs == 0 ? nil : ContinuousClock.now + .milliseconds(m.timeoutMs)
+    let late = RuntimeError(.request, .deadlineExceeded, "the append did not run within its timeout_ms = \(m.timeoutMs) (its caller's deadline)")
+    let result: Result<[Float], EFTCore.RuntimeError>
+    do {
+      result = try await cancellation.withPart(until: deadline) { part in
+        try await service.admission.run(part) {
+          try await box.worker.run {
+            let member = scheduler.join(cancellation: part)
+            defer { member.leave() }
+            do {
+              return .success(try scheduler.run([Append(box.value, tokens, mode)], for: member)[0])
+            } catch let error as EFTCore.RuntimeError {
+              return .failure(error)
+            }
+          }
         }
       }
+    } catch let error as RPCError where error.code == .deadlineExceeded && !cancellation.isCancelled {
+      return failure(late)  // its deadline passed while it waited for a slot
     }
     switch result {
     case .success(let logits):
@@ -79,6 +89,7 @@ final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
         $0.logits = LogitsCodec.encode(logits, as: format)
       }
     case .failure(let error) where error.code == .cancelled:
+      if !cancellation.isCancelled { return failure(late) }  // its deadline passed while it waited for a step
       throw cancellation.error(error.message)
     case .failure(let error):
       return failure(error)

@@ -202,7 +202,7 @@ let upscale = "examples/configs/upscale.pbtxt"
     let model = repoRoot.appendingPathComponent("examples/models/tiny/large_base.bigram").path
     let r = try tool("eft", ["backend-check", "libBigramBackend.so", "--model", model], in: URL(fileURLWithPath: buildDirectory))
     #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-    #expect(r.stdout.contains("all 8 checks passed"), "\(r.stdout)")
+    #expect(r.stdout.contains("all 9 checks passed"), "\(r.stdout)")
   }
 
   @Test func missingConfigIsOneLine() throws {
@@ -278,7 +278,7 @@ let upscale = "examples/configs/upscale.pbtxt"
                             ("FixtureABI10", "good")] {
       let r = try eft(["backend-check", library(plugin), "--model", model])
       #expect(r.status == 0, "\(plugin): \(r.stdout)\(r.stderr)")
-      #expect(r.stdout.contains("all 8 checks passed"), "\(plugin)")
+      #expect(r.stdout.contains("all 9 checks passed"), "\(plugin)")
     }
     // The transformer and bigram backends batch bit for bit; an ABI 1.0 plugin has no batch slot.
     let cpu = try eft(["backend-check", library("CPUBackend"), "--model", "examples/models/facts/small_base"])
@@ -307,11 +307,11 @@ let upscale = "examples/configs/upscale.pbtxt"
     let crash = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "truncate-crashes"])
     #expect(crash.status == 1)
     #expect(crash.stdout.contains("FAIL  truncate and re-append: crashed: signal 11 (Segmentation fault) in check 'truncate and re-append': session_truncate"))
-    #expect(crash.stdout.contains("PASS  bad input is refused") && crash.stdout.contains("1 of 8 checks failed"))
+    #expect(crash.stdout.contains("PASS  bad input is refused") && crash.stdout.contains("1 of 9 checks failed"))
     let hang = try eft(["backend-check", library("FixtureBrokenBackend"), "--model", "batch-hangs", "--check-timeout", "1"])
     #expect(hang.status == 1)
     #expect(hang.stdout.contains("FAIL  batched = separate calls: hung: no answer in 1.0 s (killed)"))
-    #expect(hang.stdout.contains("PASS  bad input is refused") && hang.stdout.contains("1 of 8 checks failed"))
+    #expect(hang.stdout.contains("PASS  bad input is refused") && hang.stdout.contains("1 of 9 checks failed"))
     let major = try eft(["backend-check", library("FixtureWrongMajor")])
     #expect(major.status == 1)
     #expect(major.stdout.contains("FAIL  load:") && major.stdout.contains("ABI 2.0"))

@@ -40,6 +40,16 @@ func loadSplit(_ text: String, in dir: SocketDirectory) throws -> Runtime {
   return try Runtime(configPath: path, pluginDirectories: [buildDirectory])
 }
 
+/// Whether `condition` holds within 10 s (polled): for what ends asynchronously, a session freed
+/// by another thread, on a machine the other suites keep busy.
+func eventually(_ condition: () -> Bool) async throws -> Bool {
+  for _ in 0..<500 {
+    if condition() { return true }
+    try await Task.sleep(for: .milliseconds(20))
+  }
+  return condition()
+}
+
 func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
   do {
     try body()
@@ -50,6 +60,13 @@ func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
     Issue.record("not a RuntimeError: \(error)")
     return nil
   }
+}
+
+/// A cancellation that never cancels, with a deadline.
+struct Deadline: CancellationSignal {
+  let deadline: ContinuousClock.Instant?
+  init(_ deadline: ContinuousClock.Instant) { self.deadline = deadline }
+  var isCancelled: Bool { false }
 }
 
 @Suite(.serialized) struct RemoteTests {
@@ -86,8 +103,7 @@ func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
     }
     // Every remote session ends with its stream (asynchronously, once the stream's end arrives).
     let served = try #require(remote.server.service.runtime.models["large_base"])
-    for _ in 0..<100 where served.liveSessions > 0 { try await Task.sleep(for: .milliseconds(20)) }
-    #expect(served.liveSessions == 0)
+    #expect(try await eventually { served.liveSessions == 0 })
     try await remote.stop()
   }
 
@@ -128,7 +144,8 @@ func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
     let error = try #require(runtimeError { _ = try split.generate(request) })
     #expect(error.code == .unavailable, "\(error.code): \(error.message)")
     #expect(error.message.contains("large_base") && error.message.contains(dir.socket), "\(error.message)")
-    #expect(split.models["small_ft"]?.liveSessions == 0 && split.models["large_base"]?.liveSessions == 0)
+    // (The step's thread lets go of the remote session just after handing back the failure.)
+    #expect(try await eventually { split.models["small_ft"]?.liveSessions == 0 && split.models["large_base"]?.liveSessions == 0 })
 
     let back = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
     var answered: [Int32]?
@@ -138,6 +155,62 @@ func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
     }
     #expect(answered == expected)
     try await back.stop()
+  }
+
+  /// A request's deadline reaches the remote: with the remote server's only slot taken, a split
+  /// request whose deadline is 1 s away fails with DEADLINE_EXCEEDED by then (not after
+  /// RemoteOptions.timeout_seconds), its local sessions are freed, and the remote drops the
+  /// waiting append. The session protocol's own `timeout_ms` is answered in-stream, the session
+  /// unchanged.
+  @Test func deadlinesPropagateToTheRemote() async throws {
+    let dir = try SocketDirectory()
+    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.limits.maxConcurrent = 1 }
+    let split = try loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 60"), in: dir)
+    let request = GenerationRequest(graph: "upscaled", prompt: question)
+    let expected = try facts().generate(request).tokens
+    #expect(try split.generate(request).tokens == expected)
+
+    // The remote's one slot, held until released.
+    let admission = remote.server.service.admission
+    let (released, release) = AsyncStream.makeStream(of: Void.self)
+    let holder = Task {
+      try await admission.run(CallCancellation(deadline: nil)) { for await _ in released { break } }
+    }
+    while admission.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
+
+    let start = ContinuousClock.now
+    let error = try #require(runtimeError { _ = try split.generate(request, cancellation: Deadline(.now + .seconds(1))) })
+    let waited = ContinuousClock.now - start
+    #expect(error.code == .deadlineExceeded, "\(error.code): \(error.message)")
+    #expect(error.message.contains("large_base") && error.message.contains(dir.socket) && error.message.contains("deadline"), "\(error.message)")
+    #expect(waited >= .milliseconds(900) && waited < .seconds(10), "failed after \(waited)")
+    // (The step's thread lets go of the remote session just after handing back the failure.)
+    #expect(try await eventually { split.models["small_ft"]?.liveSessions == 0 && split.models["large_base"]?.liveSessions == 0 })
+    for _ in 0..<100 where admission.waiting > 0 { try await Task.sleep(for: .milliseconds(20)) }
+    #expect(admission.waiting == 0, "the remote dropped the append its caller gave up on")
+
+    // On the wire: an append that cannot run within its timeout_ms is answered DEADLINE_EXCEEDED;
+    // once the slot is free, the session goes on from where it was.
+    let responses = try await connect(.unix(path: dir.socket)) { client in
+      try await ModelsClient(wrapping: client).session(requestProducer: { writer in
+        try await writer.write(.with { $0.open.model = "large_base" })
+        try await writer.write(.with { $0.append.tokens = [1, 2, 3]; $0.append.timeoutMs = 200 })
+        try await Task.sleep(for: .milliseconds(400))
+        release.yield()
+        try await writer.write(.with { $0.append.tokens = [1, 2, 3]; $0.append.timeoutMs = 5000 })
+      }, onResponse: { response in
+        var all: [Eft_V1_SessionResponse] = []
+        for try await m in response.messages { all.append(m) }
+        return all
+      })
+    }
+    try await holder.value
+    #expect(responses.count == 3)
+    let late = responses[1].error
+    #expect(late.code == Int32(RPCError.Code.deadlineExceeded.rawValue) && late.message.contains("timeout_ms = 200"), "\(late.code): \(late.message)")
+    #expect(!responses[2].hasError && responses[2].length == 3)
+    #expect(try split.generate(request).tokens == expected, "the split runtime serves again")
+    try await remote.stop()
   }
 
   @Test func badRemoteConfigsAreErrorsThatSayWhatAndWhere() async throws {

@@ -96,6 +96,7 @@ static const eft_backend table = {
   model_open, model_free, model_describe, session_new, session_free, session_append, session_truncate,
   session_length, error_message, error_status, error_free,
   NULL, /* session_append_batch: optional; the host then calls session_append per session */
+  NULL, /* session_set_deadline: optional; this backend never waits on anything */
 };
 
 /* The one exported symbol (-fvisibility=hidden hides everything else). */

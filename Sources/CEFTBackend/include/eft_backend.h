@@ -18,7 +18,7 @@
  *     appended `n_eos_token_ids` and `eos_token_ids` to `eft_model_info` (0 and NULL from older
  *     plugins: the host then uses `eos_token_id` alone); 1.4 added the statuses EFT_UNAVAILABLE and
  *     EFT_DEADLINE_EXCEEDED (a host of an older minor reads them as EFT_INTERNAL) and appended
- *     `flags` to `eft_model_info` (0 from older plugins).
+ *     `flags` to `eft_model_info` (0 from older plugins); 1.5 appended `session_set_deadline`.
  *   - Anything else (removing, reordering or retyping a slot; changing a meaning) is a major
  *     change, and the host refuses plugins of another major.
  *
@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define EFT_ABI_VERSION_MAJOR 1
-#define EFT_ABI_VERSION_MINOR 4
+#define EFT_ABI_VERSION_MINOR 5
 
 /* The name of the one symbol every plugin exports. */
 #define EFT_BACKEND_ENTRY_SYMBOL "eft_backend_entry"
@@ -197,6 +197,18 @@ typedef struct eft_backend {
    * for each). Thread-safe across calls on distinct sessions. */
   eft_status (*session_append_batch)(eft_model *model, const eft_append *appends, size_t n_appends,
                                      size_t append_size, eft_error **error);
+
+  /* ---- ABI 1.5 ---- */
+
+  /* May be NULL (then the host stops a request that is past its deadline between calls only).
+   * The time by which the request the session serves must end, in nanoseconds of
+   * CLOCK_MONOTONIC; 0: none. The host sets it after session_new, before the first append, when
+   * the request has a deadline (a gRPC client's timeout). A backend whose calls wait on something
+   * other than this machine's cores (a remote server, a queue, a device) stops waiting by then,
+   * failing the call with EFT_DEADLINE_EXCEEDED (the session unchanged), and may pass the
+   * deadline on (the remote backend sends what is left of it with each append). One thread at a
+   * time per session, as for session_append. */
+  void (*session_set_deadline)(eft_session *session, uint64_t deadline_ns);
 } eft_backend;
 
 /* The entry point every plugin exports (name: EFT_BACKEND_ENTRY_SYMBOL). Returns a table in
