@@ -18,6 +18,8 @@ let package = Package(
     .library(name: "BLASBackend", type: .dynamic, targets: ["BLASBackend"]),
     // A model that lives in another eft-server (its eft.v1.Models service).
     .library(name: "RemoteBackend", type: .dynamic, targets: ["RemoteBackend"]),
+    // Counts heap allocations when preloaded into a benchmark (eft bench --count-allocations).
+    .library(name: "EFTAllocCounter", type: .dynamic, targets: ["EFTAllocCounter"]),
     // Broken plugins, one per refusal path of the plugin host (used by the tests).
     .library(name: "FixtureWrongMajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
     .library(name: "FixtureNoEntry", type: .dynamic, targets: ["FixtureNoEntry"]),
@@ -43,6 +45,8 @@ let package = Package(
   targets: [
     // The C ABI between host and backends: one header, nothing else.
     .target(name: "CEFTBackend"),
+    // malloc and friends, counted and forwarded to glibc: preloaded, never linked.
+    .target(name: "EFTAllocCounter"),
     // Message code generated from proto/ by scripts/generate-proto.sh. Never edited by hand.
     .target(name: "EFTProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "EFTTokenizer"),

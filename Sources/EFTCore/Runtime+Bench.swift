@@ -4,6 +4,8 @@ import Foundation
 public struct Throughput: Sendable {
   public let prefillTokensPerSecond: Double
   public let decodeTokensPerSecond: Double
+  /// Heap allocations per decoded token (of the last run), when counted (`AllocationCounter`).
+  public var decodeAllocationsPerToken: Double? = nil
 }
 
 public struct BenchmarkResult: Sendable {
@@ -61,14 +63,25 @@ extension Runtime {
     // The whole graph.
     request.speculative = false
     var prefill: [Double] = [], decode: [Double] = []
+    var allocations: Int?
     for run in 0..<runs {
       progress("graph \(graph.name): run \(run + 1)/\(runs)")
-      let result = try generate(request)
-      prefill.append(result.prefillSeconds)
-      decode.append(result.decodeSeconds)
+      var result: GenerationResult?
+      allocations = try AllocationCounter.counting { result = try generate(request) }
+      prefill.append(result?.prefillSeconds ?? 0)
+      decode.append(result?.decodeSeconds ?? 0)
     }
-    let graphThroughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
+    var graphThroughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
                                      decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))
+    if let allocations, newTokens > 1 {
+      // A generation's allocations per decoded token: against one of a single token (its prompt
+      // read, its setup and its end are the same).
+      var one = request
+      one.maxTokens = 1
+      if let single = try AllocationCounter.counting({ _ = try generate(one) }) {
+        graphThroughput.decodeAllocationsPerToken = Double(allocations - single) / Double(newTokens - 1)
+      }
+    }
 
     // Each model alone.
     var models: [(String, Throughput)] = []
@@ -77,14 +90,32 @@ extension Runtime {
       for run in 0..<runs {
         progress("model \(model.name): run \(run + 1)/\(runs)")
         let session = try model.makeSession()
-        var logits: [Float] = []
-        prefill.append(try seconds { logits = try session.append(prompt) })
+        // One logits buffer and one token buffer for the whole decode: what is counted below is
+        // the backend's (and the plugin host's) allocations.
+        let logits = UnsafeMutableBufferPointer<Float>.allocate(capacity: model.vocabSize)
+        let token = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 1)
+        defer {
+          logits.deallocate()
+          token.deallocate()
+        }
+        let ids = UnsafeMutableBufferPointer<Int32>.allocate(capacity: prompt.count)
+        _ = ids.initialize(from: prompt)
+        defer { ids.deallocate() }
+        prefill.append(try seconds { try session.append(UnsafeBufferPointer(ids), mode: .last, into: logits) })
+        let decodeLogits = UnsafeBufferPointer(rebasing: logits[0..<min(graph.vocabSize, model.vocabSize)])
         decode.append(try seconds {
-          for _ in 0..<newTokens { logits = try session.append([try Sampler.argmax(Array(logits[0..<graph.vocabSize]))]) }
+          allocations = try AllocationCounter.counting {
+            for _ in 0..<newTokens {
+              token[0] = try Sampler.argmax(decodeLogits)
+              try session.append(UnsafeBufferPointer(token), mode: .last, into: logits)
+            }
+          }
         })
       }
-      models.append((model.name, Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
-                                            decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))))
+      var throughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
+                                  decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))
+      throughput.decodeAllocationsPerToken = allocations.map { Double($0) / Double(newTokens) }
+      models.append((model.name, throughput))
     }
     return BenchmarkResult(graph: graph.name, promptTokens: promptTokens, newTokens: newTokens, runs: runs,
                            graphThroughput: graphThroughput, models: models)

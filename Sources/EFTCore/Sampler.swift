@@ -82,6 +82,10 @@ public enum Sampler {
 
   /// The most probable token; ties go to the lowest id.
   public static func argmax(_ logProbs: [Float]) throws -> Int32 {
+    try logProbs.withUnsafeBufferPointer { try argmax($0) }
+  }
+
+  public static func argmax(_ logProbs: UnsafeBufferPointer<Float>) throws -> Int32 {
     var best = -1
     var bestValue = -Float.infinity
     for (i, v) in logProbs.enumerated() where v > bestValue {

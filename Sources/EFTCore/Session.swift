@@ -72,19 +72,27 @@ public final class Session {
 
   /// Appends tokens and returns the logits `mode` asks for ([rows × vocabSize], row-major).
   public func append(_ tokens: [Int32], mode: LogitsMode) throws -> [Float] {
+    var logits = [Float](repeating: 0, count: mode.rows(tokens.count) * model.vocabSize)
+    try tokens.withUnsafeBufferPointer { t in
+      try logits.withUnsafeMutableBufferPointer { try append(t, mode: mode, into: $0) }
+    }
+    return logits
+  }
+
+  /// Appends tokens and writes the logits `mode` asks for into `logits`, which holds at least
+  /// rows × vocabSize values (a caller's buffer, reused from token to token: no allocation here).
+  public func append(_ tokens: UnsafeBufferPointer<Int32>, mode: LogitsMode, into logits: UnsafeMutableBufferPointer<Float>) throws {
     guard !tokens.isEmpty else {
       throw RuntimeError(.request, .invalidArgument, "model '\(model.name)': nothing to append")
     }
-    var logits = [Float](repeating: 0, count: mode.rows(tokens.count) * model.vocabSize)
-    var error: OpaquePointer? = nil
-    let status = tokens.withUnsafeBufferPointer { t in
-      logits.withUnsafeMutableBufferPointer { l in
-        model.plugin.table.pointee.session_append(handle, t.baseAddress, t.count, mode.abi, l.baseAddress, &error)
-      }
+    guard logits.count >= mode.rows(tokens.count) * model.vocabSize else {
+      throw RuntimeError(.request, .invalidArgument, "model '\(model.name)': a logits buffer of \(logits.count) values for \(mode.rows(tokens.count)) rows")
     }
+    var error: OpaquePointer? = nil
+    let status = model.plugin.table.pointee.session_append(handle, tokens.baseAddress, tokens.count, mode.abi, logits.baseAddress, &error)
     guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': append") }
-    return logits
   }
+
 
   /// Keeps the first `n` tokens.
   public func truncate(to n: Int) throws {

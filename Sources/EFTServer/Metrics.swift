@@ -7,13 +7,29 @@ import Prometheus
 /// format. The registry is the server's own (no process-wide metrics system), so several
 /// servers in one process (the tests) keep theirs apart.
 public final class ServerMetrics: Sendable {
-  let registry = PrometheusCollectorRegistry()
+  let registry: PrometheusCollectorRegistry
 
   /// Latency buckets from 1 ms to 2 min.
   static let buckets: [Duration] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
     .map { Duration.nanoseconds(Int64($0 * 1e9)) }
 
-  init() {}
+  /// Per model of the config, its step histogram and token counter, made once: the scheduler
+  /// reports every step of every model, and a registry lookup takes a lock.
+  private let steps: [String: (time: DurationHistogram, tokens: Counter)]
+
+  init(models: [String]) {
+    let registry = PrometheusCollectorRegistry()
+    self.registry = registry
+    func step(_ model: String) -> (DurationHistogram, Counter) {
+      let labels = [("model", model)]
+      return (registry.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: "eft_model_step_seconds",
+                                                helpText: "Seconds of one batched append to a model (one scheduler step's call)."),
+                                             labels: labels, buckets: Self.buckets),
+              registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "eft_model_step_tokens_total",
+                                                                    helpText: "Tokens appended to a model's sessions."), labels: labels))
+    }
+    steps = Dictionary(models.map { ($0, step($0)) }, uniquingKeysWith: { a, _ in a })
+  }
 
   private func counter(_ name: String, _ help: String, _ labels: [(String, String)]) -> Counter {
     registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, helpText: help), labels: labels)
@@ -47,9 +63,9 @@ public final class ServerMetrics: Sendable {
 
   /// One batched backend call of a scheduler step.
   func modelCall(model: String, tokens: Int, time: Duration) {
-    let labels = [("model", model)]
-    histogram("eft_model_step_seconds", "Seconds of one batched append to a model (one scheduler step's call).", labels).record(time)
-    counter("eft_model_step_tokens_total", "Tokens appended to a model's sessions.", labels).increment(by: Int64(tokens))
+    guard let step = steps[model] else { return }
+    step.time.record(time)
+    step.tokens.increment(by: Int64(tokens))
   }
 
   /// The text exposition, with the gauges read now.

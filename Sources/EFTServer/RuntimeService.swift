@@ -69,7 +69,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
   /// Where a line per Generate and Score call goes (nil: nowhere).
   let requestLog: (@Sendable (String) -> Void)?
   /// What `/metrics` shows (both fronts count into it).
-  public let metrics = ServerMetrics()
+  public let metrics: ServerMetrics
   public let started = Date()
 
   public init(runtime: Runtime, limits: ServiceLimits = ServiceLimits(), requestLog: (@Sendable (String) -> Void)? = nil) {
@@ -77,6 +77,7 @@ public final class RuntimeService: Eft_V1_Runtime.SimpleServiceProtocol {
     self.limits = limits
     self.admission = Admission(limit: limits.maxConcurrent, queueLimit: limits.maxQueued, memoryBudget: limits.memoryBudget)
     self.requestLog = requestLog
+    self.metrics = ServerMetrics(models: runtime.modelOrder)
   }
 
   /// Runs the body of a Generate or Score call: a runtime error it throws becomes the status it

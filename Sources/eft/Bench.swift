@@ -42,11 +42,15 @@ struct Bench: ParsableCommand {
   @Flag(help: "With --compare-speculative: adapt the lookahead to the acceptance.")
   var adaptiveLookahead = false
 
+  @Flag(help: "Count heap allocations per decoded token (runs again with libEFTAllocCounter.so, from the executable's directory, preloaded).")
+  var countAllocations = false
+
   @Flag(help: "Print JSON.")
   var json = false
 
   func run() throws {
     if let threads { setenv("EFT_THREADS", String(threads), 1) }
+    if countAllocations, AllocationCounter.count == nil { try runCountingAllocations() }
     try reportingErrors {
       let runtime = try options.load()
       if compareSpeculative {
@@ -60,14 +64,30 @@ struct Bench: ParsableCommand {
         print(BenchJSON.render(result))
       } else {
         print("graph \(result.graph): \(result.promptTokens)-token prompt, \(result.newTokens) new tokens, median of \(result.runs)")
-        print("  " + pad("", 24) + "   prefill/s    decode/s")
+        let counted = result.graphThroughput.decodeAllocationsPerToken != nil
+        print("  " + pad("", 24) + "   prefill/s    decode/s" + (counted ? "  allocations/token" : ""))
         func row(_ name: String, _ t: Throughput) {
-          print("  " + pad(name, 24) + String(format: "%12.1f%12.1f", t.prefillTokensPerSecond, t.decodeTokensPerSecond))
+          print("  " + pad(name, 24) + String(format: "%12.1f%12.1f", t.prefillTokensPerSecond, t.decodeTokensPerSecond)
+                + (t.decodeAllocationsPerToken.map { String(format: "%19.1f", $0) } ?? ""))
         }
         row("graph", result.graphThroughput)
         for (name, t) in result.models { row("model \(name)", t) }
       }
     }
+  }
+
+  /// Runs this command again with the allocation counter preloaded (the dynamic loader reads
+  /// LD_PRELOAD only at exec).
+  func runCountingAllocations() throws {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    let counter = executable.deletingLastPathComponent().appendingPathComponent("libEFTAllocCounter.so").path
+    guard FileManager.default.fileExists(atPath: counter) else {
+      throw ValidationError("--count-allocations: no \(counter); build it (swift build [-c release] --product EFTAllocCounter)")
+    }
+    let preload = ProcessInfo.processInfo.environment["LD_PRELOAD"].map { counter + ":" + $0 } ?? counter
+    setenv("LD_PRELOAD", preload, 1)
+    execv(executable.path, CommandLine.unsafeArgv)
+    throw ValidationError("--count-allocations: could not run \(executable.path) again: \(String(cString: strerror(errno)))")
   }
 
   func compare(_ runtime: Runtime) throws {
@@ -119,11 +139,17 @@ enum BenchJSON {
   static func render(_ r: BenchmarkResult) -> String {
     func fmt(_ x: Double) -> String { jsonNumber(x, decimals: 3) }
     let models = r.models.map {
-      "{\"name\":\"\($0.name)\",\"prefill_tokens_per_s\":\(fmt($0.throughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt($0.throughput.decodeTokensPerSecond))}"
+      "{\"name\":\"\($0.name)\",\"prefill_tokens_per_s\":\(fmt($0.throughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt($0.throughput.decodeTokensPerSecond))"
+        + allocations($0.throughput) + "}"
     }.joined(separator: ",")
     return "{\"graph\":\"\(r.graph)\",\"prompt_tokens\":\(r.promptTokens),\"new_tokens\":\(r.newTokens),\"runs\":\(r.runs),"
-      + "\"prefill_tokens_per_s\":\(fmt(r.graphThroughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt(r.graphThroughput.decodeTokensPerSecond)),"
-      + "\"models\":[\(models)]}"
+      + "\"prefill_tokens_per_s\":\(fmt(r.graphThroughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt(r.graphThroughput.decodeTokensPerSecond))"
+      + allocations(r.graphThroughput) + ",\"models\":[\(models)]}"
+  }
+
+  /// `,"decode_allocations_per_token":N` when they were counted.
+  static func allocations(_ t: Throughput) -> String {
+    t.decodeAllocationsPerToken.map { ",\"decode_allocations_per_token\":\(jsonNumber($0, decimals: 2))" } ?? ""
   }
 
   /// {"plain": {…}, "speculative": {…}} with the first speculative measurement, and "sweep" with
