@@ -82,7 +82,8 @@ struct Deadline: CancellationSignal {
   @Test func aRemoteLargeBaseGivesTheLocalTokens() async throws {
     #expect(Self.prompts.count == 6)
     let dir = try SocketDirectory()
-    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
+    // A runtime of its own: its session count is checked below (other suites use the shared one).
+    let remote = try await RunningServer.start(try factsOfItsOwn(), [.unix(path: dir.socket)])
     let split = try loadSplit(splitConfig(.unix(path: dir.socket)), in: dir)
     #expect(split.models["large_base"]?.plugin.name == "remote")
     #expect(split.models["large_base"]?.contextLength == (try facts()).models["large_base"]?.contextLength)
@@ -236,8 +237,9 @@ struct Deadline: CancellationSignal {
   /// was; the session ends with the stream.
   @Test func sessionStreamsAnswerErrorsInStream() async throws {
     let dir = try SocketDirectory()
-    let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
-    let local = try facts().models["large_base"]!
+    let remoteRuntime = try factsOfItsOwn()  // its session count is checked below
+    let remote = try await RunningServer.start(remoteRuntime, [.unix(path: dir.socket)])
+    let local = try #require(remoteRuntime.models["large_base"])
     let session = try local.makeSession()
     let expected = try session.append([1, 2, 3], mode: .all)
     let responses = try await connect(.unix(path: dir.socket)) { client in

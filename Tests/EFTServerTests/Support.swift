@@ -16,6 +16,12 @@ let factsRuntime: Result<Runtime, any Error> = Result {
 
 func facts() throws -> Runtime { try factsRuntime.get() }
 
+/// The facts-world config loaded anew: for a test that counts live sessions, which the suites
+/// running beside it would change on the shared runtime.
+func factsOfItsOwn() throws -> Runtime {
+  try Runtime(configPath: repoRoot.appendingPathComponent("examples/configs/facts.pbtxt").path, pluginDirectories: [buildDirectory])
+}
+
 let question = "<|user|>\nWhere does Fenyar Balutam live?\n<|assistant|>\n"
 
 /// A scratch directory for socket files, removed at deinit. Short, because socket paths are
