@@ -34,10 +34,19 @@ func splitConfig(_ remote: ServerEndpoint, options: String = "", tokenizer: Stri
     """
 }
 
-func loadSplit(_ text: String, in dir: SocketDirectory) throws -> Runtime {
+// The runtime's calls block their thread while a remote server answers; in a test that server
+// runs in this process, on Swift's cooperative pool, which the other suites' tests also use. A
+// call that waits on it must not hold a thread of that pool (two, on a 2-core machine): each of
+// these runs on a thread of its own.
+
+func loadSplit(_ text: String, in dir: SocketDirectory) async throws -> Runtime {
   let path = dir.path + "/split.pbtxt"
   try text.write(toFile: path, atomically: true, encoding: .utf8)
-  return try Runtime(configPath: path, pluginDirectories: [buildDirectory])
+  return try await onThread { try Runtime(configPath: path, pluginDirectories: [buildDirectory]) }
+}
+
+func generate(_ runtime: Runtime, _ request: GenerationRequest, cancellation: (any CancellationSignal)? = nil) async throws -> GenerationResult {
+  try await onThread { try runtime.generate(request, cancellation: cancellation) }
 }
 
 /// Whether `condition` holds within 10 s (polled): for what ends asynchronously, a session freed
@@ -50,9 +59,9 @@ func eventually(_ condition: () -> Bool) async throws -> Bool {
   return condition()
 }
 
-func runtimeError(_ body: () throws -> Void) -> EFTCore.RuntimeError? {
+func runtimeError(_ body: () async throws -> Void) async -> EFTCore.RuntimeError? {
   do {
-    try body()
+    try await body()
     return nil
   } catch let error as EFTCore.RuntimeError {
     return error
@@ -84,7 +93,7 @@ struct Deadline: CancellationSignal {
     let dir = try SocketDirectory()
     // A runtime of its own: its session count is checked below (other suites use the shared one).
     let remote = try await RunningServer.start(try factsOfItsOwn(), [.unix(path: dir.socket)])
-    let split = try loadSplit(splitConfig(.unix(path: dir.socket)), in: dir)
+    let split = try await loadSplit(splitConfig(.unix(path: dir.socket)), in: dir)
     #expect(split.models["large_base"]?.plugin.name == "remote")
     #expect(split.models["large_base"]?.contextLength == (try facts()).models["large_base"]?.contextLength)
     for (temperature, speculative) in [(0.0, false), (0.0, true), (0.8, false), (0.8, true)] {
@@ -123,10 +132,10 @@ struct Deadline: CancellationSignal {
   @Test func f16LogitsOverTCP() async throws {
     let dir = try SocketDirectory()
     let remote = try await RunningServer.start(try facts(), [.tcp(host: "127.0.0.1", port: 0)])
-    let split = try loadSplit(splitConfig(remote.tcpEndpoint, options: "f16_logits: true"), in: dir)
+    let split = try await loadSplit(splitConfig(remote.tcpEndpoint, options: "f16_logits: true"), in: dir)
     for prompt in Self.prompts.prefix(3) {
       let r = GenerationRequest(graph: "upscaled", prompt: prompt)
-      #expect(try split.generate(r).text == (try facts()).generate(r).text)
+      #expect(try await generate(split, r).text == (try facts()).generate(r).text)
     }
     try await remote.stop()
   }
@@ -136,13 +145,13 @@ struct Deadline: CancellationSignal {
   @Test func aRemoteThatGoesAwayFailsTheRequestAndIsReconnected() async throws {
     let dir = try SocketDirectory()
     let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
-    let split = try loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 5"), in: dir)
+    let split = try await loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 5"), in: dir)
     let request = GenerationRequest(graph: "upscaled", prompt: question)
     let expected = try facts().generate(request).tokens
-    #expect(try split.generate(request).tokens == expected)
+    #expect(try await generate(split, request).tokens == expected)
     try await remote.stop()
 
-    let error = try #require(runtimeError { _ = try split.generate(request) })
+    let error = try #require(await runtimeError { _ = try await generate(split, request) })
     #expect(error.code == .unavailable, "\(error.code): \(error.message)")
     #expect(error.message.contains("large_base") && error.message.contains(dir.socket), "\(error.message)")
     // (The step's thread lets go of the remote session just after handing back the failure.)
@@ -151,7 +160,7 @@ struct Deadline: CancellationSignal {
     let back = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
     var answered: [Int32]?
     for _ in 0..<50 where answered == nil {  // the client reconnects with backoff
-      answered = try? split.generate(request).tokens
+      answered = try? await generate(split, request).tokens
       if answered == nil { try await Task.sleep(for: .milliseconds(100)) }
     }
     #expect(answered == expected)
@@ -166,10 +175,10 @@ struct Deadline: CancellationSignal {
   @Test func deadlinesPropagateToTheRemote() async throws {
     let dir = try SocketDirectory()
     let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)]) { $0.limits.maxConcurrent = 1 }
-    let split = try loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 60"), in: dir)
+    let split = try await loadSplit(splitConfig(.unix(path: dir.socket), options: "timeout_seconds: 60"), in: dir)
     let request = GenerationRequest(graph: "upscaled", prompt: question)
     let expected = try facts().generate(request).tokens
-    #expect(try split.generate(request).tokens == expected)
+    #expect(try await generate(split, request).tokens == expected)
 
     // The remote's one slot, held until released.
     let admission = remote.server.service.admission
@@ -180,7 +189,7 @@ struct Deadline: CancellationSignal {
     while admission.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
 
     let start = ContinuousClock.now
-    let error = try #require(runtimeError { _ = try split.generate(request, cancellation: Deadline(.now + .seconds(1))) })
+    let error = try #require(await runtimeError { _ = try await generate(split, request, cancellation: Deadline(.now + .seconds(1))) })
     let waited = ContinuousClock.now - start
     #expect(error.code == .deadlineExceeded, "\(error.code): \(error.message)")
     #expect(error.message.contains("large_base") && error.message.contains(dir.socket) && error.message.contains("deadline"), "\(error.message)")
@@ -210,7 +219,7 @@ struct Deadline: CancellationSignal {
     let late = responses[1].error
     #expect(late.code == Int32(RPCError.Code.deadlineExceeded.rawValue) && late.message.contains("timeout_ms = 200"), "\(late.code): \(late.message)")
     #expect(!responses[2].hasError && responses[2].length == 3)
-    #expect(try split.generate(request).tokens == expected, "the split runtime serves again")
+    #expect(try await generate(split, request).tokens == expected, "the split runtime serves again")
     try await remote.stop()
   }
 
@@ -218,17 +227,17 @@ struct Deadline: CancellationSignal {
     let dir = try SocketDirectory()
     let remote = try await RunningServer.start(try facts(), [.unix(path: dir.socket)])
     let endpoint = ServerEndpoint.unix(path: dir.socket)
-    func loadError(_ text: String) -> EFTCore.RuntimeError? { runtimeError { _ = try loadSplit(text, in: dir) } }
+    func loadError(_ text: String) async -> EFTCore.RuntimeError? { await runtimeError { _ = try await loadSplit(text, in: dir) } }
 
-    let noModel = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "model: \"large_base\" ", with: "model: \"huge\" ")))
+    let noModel = try #require(await loadError(splitConfig(endpoint).replacingOccurrences(of: "model: \"large_base\" ", with: "model: \"huge\" ")))
     #expect(noModel.code == .notFound && noModel.message.contains("no such model (models: small_base, small_ft, large_base, large_ft)"), "\(noModel.message)")
-    let otherTokenizer = try #require(loadError(splitConfig(endpoint, tokenizer: "Tests/Fixtures/Checkpoints/llama_gqa/tokenizer.json")))
+    let otherTokenizer = try #require(await loadError(splitConfig(endpoint, tokenizer: "Tests/Fixtures/Checkpoints/llama_gqa/tokenizer.json")))
     #expect(otherTokenizer.code == .failedPrecondition && otherTokenizer.message.contains("its backend runs it with tokenizer eft:"), "\(otherTokenizer.message)")
-    let noTokenizer = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "tokenizer: \"\(repoRoot.path)/examples/models/facts/large_base/tokenizer.json\"", with: "")))
+    let noTokenizer = try #require(await loadError(splitConfig(endpoint).replacingOccurrences(of: "tokenizer: \"\(repoRoot.path)/examples/models/facts/large_base/tokenizer.json\"", with: "")))
     #expect(noTokenizer.message.contains("is a location, not a file"), "\(noTokenizer.message)")
-    let nobody = try #require(loadError(splitConfig(.unix(path: dir.path + "/nobody.sock"))))
+    let nobody = try #require(await loadError(splitConfig(.unix(path: dir.path + "/nobody.sock"))))
     #expect(nobody.code == .unavailable && nobody.message.contains("nobody.sock"), "\(nobody.message)")
-    let badPath = try #require(loadError(splitConfig(endpoint).replacingOccurrences(of: "path: \"unix:", with: "path: \"udp:")))
+    let badPath = try #require(await loadError(splitConfig(endpoint).replacingOccurrences(of: "path: \"unix:", with: "path: \"udp:")))
     #expect(badPath.message.contains("expected tcp:HOST:PORT"), "\(badPath.message)")
     try await remote.stop()
   }
