@@ -25,6 +25,8 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
   let timeout: Duration
   let format: Eft_V1_LogitsFormat
   let client: GRPCClient<HTTP2ClientTransport.Posix>
+  /// Where the model's tasks run (its connection, its sessions' streams).
+  let executor = ThreadExecutor(name: "eft-remote")
   private let connections: Task<Void, Never>
 
   init(path: String, options bytes: [UInt8]) throws {
@@ -62,17 +64,17 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
       throw BackendError(EFT_INVALID_ARGUMENT, "\(endpoint): \(error)")
     }
     self.client = client
-    connections = Task { try? await client.runConnections() }
+    connections = Task(executorPreference: executor) { try? await client.runConnections() }
     let place = "remote model '\(options.model)' at \(endpoint)"
     let list: Eft_V1_ListModelsResponse
     do {
-      list = try Blocking.wait(timeout, what: place) { try await ModelsClient(wrapping: client).listModels(.init()) }
+      list = try Blocking.wait(timeout, what: place, on: executor) { try await ModelsClient(wrapping: client).listModels(.init()) }
     } catch {
-      client.beginGracefulShutdown()
+      Self.shutDown(client, connections, executor)
       throw error
     }
     guard let m = list.models.first(where: { $0.name == options.model }) else {
-      client.beginGracefulShutdown()
+      Self.shutDown(client, connections, executor)
       throw BackendError(EFT_NOT_FOUND, "\(place): the server has no such model (models: \(list.models.map(\.name).joined(separator: ", ")))")
     }
     // Sessions hold their memory on the remote server: none here.
@@ -81,9 +83,17 @@ final class RemoteModel: BackendModel, @unchecked Sendable {
                                    tokenizerFingerprint: m.tokenizerFingerprint, sessionBytesPerToken: 0, isRemote: true)
   }
 
-  deinit {
+  deinit { Self.shutDown(client, connections, executor) }
+
+  /// Closes the connection; the executor's thread ends once the connection's task has (after
+  /// the last tasks that could run on it).
+  static func shutDown(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ connections: Task<Void, Never>, _ executor: ThreadExecutor) {
     client.beginGracefulShutdown()
     connections.cancel()
+    Task(executorPreference: executor) {
+      await connections.value
+      executor.stop()
+    }
   }
 
   var place: String { "remote model '\(remoteName)' at \(endpoint)" }
@@ -156,7 +166,7 @@ final class RemoteSession: BackendSession, @unchecked Sendable {
     let client = ModelsClient(wrapping: model.client)
     let answers = self.answers
     let place = model.place
-    call = Task {
+    call = Task(executorPreference: model.executor) {
       do {
         try await client.session(requestProducer: { writer in
           for await request in outgoing { try await writer.write(request) }
@@ -297,12 +307,13 @@ final class Mailbox: @unchecked Sendable {
 
 /// Waiting on a host thread for async work (opening a model), and the statuses of what goes wrong.
 enum Blocking {
-  /// Runs `body` and waits for it on the calling thread (a host thread, never one of the Swift
-  /// concurrency pool's); past `timeout` it gives up with a DEADLINE_EXCEEDED error naming `what`.
-  static func wait<T: Sendable>(_ timeout: Duration, what: String, _ body: @escaping @Sendable () async throws -> T) throws -> T {
+  /// Runs `body` on `executor` and waits for it on the calling thread; past `timeout` it gives up
+  /// with a DEADLINE_EXCEEDED error naming `what`.
+  static func wait<T: Sendable>(_ timeout: Duration, what: String, on executor: ThreadExecutor,
+                                _ body: @escaping @Sendable () async throws -> T) throws -> T {
     let done = DispatchSemaphore(value: 0)
     let outcome = Outcome<T>()
-    let task = Task {
+    let task = Task(executorPreference: executor) {
       do {
         outcome.set(.success(try await body()))
       } catch {
@@ -352,4 +363,52 @@ final class Outcome<T>: @unchecked Sendable {
   private var result: Result<T, any Error>?
   func set(_ r: Result<T, any Error>) { lock.withLock { result = r } }
   var value: Result<T, any Error>? { lock.withLock { result } }
+}
+
+/// One thread that runs a remote model's tasks. The host calls the plugin synchronously and its
+/// thread waits until the answer comes; the tasks that bring it must not need a thread the host
+/// may be holding: a host calling from Swift async code blocks a thread of the cooperative pool
+/// (two, on a 2-core machine), and with those all blocked, tasks queued there would never run.
+/// Child tasks of these tasks inherit the preference.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+  private let condition = NSCondition()
+  private var jobs: [UnownedJob] = []
+  private var stopped = false
+
+  init(name: String) {
+    let thread = Thread { [self] in loop() }
+    thread.name = name
+    thread.start()
+  }
+
+  func enqueue(_ job: consuming ExecutorJob) {
+    let job = UnownedJob(job)
+    condition.lock()
+    jobs.append(job)
+    condition.signal()
+    condition.unlock()
+  }
+
+  /// The thread ends once the jobs queued so far have run.
+  func stop() {
+    condition.lock()
+    stopped = true
+    condition.signal()
+    condition.unlock()
+  }
+
+  private func loop() {
+    while true {
+      condition.lock()
+      while jobs.isEmpty, !stopped { condition.wait() }
+      if jobs.isEmpty {
+        condition.unlock()
+        return
+      }
+      let batch = jobs
+      jobs.removeAll(keepingCapacity: true)
+      condition.unlock()
+      for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
+  }
 }
