@@ -84,27 +84,34 @@ struct DecoderNetwork: Network {
   }
   var longRopeThreshold: Int? { config.ropes.compactMap { $0.long?.original }.min() }
 
+  /// Rotary table `i` of the pass (of `ropes[i]`), in the pass's scratch.
+  static func ropeTable(_ i: Int, _ batch: BatchRows, _ rope: Rope) -> Rope.Table {
+    let size = batch.count * rope.dims / 2
+    return i == 0 ? Rope.Table(batch: batch, cos: batch.scratch.floats(.ropeCos0, size), sin: batch.scratch.floats(.ropeSin0, size))
+      : Rope.Table(batch: batch, cos: batch.scratch.floats(.ropeCos1, size), sin: batch.scratch.floats(.ropeSin1, size))
+  }
+
   func forward(_ batch: BatchRows) {
     let c = config
     let n = batch.count, d = c.hidden
     let qWidth = c.heads * c.headDim
-    let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // residual stream [n × hidden]
-    let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)          // normed input [n × hidden]
-    let q = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)     // [n × heads × headDim]
-    let k = UnsafeMutablePointer<Float>.allocate(capacity: n * kvWidth)    // [n × kvHeads × headDim]
-    let v = UnsafeMutablePointer<Float>.allocate(capacity: n * kvWidth)
-    let attn = UnsafeMutablePointer<Float>.allocate(capacity: n * qWidth)  // [n × heads × headDim]
-    let gate = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
-    let up = UnsafeMutablePointer<Float>.allocate(capacity: n * c.intermediate)
-    let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    defer { [x, h, q, k, v, attn, gate, up, o].forEach { $0.deallocate() } }
+    let scratch = batch.scratch
+    let x = scratch.floats(.a0, n * d)                 // residual stream [n × hidden]
+    let h = scratch.floats(.a1, n * d)                 // normed input [n × hidden]
+    let q = scratch.floats(.a2, n * qWidth)            // [n × heads × headDim]
+    let k = scratch.floats(.a3, n * kvWidth)           // [n × kvHeads × headDim]
+    let v = scratch.floats(.a4, n * kvWidth)
+    let attn = scratch.floats(.a5, n * qWidth)         // [n × heads × headDim]
+    let gate = scratch.floats(.a6, n * c.intermediate)
+    let up = scratch.floats(.a7, n * c.intermediate)
+    let o = scratch.floats(.a8, n * d)
 
     let scale = c.embeddingScale ?? 1
     for t in 0..<n {
       let token = batch.token(t)
       for i in 0..<d { x[t * d + i] = embedding.value(token * d + i) * scale }
     }
-    let tables = c.ropes.map { $0.table(batch) }
+    for (i, rope) in c.ropes.enumerated() { rope.fill(Self.ropeTable(i, batch, rope)) }
     for (l, layer) in blocks.enumerated() {
       Layers.rmsNorm(x, layer.attentionNorm, eps: c.eps, n: n, into: h)
       kernels.multiply(layer.q, h, n: n, into: q)
@@ -115,7 +122,7 @@ struct DecoderNetwork: Network {
       Layers.addBias(v, layer.vBias, n: n)
       if let qNorm = layer.qNorm { Layers.rmsNorm(q, qNorm, eps: c.eps, n: n * c.heads, into: q) }
       if let kNorm = layer.kNorm { Layers.rmsNorm(k, kNorm, eps: c.eps, n: n * c.kvHeads, into: k) }
-      let rope = c.ropes[c.layerRope[l]], table = tables[c.layerRope[l]]
+      let rope = c.ropes[c.layerRope[l]], table = Self.ropeTable(c.layerRope[l], batch, rope)
       rope.apply(table, to: q, rows: n, heads: c.heads, headDim: c.headDim)
       rope.apply(table, to: k, rows: n, heads: c.kvHeads, headDim: c.headDim)
       batch.store(layer: l, width: kvWidth, keys: k, values: v, stride: kvWidth)

@@ -91,14 +91,14 @@ struct GPT2: Network {
 
   func forward(_ batch: BatchRows) {
     let n = batch.count, d = hidden, headDim = hidden / heads
-    let x = UnsafeMutablePointer<Float>.allocate(capacity: n * d)        // residual [n × hidden]
-    let h = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    let qkv = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * d)  // [n × (q | k | v)]
-    let q = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    let attn = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    let mlp = UnsafeMutablePointer<Float>.allocate(capacity: n * inner)
-    let o = UnsafeMutablePointer<Float>.allocate(capacity: n * d)
-    defer { [x, h, qkv, q, attn, mlp, o].forEach { $0.deallocate() } }
+    let scratch = batch.scratch
+    let x = scratch.floats(.a0, n * d)         // residual [n × hidden]
+    let h = scratch.floats(.a1, n * d)
+    let qkv = scratch.floats(.a2, n * 3 * d)   // [n × (q | k | v)]
+    let q = scratch.floats(.a3, n * d)
+    let attn = scratch.floats(.a4, n * d)
+    let mlp = scratch.floats(.a5, n * inner)
+    let o = scratch.floats(.a6, n * d)
 
     for t in 0..<n {
       let token = batch.token(t), position = batch.positions[t]

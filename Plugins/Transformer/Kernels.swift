@@ -9,31 +9,41 @@ public protocol MatrixKernels: Sendable {
   func prepare(_ w: Weight) -> Weight
   /// Worker threads for the parts of the forward pass outside `multiply` (attention heads).
   var threads: Int { get }
-  /// Runs `body(i)` for every i in 0..<count, possibly in parallel; `work` estimates the total
-  /// cost (multiply-adds) so that small loops stay on the calling thread.
-  func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void)
+  /// Runs `body(arguments, i)` for every i in 0..<count, possibly in parallel; `work` estimates
+  /// the total cost (multiply-adds) so that small loops stay on the calling thread.
+  func parallelFor(_ count: Int, work: Int, arguments: UnsafeRawPointer, _ body: @escaping ParallelJob)
 }
+
+/// A parallel loop's body, `(arguments, index)`: a `static let`, made once, with the loop's
+/// arguments in a struct on the caller's stack, so that starting a loop allocates nothing (a
+/// closure capturing them would be boxed on the heap to reach the worker threads, on every
+/// matrix product).
+public typealias ParallelJob = @Sendable (UnsafeRawPointer, Int) -> Void
 
 extension MatrixKernels {
   public func prepare(_ w: Weight) -> Weight { w }
 
+  /// `body(pointer to arguments, i)` for every i in 0..<count, possibly in parallel.
+  @inline(__always)
+  func parallelFor<Arguments>(_ count: Int, work: Int, _ arguments: Arguments, _ body: @escaping ParallelJob) {
+    withUnsafePointer(to: arguments) { parallelFor(count, work: work, arguments: UnsafeRawPointer($0), body) }
+  }
+
   /// The default: GCD's concurrentPerform over `threads` when `work` pays for the handoff.
-  public func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
+  public func parallelFor(_ count: Int, work: Int, arguments: UnsafeRawPointer, _ body: @escaping ParallelJob) {
     if threads <= 1 || count <= 1 || work < 1 << 16 {
-      for i in 0..<count { body(i) }
+      for i in 0..<count { body(arguments, i) }
       return
     }
     let workers = min(threads, count)
-    // concurrentPerform returns only when every iteration has run, so `body` does not escape;
-    // callers hand each index disjoint output rows (the reason it is safe to share).
-    withoutActuallyEscaping(body) { body in
-      let shared = UncheckedSendable(body)
-      DispatchQueue.concurrentPerform(iterations: workers) { worker in
-        var i = worker
-        while i < count {
-          shared.value(i)
-          i += workers
-        }
+    // concurrentPerform returns only when every iteration has run, so the arguments outlive the
+    // loop; callers hand each index disjoint output rows (the reason it is safe to share).
+    let shared = UncheckedSendable((body, arguments))
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+      var i = worker
+      while i < count {
+        shared.value.0(shared.value.1, i)
+        i += workers
       }
     }
   }
@@ -82,12 +92,12 @@ public struct SIMDKernels: MatrixKernels {
   }
 
   /// Spreads the indices over the worker pool (each participant claims the next free index).
-  public func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
+  public func parallelFor(_ count: Int, work: Int, arguments: UnsafeRawPointer, _ body: @escaping ParallelJob) {
     if threads <= 1 || count <= 1 || work < 1 << 15 {
-      for i in 0..<count { body(i) }
+      for i in 0..<count { body(arguments, i) }
       return
     }
-    pool.run(count: count, body)
+    pool.run(count: count, arguments: arguments, body)
   }
 
   public func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
@@ -99,47 +109,61 @@ public struct SIMDKernels: MatrixKernels {
     }
   }
 
+  /// A matrix product's arguments, for its parallel parts (`multiplyPart`).
+  struct Product<R: RowLoader> {
+    let loader: R
+    let rows: Int, cols: Int, n: Int
+    let x: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let parts: Int
+  }
+
   @inline(__always)
   func run<R: RowLoader>(_ loader: R, _ w: Weight, _ x: UnsafePointer<Float>, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
-    let rows = w.rows, cols = w.cols
+    let parts = min(threads, (w.rows + 7) / 8)
+    parallelFor(parts, work: w.rows * w.cols * max(1, n), Product(loader: loader, rows: w.rows, cols: w.cols, n: n, x: x, y: y, parts: parts),
+                R.productPart)
+  }
+
+  /// Part `part` of a product: contiguous, equal shares of the 8-row blocks.
+  @inline(__always)
+  static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type) {
+    let a = arguments.assumingMemoryBound(to: Product<R>.self).pointee
+    let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y, parts = a.parts
     let blocks = (rows + 7) / 8
-    let parts = min(threads, blocks)
-    parallelFor(parts, work: rows * cols * max(1, n)) { part in
-      // Contiguous, equal shares of the 8-row blocks.
-      let first = blocks * part / parts, last = blocks * (part + 1) / parts
-      for block in first..<last {
-        let r0 = block * 8
-        let height = min(8, rows - r0)
-        if height >= 4 {
-          // Rows r0..<r0+4 (and r0+4..<r0+8 when the block is full).
-          let quads = height / 4
-          var t = 0
-          while t + 4 <= n {
-            for pair in 0..<(2 * quads) {
-              let r = r0 + 2 * pair
-              Self.block2x4(loader, r, cols, x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols,
-                            y + t * rows + r, rows)
-            }
-            t += 4
+    let first = blocks * part / parts, last = blocks * (part + 1) / parts
+    for block in first..<last {
+      let r0 = block * 8
+      let height = min(8, rows - r0)
+      if height >= 4 {
+        // Rows r0..<r0+4 (and r0+4..<r0+8 when the block is full).
+        let quads = height / 4
+        var t = 0
+        while t + 4 <= n {
+          for pair in 0..<(2 * quads) {
+            let r = r0 + 2 * pair
+            Self.block2x4(loader, r, cols, x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols,
+                          y + t * rows + r, rows)
           }
-          while t + 2 <= n {
-            for quad in 0..<quads {
-              let r = r0 + 4 * quad
-              Self.block4x2(loader, r, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r, y + (t + 1) * rows + r)
-            }
-            t += 2
+          t += 4
+        }
+        while t + 2 <= n {
+          for quad in 0..<quads {
+            let r = r0 + 4 * quad
+            Self.block4x2(loader, r, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r, y + (t + 1) * rows + r)
           }
-          if t < n {
-            if quads == 2 {
-              Self.block8x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
-            } else {
-              Self.block4x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
-            }
+          t += 2
+        }
+        if t < n {
+          if quads == 2 {
+            Self.block8x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
+          } else {
+            Self.block4x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
           }
         }
-        for r in (r0 + height / 4 * 4)..<(r0 + height) {
-          for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
-        }
+      }
+      for r in (r0 + height / 4 * 4)..<(r0 + height) {
+        for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
       }
     }
   }
@@ -289,6 +313,8 @@ public struct SIMDKernels: MatrixKernels {
 
 /// Reads weights of one storage type as Floats: 8 consecutive (SIMD) or one.
 protocol RowLoader {
+  /// `SIMDKernels.multiplyPart` for this loader, made once.
+  static var productPart: ParallelJob { get }
   /// The start of row `row`.
   func row(_ row: Int) -> UnsafeRawPointer
   static func load(_ row: UnsafeRawPointer, _ col: Int) -> SIMD8<Float>
@@ -296,6 +322,7 @@ protocol RowLoader {
 }
 
 struct F32Rows: RowLoader {
+  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, F32Rows.self) }
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 4 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
@@ -308,6 +335,7 @@ struct F32Rows: RowLoader {
 }
 
 struct F16Rows: RowLoader {
+  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, F16Rows.self) }
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
@@ -323,6 +351,7 @@ struct F16Rows: RowLoader {
 }
 
 struct BF16Rows: RowLoader {
+  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, BF16Rows.self) }
   let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
   @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }

@@ -54,39 +54,56 @@ enum Layers {
   static func attention(q: UnsafePointer<Float>, batch: BatchRows, layer: Int, heads: Int, kvHeads: Int, headDim: Int,
                         window: Int? = nil, scale: Float? = nil, softcap: Float? = nil,
                         kernels: some MatrixKernels, into out: UnsafeMutablePointer<Float>) {
-    let group = heads / kvHeads
-    let kvWidth = kvHeads * headDim
-    let scale = scale ?? 1 / Float(headDim).squareRoot()
-    let work = batch.positions.reduce(0) { $0 + min($1 + 1, window ?? Int.max) } * heads * headDim
-    kernels.parallelFor(batch.count * heads, work: work) { job in
-      let row = job / heads, h = job % heads
-      let cache = batch.items[batch.itemOfRow[row]].cache
-      let position = batch.positions[row]
-      let first = window.map { max(0, position - $0 + 1) } ?? 0
-      let length = position + 1 - first
-      // The cache holds positions from cache.base on; `first` is never before it.
-      let keys = cache.keys[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
-      let values = cache.values[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
-      let qh = q + (row * heads + h) * headDim
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
-        var maxScore = -Float.infinity
-        for p in 0..<length {
-          var s = dot(qh, keys + p * kvWidth, headDim) * scale
-          if let softcap { s = Foundation.tanh(s / softcap) * softcap }
-          scores[p] = s
-          maxScore = max(maxScore, s)
-        }
-        var total: Float = 0
-        for p in 0..<length {
-          scores[p] = Foundation.exp(scores[p] - maxScore)
-          total += scores[p]
-        }
-        let o = out + (row * heads + h) * headDim
-        o.initialize(repeating: 0, count: headDim)
-        let inverse = 1 / total
-        for p in 0..<length {
-          accumulate(o, scores[p] * inverse, values + p * kvWidth, headDim)
-        }
+    var work = 0
+    for position in batch.positions { work += min(position + 1, window ?? Int.max) }
+    let arguments = Attention(q: q, batch: batch, layer: layer, heads: heads, group: heads / kvHeads, kvWidth: kvHeads * headDim,
+                              headDim: headDim, window: window, scale: scale ?? 1 / Float(headDim).squareRoot(), softcap: softcap, out: out)
+    kernels.parallelFor(batch.count * heads, work: work * heads * headDim, arguments, attentionPart)
+  }
+
+  /// An attention's arguments, for its parallel parts (one per row and head).
+  struct Attention {
+    let q: UnsafePointer<Float>
+    let batch: BatchRows
+    let layer: Int, heads: Int, group: Int, kvWidth: Int, headDim: Int
+    let window: Int?
+    let scale: Float
+    let softcap: Float?
+    let out: UnsafeMutablePointer<Float>
+  }
+
+  static let attentionPart: ParallelJob = { arguments, job in
+    let a = arguments.assumingMemoryBound(to: Attention.self)
+    let q = a.pointee.q, layer = a.pointee.layer, heads = a.pointee.heads, group = a.pointee.group, kvWidth = a.pointee.kvWidth
+    let headDim = a.pointee.headDim, window = a.pointee.window, scale = a.pointee.scale, softcap = a.pointee.softcap, out = a.pointee.out
+    let row = job / heads, h = job % heads
+    let batch = a.pointee.batch
+    let cache = batch.items[batch.itemOfRow[row]].cache
+    let position = batch.positions[row]
+    let first = window.map { max(0, position - $0 + 1) } ?? 0
+    let length = position + 1 - first
+    // The cache holds positions from cache.base on; `first` is never before it.
+    let keys = cache.keys[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
+    let values = cache.values[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
+    let qh = q + (row * heads + h) * headDim
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+      var maxScore = -Float.infinity
+      for p in 0..<length {
+        var s = dot(qh, keys + p * kvWidth, headDim) * scale
+        if let softcap { s = Foundation.tanh(s / softcap) * softcap }
+        scores[p] = s
+        maxScore = max(maxScore, s)
+      }
+      var total: Float = 0
+      for p in 0..<length {
+        scores[p] = Foundation.exp(scores[p] - maxScore)
+        total += scores[p]
+      }
+      let o = out + (row * heads + h) * headDim
+      o.initialize(repeating: 0, count: headDim)
+      let inverse = 1 / total
+      for p in 0..<length {
+        accumulate(o, scores[p] * inverse, values + p * kvWidth, headDim)
       }
     }
   }

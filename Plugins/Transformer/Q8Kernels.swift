@@ -8,18 +8,18 @@ import _Builtin_intrinsics.intel
 /// the SIMD kernels compute exactly that; they differ only in how the Float sum over blocks is
 /// associated.
 struct Q16Activations {
-  /// [n × cols] Int16, then [n × cols/32] Float scales, in one allocation.
+  /// [n × cols] Int16, then [n × cols/32] Float scales, in one buffer of `scratch`.
   let q: UnsafeMutablePointer<Int16>
   let d: UnsafeMutablePointer<Float>
   let cols: Int
-  private let raw: UnsafeMutableRawPointer
 
-  init(_ x: UnsafePointer<Float>, n: Int, cols: Int) {
+  init(_ x: UnsafePointer<Float>, n: Int, cols: Int, scratch: Scratch) {
     let blocks = cols / Q8_0.blockSize
     self.cols = cols
-    raw = .allocate(byteCount: n * cols * 2 + n * blocks * 4, alignment: 64)
+    // Int16s take half a Float each.
+    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks))
     q = raw.bindMemory(to: Int16.self, capacity: n * cols)
-    d = (raw + n * cols * 2).bindMemory(to: Float.self, capacity: n * blocks)
+    d = (raw + (n * cols + 1) / 2 * 4).bindMemory(to: Float.self, capacity: n * blocks)
     for b in 0..<(n * blocks) {
       let values = x + b * Q8_0.blockSize
       var amax: Float = 0
@@ -33,8 +33,6 @@ struct Q16Activations {
       }
     }
   }
-
-  func deallocate() { raw.deallocate() }
 
   /// Token t's block b: 32 Int16s and their scale.
   @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float) {
@@ -81,22 +79,23 @@ extension ReferenceKernels {
   /// The definition: per row and token, Σ over blocks in order of Float(dw·dx) · Float(Σ qw·qx),
   /// the integer sum exact.
   func multiplyQ8(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
-    let a = Q16Activations(x, n: n, cols: w.cols)
-    defer { a.deallocate() }
-    let rowBytes = DType.q8_0.rowBytes(w.cols)
-    for t in 0..<n {
-      for r in 0..<w.rows {
-        var sum: Float = 0
-        for b in 0..<(w.cols / Q8_0.blockSize) {
-          let (qw, dw) = Q8Dot.weights(w.data + r * rowBytes, b)
-          let (qx, dx) = a.block(t, b)
-          var dot = 0
-          for j in 0..<Q8_0.blockSize {
-            dot += Int(qw.load(fromByteOffset: j, as: Int8.self)) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
+    ScratchPool.with { scratch in
+      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let rowBytes = DType.q8_0.rowBytes(w.cols)
+      for t in 0..<n {
+        for r in 0..<w.rows {
+          var sum: Float = 0
+          for b in 0..<(w.cols / Q8_0.blockSize) {
+            let (qw, dw) = Q8Dot.weights(w.data + r * rowBytes, b)
+            let (qx, dx) = a.block(t, b)
+            var dot = 0
+            for j in 0..<Q8_0.blockSize {
+              dot += Int(qw.load(fromByteOffset: j, as: Int8.self)) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
+            }
+            sum += dw * dx * Float(dot)
           }
-          sum += dw * dx * Float(dot)
+          y[t * w.rows + r] = sum
         }
-        y[t * w.rows + r] = sum
       }
     }
   }
@@ -110,35 +109,50 @@ extension SIMDKernels {
   /// converted, times the Float dw·dx, added lane-wise; the lanes summed at the end — so results
   /// do not depend on the rows in the call.
   func multiplyQ8(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
-    let a = Q16Activations(x, n: n, cols: w.cols)
-    defer { a.deallocate() }
-    let rows = w.rows, blocks = w.cols / Q8_0.blockSize, rowBytes = DType.q8_0.rowBytes(w.cols)
+    ScratchPool.with { scratch in
+      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let parts = min(threads, (w.rows + 7) / 8)
+      parallelFor(parts, work: w.rows * w.cols * max(1, n), Q8Product(w: w.data, rows: w.rows, cols: w.cols, n: n, a: a, y: y, parts: parts),
+                  Self.q8ProductPart)
+    }
+  }
+
+  /// A Q8_0 product's arguments, for its parallel parts.
+  struct Q8Product {
+    let w: UnsafeRawPointer
+    let rows: Int, cols: Int, n: Int
+    let a: Q16Activations
+    let y: UnsafeMutablePointer<Float>
+    let parts: Int
+  }
+
+  static let q8ProductPart: ParallelJob = { arguments, part in
+    let p = arguments.assumingMemoryBound(to: Q8Product.self).pointee
+    let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y, parts = p.parts
+    let blocks = p.cols / Q8_0.blockSize, rowBytes = DType.q8_0.rowBytes(p.cols)
     let rowBlocks = (rows + 7) / 8
-    let parts = min(threads, rowBlocks)
-    parallelFor(parts, work: rows * w.cols * max(1, n)) { part in
-      let first = rowBlocks * part / parts, last = rowBlocks * (part + 1) / parts
-      for rowBlock in first..<last {
-        let r0 = rowBlock * 8, height = min(8, rows - r0)
-        var t = 0
-        while t + 4 <= n {
-          var r = r0
-          while r + 2 <= r0 + height {
-            Self.q8Rows2x4(w.data + r * rowBytes, rowBytes, blocks, a, t, y + t * rows + r, rows)
-            r += 2
-          }
-          if r < r0 + height {
-            for u in t..<(t + 4) { y[u * rows + r] = Self.q8Dot(w.data + r * rowBytes, blocks, a, u) }
-          }
-          t += 4
+    let first = rowBlocks * part / parts, last = rowBlocks * (part + 1) / parts
+    for rowBlock in first..<last {
+      let r0 = rowBlock * 8, height = min(8, rows - r0)
+      var t = 0
+      while t + 4 <= n {
+        var r = r0
+        while r + 2 <= r0 + height {
+          SIMDKernels.q8Rows2x4(w + r * rowBytes, rowBytes, blocks, a, t, y + t * rows + r, rows)
+          r += 2
         }
-        while t < n {
-          if height == 8 {
-            Self.q8Rows8x1(w.data + r0 * rowBytes, rowBytes, blocks, a, t, y + t * rows + r0)
-          } else {
-            for r in r0..<(r0 + height) { y[t * rows + r] = Self.q8Dot(w.data + r * rowBytes, blocks, a, t) }
-          }
-          t += 1
+        if r < r0 + height {
+          for u in t..<(t + 4) { y[u * rows + r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, u) }
         }
+        t += 4
+      }
+      while t < n {
+        if height == 8 {
+          SIMDKernels.q8Rows8x1(w + r0 * rowBytes, rowBytes, blocks, a, t, y + t * rows + r0)
+        } else {
+          for r in r0..<(r0 + height) { y[t * rows + r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, t) }
+        }
+        t += 1
       }
     }
   }

@@ -104,14 +104,16 @@ struct Rope {
   }
 
   /// cos and sin of every row's angles, [rows × dims/2] each.
+  /// The cos and sin of each row's angles, [rows × dims/2] each, in memory of the pass.
   struct Table {
-    let cos: [Float]
-    let sin: [Float]
+    let batch: BatchRows
+    let cos: UnsafeMutablePointer<Float>
+    let sin: UnsafeMutablePointer<Float>
   }
 
-  func table(_ batch: BatchRows) -> Table {
-    let half = dims / 2
-    var cos = [Float](repeating: 0, count: batch.count * half), sin = cos
+  /// Computes `table` for its batch's rows.
+  func fill(_ table: Table) {
+    let half = dims / 2, batch = table.batch, cos = table.cos, sin = table.sin
     for row in 0..<batch.count {
       var frequencies = invFreq
       if let long, batch.ropeLength[batch.itemOfRow[row]] > long.original { frequencies = long.invFreq }
@@ -123,7 +125,6 @@ struct Rope {
         sin[row * half + i] = Foundation.sin(angle) * scale
       }
     }
-    return Table(cos: cos, sin: sin)
   }
 
   /// Rotates `x`, [rows × heads × headDim], by `table`.

@@ -54,7 +54,7 @@ public final class TransformerModel: BackendModel {
       }
       return session.item(a.tokens, mode: a.mode, logits: a.logits)
     }
-    network.forward(BatchRows(items))
+    items.withUnsafeBufferPointer { network.forward($0) }
   }
 }
 
@@ -73,7 +73,8 @@ final class TransformerSession: BackendSession {
   var count: Int { cache.count }
 
   func append(_ tokens: UnsafeBufferPointer<Int32>, mode: eft_logits_mode, logits: UnsafeMutablePointer<Float>?) throws {
-    network.forward(BatchRows([item(tokens, mode: mode, logits: logits)]))
+    var item = item(tokens, mode: mode, logits: logits)
+    withUnsafePointer(to: &item) { network.forward(UnsafeBufferPointer(start: $0, count: 1)) }
   }
 
   /// This session's part of a forward pass.
@@ -111,8 +112,8 @@ final class TransformerSession: BackendSession {
     cache.clear()
     for start in stride(from: 0, to: n, by: 512) {
       prefix[start..<min(n, start + 512)].withUnsafeBufferPointer { chunk in
-        network.forward(BatchRows([ForwardItem(tokens: chunk, cache: cache, logitRows: 0..<0, out: nil,
-                                               ropeLength: ropeLength)]))
+        [ForwardItem(tokens: chunk, cache: cache, logitRows: 0..<0, out: nil, ropeLength: ropeLength)]
+          .withUnsafeBufferPointer { network.forward($0) }
       }
     }
   }

@@ -24,7 +24,8 @@ final class WorkerPool: @unchecked Sendable {
   private let sleepers = Atomic<Int>(0)
   private let wake = DispatchSemaphore(value: 0)
   private let lock = NSLock()  // held by the job running
-  nonisolated(unsafe) private var job: ((Int) -> Void)?
+  nonisolated(unsafe) private var job: ParallelJob?
+  nonisolated(unsafe) private var arguments: UnsafeRawPointer?
 
   // An NSLock (a pthread mutex) rather than Synchronization.Mutex: ThreadSanitizer sees
   // pthread locking, not Mutex's futex, and reported the registry as racing when two models
@@ -52,11 +53,11 @@ final class WorkerPool: @unchecked Sendable {
     }
   }
 
-  /// Runs `body(i)` for every i in 0..<count, on the calling thread and whichever workers join;
-  /// returns when all are done. Each index runs exactly once.
-  func run(count: Int, _ body: (Int) -> Void) {
+  /// Runs `body(arguments, i)` for every i in 0..<count, on the calling thread and whichever
+  /// workers join; returns when all are done. Each index runs exactly once.
+  func run(count: Int, arguments: UnsafeRawPointer, _ body: @escaping ParallelJob) {
     guard size > 1, count > 1 else {
-      for i in 0..<count { body(i) }
+      for i in 0..<count { body(arguments, i) }
       return
     }
     precondition(count < 1 << 32)
@@ -64,27 +65,26 @@ final class WorkerPool: @unchecked Sendable {
     // forward pass on another thread) runs its job alone rather than wait: unrelated requests'
     // products never queue behind each other, and each index still runs exactly once.
     guard lock.try() else {
-      for i in 0..<count { body(i) }
+      for i in 0..<count { body(arguments, i) }
       return
     }
     defer { lock.unlock() }
-    withoutActuallyEscaping(body) { body in
-      job = body
-      total.store(count, ordering: .relaxed)
-      finished.store(0, ordering: .relaxed)
-      let generation = (cursor.load(ordering: .relaxed) >> 32) &+ 1
-      cursor.store(generation << 32, ordering: .releasing)  // publishes job, total and finished
-      for _ in 0..<sleepers.load(ordering: .sequentiallyConsistent) { wake.signal() }
-      work(generation)
-      // Indices claimed by workers may still be running; wait for them (yielding the core if
-      // one of them was preempted mid-index).
-      var spins = 0
-      while finished.load(ordering: .acquiring) < count {
-        spins += 1
-        if spins > 1_000 { sched_yield() }
-      }
-      job = nil
+    job = body
+    self.arguments = arguments
+    total.store(count, ordering: .relaxed)
+    finished.store(0, ordering: .relaxed)
+    let generation = (cursor.load(ordering: .relaxed) >> 32) &+ 1
+    cursor.store(generation << 32, ordering: .releasing)  // publishes job, arguments, total and finished
+    for _ in 0..<sleepers.load(ordering: .sequentiallyConsistent) { wake.signal() }
+    work(generation)
+    // Indices claimed by workers may still be running; wait for them (yielding the core if
+    // one of them was preempted mid-index).
+    var spins = 0
+    while finished.load(ordering: .acquiring) < count {
+      spins += 1
+      if spins > 1_000 { sched_yield() }
     }
+    self.arguments = nil
   }
 
   /// Claims and runs indices of job `generation` until none is left.
@@ -97,14 +97,9 @@ final class WorkerPool: @unchecked Sendable {
     if done > 0 { finished.add(done, ordering: .releasing) }
   }
 
-  /// Runs index `i` of the current job. Not inlined, so that the reference to `job` this takes
-  /// is released before it returns: inlined into `work`, the optimiser may sink that release
-  /// past `finished.add`, and `run`'s `withoutActuallyEscaping` then finds the closure still
-  /// referenced when it returns ("closure argument was escaped", a crash seen under
-  /// ThreadSanitizer's timing).
-  @inline(never)
+  /// Runs index `i` of the current job (claimed, so `job` and `arguments` are the job's).
   private func invoke(_ i: Int) {
-    job?(i)
+    if let job, let arguments { job(arguments, i) }
   }
 
   /// The next unclaimed index of job `generation`, or nil when that job is over or taken.

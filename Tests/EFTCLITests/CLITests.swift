@@ -254,6 +254,23 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(bad.status == 1 && bad.stderr.contains("speculative.draft 'nope' is not a node"))
   }
 
+  /// The transformer backend decodes without allocating once warm: what `--count-allocations`
+  /// counts over 100 decoded tokens is the KV cache growing by doubling (a few times, each a
+  /// buffer per layer), not a buffer per token (before the scratch memory: 22 to 50 a token).
+  @Test func decodingAllocatesNothingPerToken() throws {
+    let r = try eft(["bench", facts, "--graph", "upscaled", "--prompt-tokens", "16", "--new-tokens", "100", "--runs", "1",
+                     "--count-allocations", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    let models = try #require(object["models"] as? [[String: Any]])
+    #expect(models.count == 3)
+    for model in models {
+      let perToken = try #require(model["decode_allocations_per_token"] as? Double, "\(model)")
+      #expect(perToken < 0.5, "\(model["name"] ?? "?"): \(perToken) allocations per decoded token")
+    }
+    #expect(object["decode_allocations_per_token"] is Double, "the graph's are counted too")
+  }
+
   @Test func benchComparesPlainAndSpeculativeDecodingInJSON() throws {
     let r = try eft(["bench", facts, "--compare-speculative", "--data", "examples/facts/heldout.jsonl", "--limit", "4",
                      "--runs", "1", "--lookahead", "2", "--lookahead", "4", "--json"])

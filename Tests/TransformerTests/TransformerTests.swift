@@ -329,6 +329,25 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 }
 
 @Suite struct WorkerPoolTests {
+  /// Adds one to element i of the Ints at `arguments`.
+  static let increment: ParallelJob = { arguments, i in
+    UnsafeMutablePointer(mutating: arguments.assumingMemoryBound(to: Int.self))[i] += 1
+  }
+
+  struct Blocking {
+    let started: DispatchSemaphore, secondDone: DispatchSemaphore
+    let waited: UnsafeMutablePointer<DispatchTimeoutResult>
+  }
+
+  /// Index 0 signals `started`, then waits for `secondDone`.
+  static let block: ParallelJob = { arguments, i in
+    let b = arguments.assumingMemoryBound(to: Blocking.self).pointee
+    if i == 0 {
+      b.started.signal()
+      b.waited.pointee = b.secondDone.wait(timeout: .now() + 10)
+    }
+  }
+
   /// Every index runs exactly once, from whichever threads join.
   @Test func eachIndexRunsOnce() {
     let pool = WorkerPool.shared(size: 2)
@@ -336,7 +355,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     defer { counts.deallocate() }
     for _ in 0..<20 {
       counts.initialize(repeating: 0)
-      pool.run(count: 1000) { counts[$0] += 1 }
+      pool.run(count: 1000, arguments: UnsafeRawPointer(counts.baseAddress!), Self.increment)
       #expect(counts.allSatisfy { $0 == 1 })
     }
   }
@@ -352,18 +371,14 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     defer { counts.value.deallocate() }
     let second = Thread {
       started.wait()
-      pool.run(count: 100) { counts.value[$0] += 1 }
+      pool.run(count: 100, arguments: UnsafeRawPointer(counts.value.baseAddress!), Self.increment)
       secondDone.signal()
     }
     second.start()
     let waited = UnsafeMutablePointer<DispatchTimeoutResult>.allocate(capacity: 1)
     defer { waited.deallocate() }
-    pool.run(count: 2) { i in
-      if i == 0 {
-        started.signal()
-        waited.pointee = secondDone.wait(timeout: .now() + 10)
-      }
-    }
+    var blocking = Blocking(started: started, secondDone: secondDone, waited: waited)
+    withUnsafePointer(to: &blocking) { pool.run(count: 2, arguments: $0, Self.block) }
     #expect(waited.pointee == .success, "the second job waited for the first")
     #expect(counts.value.allSatisfy { $0 == 1 })
   }
