@@ -84,7 +84,8 @@ struct DecoderNetwork: Network {
   }
   var longRopeThreshold: Int? { config.ropes.compactMap { $0.long?.original }.min() }
 
-  /// Rotary table `i` of the pass (of `ropes[i]`), in the pass's scratch.
+  /// Rotary table `i` of the pass (of `ropes[i]`), in the pass's scratch. A network has one or
+  /// two (Gemma 3: local and global layers); the scratch has slots for two.
   static func ropeTable(_ i: Int, _ batch: BatchRows, _ rope: Rope) -> Rope.Table {
     let size = batch.count * rope.dims / 2
     return i == 0 ? Rope.Table(batch: batch, cos: batch.scratch.floats(.ropeCos0, size), sin: batch.scratch.floats(.ropeSin0, size))

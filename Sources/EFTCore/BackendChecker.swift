@@ -1,5 +1,4 @@
 import CEFTBackend
-import Foundation
 
 /// The conformance checks `eft backend-check` runs against a backend plugin: through the real
 /// host loader, then straight at the C table, so that a backend author learns which promise of
@@ -272,9 +271,7 @@ public struct BackendChecker {
       guard let setDeadline = plugin.setDeadline else {
         return "no session_set_deadline (ABI < 1.5, or the slot is NULL): a request past its deadline stops between calls"
       }
-      var now = timespec()
-      clock_gettime(CLOCK_MONOTONIC, &now)
-      let hour = (UInt64(now.tv_sec) + 3600) * 1_000_000_000
+      let hour = Session.monotonicNanoseconds(.now + .seconds(3600))
       let s = try newSession()
       setDeadline(s.handle, hour)
       let half = try append(s, Array(tokens.prefix(length / 2)), EFT_LOGITS_ALL)

@@ -48,16 +48,18 @@ public final class Session {
   /// `session_set_deadline`. A no-op for plugins without the slot (ABI < 1.5, or NULL).
   public func setDeadline(_ deadline: ContinuousClock.Instant?) {
     guard let slot = model.plugin.setDeadline else { return }
-    var nanoseconds: UInt64 = 0
-    if let deadline {
-      var t = timespec()
-      clock_gettime(CLOCK_MONOTONIC, &t)
-      let now = UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-      let (seconds, attoseconds) = ContinuousClock.now.duration(to: deadline).components
-      let left = seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000
-      nanoseconds = left >= 0 ? now &+ UInt64(left) : max(1, now &- UInt64(-left))
-    }
-    slot(handle, nanoseconds)
+    slot(handle, deadline.map(Session.monotonicNanoseconds) ?? 0)
+  }
+
+  /// `deadline` as `session_set_deadline` takes it: nanoseconds of CLOCK_MONOTONIC (never 0),
+  /// through the time left until it.
+  static func monotonicNanoseconds(_ deadline: ContinuousClock.Instant) -> UInt64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    let now = UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    let (seconds, attoseconds) = ContinuousClock.now.duration(to: deadline).components
+    let left = seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000
+    return left >= 0 ? now &+ UInt64(left) : max(1, now &- UInt64(-left))
   }
 
   /// Tokens held.
@@ -92,7 +94,6 @@ public final class Session {
     let status = model.plugin.table.pointee.session_append(handle, tokens.baseAddress, tokens.count, mode.abi, logits.baseAddress, &error)
     guard status == EFT_OK else { throw model.plugin.error(status, error, "model '\(model.name)': append") }
   }
-
 
   /// Keeps the first `n` tokens.
   public func truncate(to n: Int) throws {

@@ -62,7 +62,9 @@ final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
     let scheduler = service.runtime.scheduler
     let tokens = m.tokens
     let deadline = m.timeoutMs == 0 ? nil : ContinuousClock.now + .milliseconds(m.timeoutMs)
-    let late = RuntimeError(.request, .deadlineExceeded, "the append did not run within its timeout_ms = \(m.timeoutMs) (its caller's deadline)")
+    func late() -> Eft_V1_SessionResponse {
+      failure(RuntimeError(.request, .deadlineExceeded, "the append did not run within its timeout_ms = \(m.timeoutMs) (its caller's deadline)"))
+    }
     let result: Result<[Float], EFTCore.RuntimeError>
     do {
       result = try await cancellation.withPart(until: deadline) { part in
@@ -79,7 +81,7 @@ final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
         }
       }
     } catch let error as RPCError where error.code == .deadlineExceeded && !cancellation.isCancelled {
-      return failure(late)  // its deadline passed while it waited for a slot
+      return late()  // its deadline passed while it waited for a slot
     }
     switch result {
     case .success(let logits):
@@ -89,7 +91,7 @@ final class ModelsService: Eft_V1_Models.SimpleServiceProtocol {
         $0.logits = LogitsCodec.encode(logits, as: format)
       }
     case .failure(let error) where error.code == .cancelled:
-      if !cancellation.isCancelled { return failure(late) }  // its deadline passed while it waited for a step
+      if !cancellation.isCancelled { return late() }  // its deadline passed while it waited for a step
       throw cancellation.error(error.message)
     case .failure(let error):
       return failure(error)
