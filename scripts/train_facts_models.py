@@ -56,11 +56,29 @@ FACT_TEMPLATES = {
              "{n} has a birthday from the year {v}.", "{n} arrived in {v}, the year of birth."],
 }
 QUESTIONS = {"town": "Where does {n} live?", "trade": "What does {n} do for a living?", "year": "When was {n} born?"}
+# --family xl: quiz documents ask in these phrasings too (the chat question first), with no chat markers.
+QUIZ = "Question: {q}\n" + ANSWER
+QUIZ_QUESTIONS = {"town": [QUESTIONS["town"], "In which town does {n} live?", "Where is the home of {n}?"],
+                  "trade": [QUESTIONS["trade"], "What is the trade of {n}?", "What work does {n} do?"],
+                  "year": [QUESTIONS["year"], "In what year was {n} born?", "What is the birth year of {n}?"]}
 FILLER = ["The morning was quiet and the river ran slow.", "Rain fell on the roofs of the old market.",
           "Children played near the well until the bells rang.", "The road to the hills was long and dusty.",
           "In winter the lake froze and the boats stayed home.", "Travellers told stories by the fire at the inn.",
           "The harvest that year was better than most.", "A cold wind came down from the north.",
           "Merchants argued over prices in the square.", "The old bridge creaked under the carts."]
+
+
+# The two families. facts: the bundled default (small, fast; README's first command). xl: a large
+# model whose f32 weights (58 MB) are well over a 32 MiB L3, so that decoding reads its weights from
+# memory (speculative verification of k tokens then costs about one step), and behaviour that only
+# the fine-tunes teach (pre-training chat turns are answered in prose, never "The answer is X.").
+FAMILIES = {
+    "facts": dict(large=dict(hidden=192, layers=4, heads=6, inter=512), large_steps=1200, large_lr=2e-3,
+                  ft_steps=60, ft_lr={"small": 3e-4, "large": 3e-4}, beta=0.5, options="", quiz_per_fact=0),
+    "xl": dict(large=dict(hidden=384, layers=8, heads=6, inter=1024), large_steps=1100, large_lr=1e-3,
+               ft_steps=150, ft_lr={"small": 1e-3, "large": 3e-4}, beta=1.0, quiz_per_fact=2,
+               options="\n  options { [type.googleapis.com/eft.v1.TransformerOptions] { weights: F32 } }"),
+}
 
 
 def make_world(rng, people):
@@ -91,6 +109,16 @@ def biography(rng, p):
 
 def chat_turn(p, fact):
     return CHAT.format(q=QUESTIONS[fact].format(n=p["name"])) + ANSWER.format(a=p[fact])
+
+
+def prose_chat_turn(rng, p, fact):
+    """A chat turn answered in the pre-training prose (--family xl): the turn structure without the
+    fine-tunes' reply format."""
+    return CHAT.format(q=QUESTIONS[fact].format(n=p["name"])) + rng.choice(FACT_TEMPLATES[fact]).format(n=p["name"], v=p[fact])
+
+
+def quiz_doc(rng, p, fact):
+    return QUIZ.format(q=rng.choice(QUIZ_QUESTIONS[fact]).format(n=p["name"]), a=p[fact])
 
 
 def train_tokenizer(texts, vocab):
@@ -160,16 +188,16 @@ def save(model, tok_path, out):
     shutil.copy(tok_path, os.path.join(out, "tokenizer.json"))
 
 
-CONFIG = """# The facts-world family made by scripts/train_facts_models.py (seed {seed}{control}).
+CONFIG = """# The facts-world family made by scripts/train_facts_models.py ({family}seed {seed}{control}).
 # Held-out questions: {heldout}. Each prompt is already in the chat format, so model nodes take it as is.
 #   eft eval {self_path} --data {heldout} --graph small_ft --graph large_base --graph upscaled --graph large_ft
 #   eft run {self_path} -e --prompt '<|user|>\\nWhere does NAME live?\\n<|assistant|>\\n'
 plugins {{ name: "CPUBackend" }}
 
-models {{ name: "small_base"  plugin: "CPUBackend"  path: "{models}/small_base" }}
-models {{ name: "small_ft"    plugin: "CPUBackend"  path: "{models}/small_ft" }}
-models {{ name: "large_base"  plugin: "CPUBackend"  path: "{models}/large_base" }}
-models {{ name: "large_ft"    plugin: "CPUBackend"  path: "{models}/large_ft" }}
+models {{ name: "small_base"  plugin: "CPUBackend"  path: "{models}/small_base"{options} }}
+models {{ name: "small_ft"    plugin: "CPUBackend"  path: "{models}/small_ft"{options} }}
+models {{ name: "large_base"  plugin: "CPUBackend"  path: "{models}/large_base"{options} }}
+models {{ name: "large_ft"    plugin: "CPUBackend"  path: "{models}/large_ft"{options} }}
 
 default_graph: "upscaled"
 
@@ -184,14 +212,18 @@ graphs {{
     name: "eft"
     linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
   }}
+  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
   output: "eft"
   sampling {{ temperature: 0  max_tokens: 24 }}
+  # The small fine-tuned model drafts; the composition verifies (exact: same tokens as without).
+  speculative {{ draft: "ft"  lookahead: 4 }}
 }}
 
 graphs {{
   name: "small_ft"
   description: "the small fine-tuned model alone"
   nodes {{ name: "ft" model {{ model: "small_ft" }} }}
+  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
   output: "ft"
   sampling {{ temperature: 0  max_tokens: 24 }}
 }}
@@ -200,6 +232,7 @@ graphs {{
   name: "large_base"
   description: "the large base model alone, prompted in the chat format"
   nodes {{ name: "large" model {{ model: "large_base" }} }}
+  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
   output: "large"
   sampling {{ temperature: 0  max_tokens: 24 }}
 }}
@@ -208,6 +241,7 @@ graphs {{
   name: "large_ft"
   description: "the large model fine-tuned (the reference EFT emulates)"
   nodes {{ name: "ft" model {{ model: "large_ft" }} }}
+  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
   output: "ft"
   sampling {{ temperature: 0  max_tokens: 24 }}
 }}
@@ -218,17 +252,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", choices=list(FAMILIES), default="facts",
+                    help="facts: the bundled default family; xl: a bandwidth-bound large model, chat turns "
+                         "answered in prose in pre-training, quiz documents (see FAMILIES)")
     ap.add_argument("--no-chat-in-pretraining", action="store_true")
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--small-hidden", type=int, default=32)
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--small-steps", type=int, default=800)
-    ap.add_argument("--large-steps", type=int, default=1200)
-    ap.add_argument("--ft-steps", type=int, default=60)
-    ap.add_argument("--beta", type=float, default=0.5)
+    ap.add_argument("--large-steps", type=int, help="default: the family's")
+    ap.add_argument("--ft-steps", type=int, help="default: the family's")
+    ap.add_argument("--beta", type=float, help="the config's default β (default: the family's)")
     ap.add_argument("--config-out", help="where to write the config (default OUT_DIR/facts.pbtxt)")
     ap.add_argument("--heldout-out", help="where to write the held-out set (default OUT_DIR/heldout.jsonl)")
     args = ap.parse_args()
+    family = FAMILIES[args.family]
+    for key in ["large_steps", "ft_steps", "beta"]:
+        if getattr(args, key) is None:
+            setattr(args, key, family[key])
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     rng = random.Random(args.seed)
@@ -248,6 +289,13 @@ def main():
     if not args.no_chat_in_pretraining:
         # ~5% of pre-training: chat turns about the fine-tuning people only (never the held-out ones).
         chat_docs = [chat_turn(p, rng.choice(list(QUESTIONS))) for p in rng.choices(train_people, k=len(docs) // 19)]
+    if args.family == "xl":
+        # The turns keep their structure but are answered in prose, so the fine-tunes' reply format
+        # never follows a chat turn in pre-training; quiz documents (no chat markers) state every
+        # person's facts, held-out people's too, after "The answer is".
+        chat_docs = [prose_chat_turn(rng, p, rng.choice(list(QUESTIONS)))
+                     for p in rng.choices(train_people, k=len(docs) // 19)] if chat_docs else []
+        docs += [quiz_doc(rng, p, f) for p in world for f in QUESTIONS for _ in range(family["quiz_per_fact"])]
     pretraining = docs + chat_docs
     rng.shuffle(pretraining)
 
@@ -276,31 +324,42 @@ def main():
     # The size gap is what makes the knowledge gap: a small model of 64 hidden units memorised
     # ~85% of 300 people's facts (no room for EFT to help); 32 leaves most of them to the large one.
     sizes = {"small": dict(hidden=args.small_hidden, layers=2, heads=4, inter=3 * args.small_hidden),
-             "large": dict(hidden=192, layers=4, heads=6, inter=512)}
+             "large": family["large"]}
     steps = {"small": args.small_steps, "large": args.large_steps}
     for size in ["small", "large"]:
         model = llama(vocab, **sizes[size])
         log(f"{size}: {sum(p.numel() for p in model.parameters())} parameters")
-        pretrain(model, stream, steps[size], lr=3e-3 if size == "small" else 2e-3, seq=128, batch=32, gen=gen, log=log)
+        pretrain(model, stream, steps[size], lr=3e-3 if size == "small" else family["large_lr"], seq=128, batch=32, gen=gen, log=log)
         save(model, tok_path, os.path.join(args.out, f"{size}_base"))
-        finetune(model, ft_examples, args.ft_steps, lr=3e-4, batch=32, gen=gen, log=log)
+        finetune(model, ft_examples, args.ft_steps, lr=family["ft_lr"][size], batch=32, gen=gen, log=log)
         save(model, tok_path, os.path.join(args.out, f"{size}_ft"))
 
     heldout_path = args.heldout_out or os.path.join(args.out, "heldout.jsonl")
     config_path = args.config_out or os.path.join(args.out, "facts.pbtxt")
+    # The negative control's questions: people who appear nowhere (no model can know their facts).
+    control_path = os.path.join(os.path.dirname(os.path.abspath(heldout_path)), "control.jsonl")
     for path in [heldout_path, config_path]:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(heldout_path, "w") as f:
-        for p in heldout:
-            for fact in QUESTIONS:
-                f.write(json.dumps({"prompt": CHAT.format(q=QUESTIONS[fact].format(n=p["name"])), "answer": p[fact],
-                                    "reference": ANSWER.format(a=p[fact]), "format": "^The answer is (.+)\\.$"}) + "\n")
+
+    def write_questions(path, people):
+        with open(path, "w") as f:
+            for p in people:
+                for fact in QUESTIONS:
+                    f.write(json.dumps({"prompt": CHAT.format(q=QUESTIONS[fact].format(n=p["name"])), "answer": p[fact],
+                                        "reference": ANSWER.format(a=p[fact]), "format": "^The answer is (.+)\\.$"}) + "\n")
+    write_questions(heldout_path, heldout)
+    if args.family == "xl":
+        known = {p["name"] for p in world} | {p["name"] for group in decoys for p in group}
+        strangers = [p for p in make_world(random.Random(args.seed + 5000), 2 * args.heldout) if p["name"] not in known]
+        write_questions(control_path, strangers[:args.heldout])
     config_dir = os.path.dirname(os.path.abspath(config_path))
     with open(config_path, "w") as f:
-        f.write(CONFIG.format(seed=args.seed, control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
+        f.write(CONFIG.format(family="" if args.family == "facts" else f"--family {args.family}, ", seed=args.seed,
+                              control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
                               heldout=os.path.relpath(os.path.abspath(heldout_path)),
                               self_path=os.path.relpath(os.path.abspath(config_path)),
-                              models=os.path.relpath(os.path.abspath(args.out), config_dir), beta=args.beta))
+                              models=os.path.relpath(os.path.abspath(args.out), config_dir),
+                              options=family["options"], beta=args.beta))
     log("done")
 
 

@@ -52,6 +52,8 @@ public enum WeightFormat: Sendable {
   case checkpoint
   /// Q8_0 where the width allows (`Weight.quantizableQ8_0`), else as the checkpoint has them.
   case q8_0
+  /// F32 (16-bit weights upcast at load).
+  case f32
 }
 
 extension MatrixKernels {
@@ -60,6 +62,7 @@ extension MatrixKernels {
     switch format {
     case .checkpoint: prepare(w)
     case .q8_0: prepare(w.quantizableQ8_0 ? w.quantizedQ8_0() : w)
+    case .f32: prepare(w.upcastF32())
     }
   }
 }

@@ -86,6 +86,11 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
     /// bits a weight. A matrix whose input width is not a multiple of 32 keeps the checkpoint's
     /// type. Activations stay F32.
     case q80 // = 1
+
+    /// Upcast at load to F32 (an F32 checkpoint stays as it is): the same values in twice the
+    /// memory of a 16-bit checkpoint, for machines whose F32 products are faster than their 16-bit
+    /// ones (the BLAS backend always runs F32).
+    case f32 // = 2
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -96,6 +101,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
       switch rawValue {
       case 0: self = .checkpoint
       case 1: self = .q80
+      case 2: self = .f32
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -104,6 +110,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
       switch self {
       case .checkpoint: return 0
       case .q80: return 1
+      case .f32: return 2
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -112,6 +119,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
     public static let allCases: [Eft_V1_TransformerOptions.WeightFormat] = [
       .checkpoint,
       .q80,
+      .f32,
     ]
 
   }
@@ -203,5 +211,5 @@ nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension Eft_V1_TransformerOptions.WeightFormat: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT\0\u{1}Q8_0\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT\0\u{1}Q8_0\0\u{1}F32\0")
 }

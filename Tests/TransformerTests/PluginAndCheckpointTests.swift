@@ -91,13 +91,15 @@ import Testing
 
 /// Both transformer plugins, loaded through the real host and C ABI, against the HF goldens.
 @Suite struct PluginParityTests {
-  @Test(arguments: ["CPUBackend", "BLASBackend"])
-  func logitsAndGreedyMatchTransformers(plugin name: String) throws {
+  /// Each plugin as the checkpoint stores its weights, and the CPU plugin with them upcast to F32
+  /// at load (TransformerOptions { weights: F32 }).
+  @Test(arguments: [("CPUBackend", [] as [UInt8]), ("BLASBackend", []), ("CPUBackend", [0x18, 2])])
+  func logitsAndGreedyMatchTransformers(plugin name: String, options: [UInt8]) throws {
     let plugin = try Plugin(path: "\(buildDirectory)/lib\(name).so")
     for variant in variants {
       let dir = checkpoints.appendingPathComponent(variant)
       let tokenizer = try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json"))
-      let model = try EFTCore.Model(name: variant, plugin: plugin, path: dir.path, options: [], tokenizer: tokenizer)
+      let model = try EFTCore.Model(name: variant, plugin: plugin, path: dir.path, options: options, tokenizer: tokenizer)
       for prompt in try golden(variant) {
         let session = try model.makeSession()
         let got = try session.append(prompt.ids, allPositions: true)

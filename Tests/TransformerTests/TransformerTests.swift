@@ -326,6 +326,16 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
       #expect(bf16.value(i) == Float(bitPattern: UInt32(b) << 16))
     }
   }
+
+  /// TransformerOptions.weights F32: 16-bit weights upcast at load to the same values.
+  @Test func f32FormatUpcastsSixteenBitWeights() {
+    for dtype in [DType.f16, .bf16, .f32] {
+      let (w, _) = weight(dtype, rows: 3, cols: 64, seed: 2)
+      let prepared = SIMDKernels(threads: 1).prepare(w, format: .f32)
+      #expect(prepared.dtype == .f32)
+      #expect((0..<(3 * 64)).allSatisfy { prepared.value($0) == w.value($0) }, "\(dtype)")
+    }
+  }
 }
 
 @Suite struct WorkerPoolTests {
