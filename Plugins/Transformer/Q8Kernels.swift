@@ -104,7 +104,8 @@ extension ReferenceKernels {
 extension SIMDKernels {
   /// Rows in blocks of 8 split over the threads as in `run`; per 8-row block, tokens four at a
   /// time (two rows × four tokens: each weight block is widened once for four tokens), then one
-  /// at a time (eight rows × one token, decode). Every (row, token) pair runs the same
+  /// at a time (eight rows × one token); a call of one token (decode) reads its rows as four
+  /// sequential streams (`q8Rows4x1`, see `decodePart`). Every (row, token) pair runs the same
   /// operations in the same order whichever shape computes it — per block one `Q8Dot.block`,
   /// converted, times the Float dw·dx, added lane-wise; the lanes summed at the end — so results
   /// do not depend on the rows in the call.
@@ -132,6 +133,15 @@ extension SIMDKernels {
     let blocks = p.cols / Q8_0.blockSize, rowBytes = DType.q8_0.rowBytes(p.cols)
     let rowBlocks = (rows + 7) / 8
     let first = rowBlocks * part / parts, last = rowBlocks * (part + 1) / parts
+    if n == 1 {
+      // Decode: four sequential streams of rows, as SIMDKernels.decodePart reads them.
+      let lo = first * 8, hi = min(last * 8, rows), quarter = (hi - lo) / 4
+      for r in lo..<(lo + quarter) {
+        SIMDKernels.q8Rows4x1(w + r * rowBytes, quarter * rowBytes, blocks, a, 0, y + r, quarter)
+      }
+      for r in (lo + 4 * quarter)..<hi { y[r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, 0) }
+      return
+    }
     for rowBlock in first..<last {
       let r0 = rowBlock * 8, height = min(8, rows - r0)
       var t = 0
@@ -167,7 +177,7 @@ extension SIMDKernels {
     return acc.sum()
   }
 
-  /// Eight rows × one token (decode).
+  /// Eight adjacent rows × one token (the last token of a call with an odd count).
   @inline(__always)
   static func q8Rows8x1(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
                         _ y: UnsafeMutablePointer<Float>) {
@@ -183,6 +193,22 @@ extension SIMDKernels {
     }
     y[0] = acc.0.sum(); y[1] = acc.1.sum(); y[2] = acc.2.sum(); y[3] = acc.3.sum()
     y[4] = acc.4.sum(); y[5] = acc.5.sum(); y[6] = acc.6.sum(); y[7] = acc.7.sum()
+  }
+
+  /// Four rows `stride` bytes apart × one token (decode); writes y[k·yStep] for k in 0..<4.
+  @inline(__always)
+  static func q8Rows4x1(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
+                        _ y: UnsafeMutablePointer<Float>, _ yStep: Int) {
+    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ k: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float) {
+      let (qw, dw) = Q8Dot.weights(w + k &* stride, b)
+      acc = acc.addingProduct(Q8Dot.block(qw, qx), SIMD8(repeating: dw * dx))
+    }
+    for b in 0..<blocks {
+      let (qx, dx) = a.block(t, b)
+      step(&acc.0, 0, b, qx, dx); step(&acc.1, 1, b, qx, dx); step(&acc.2, 2, b, qx, dx); step(&acc.3, 3, b, qx, dx)
+    }
+    y[0] = acc.0.sum(); y[yStep] = acc.1.sum(); y[2 &* yStep] = acc.2.sum(); y[3 &* yStep] = acc.3.sum()
   }
 
   /// Two rows × four tokens t..<t+4; writes y[u·stride + r] for u in 0..<4, r in 0..<2.

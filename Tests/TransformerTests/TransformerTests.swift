@@ -271,16 +271,19 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
   /// n rows at once give, bit for bit, what each row gives alone.
   @Test(arguments: [DType.f32, .f16, .bf16, .q8_0])
   func rowsDoNotDependOnTheCall(dtype: DType) {
-    let (rows, cols, n) = (130, 224, 7)
-    let (w, _) = weight(dtype, rows: rows, cols: cols, seed: 7)
-    let x = inputs(n * cols)
-    let kernels = SIMDKernels(threads: 2)
-    var together = [Float](repeating: 0, count: n * rows)
-    x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress!, n: n, into: &together) }
-    for t in 0..<n {
-      var alone = [Float](repeating: 0, count: rows)
-      x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress! + t * cols, n: 1, into: &alone) }
-      #expect(Array(together[(t * rows)..<((t + 1) * rows)]) == alone, "\(dtype) token \(t)")
+    // Decode (one token) reads rows in four streams per thread, with leftover rows: shapes and
+    // thread counts that leave 0–3 of them, and parts of one block.
+    for (rows, cols, n, threads) in [(130, 224, 7, 2), (37, 96, 5, 3), (5, 64, 2, 1), (1000, 64, 3, 2)] {
+      let (w, _) = weight(dtype, rows: rows, cols: cols, seed: 7)
+      let x = inputs(n * cols)
+      let kernels = SIMDKernels(threads: threads)
+      var together = [Float](repeating: 0, count: n * rows)
+      x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress!, n: n, into: &together) }
+      for t in 0..<n {
+        var alone = [Float](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress! + t * cols, n: 1, into: &alone) }
+        #expect(Array(together[(t * rows)..<((t + 1) * rows)]) == alone, "\(dtype) \(rows)×\(cols) token \(t)")
+      }
     }
   }
 
