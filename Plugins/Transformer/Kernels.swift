@@ -76,10 +76,11 @@ public struct ReferenceKernels: MatrixKernels {
 /// it, so results are row-invariant: a row's products do not depend on the number of rows in
 /// the call (tested bit for bit). Register-blocked: each 8-float weight vector is loaded and
 /// converted once for four input rows (prefill, batches, verification: two weight rows × four
-/// tokens), two (four weight rows × two tokens) or one (decode: eight weight rows × one token);
-/// a block of eight weight rows stays in cache while every input row passes, so each weight is
-/// read from memory once per call (16-bit weights are upcast in registers: F16C for f16, a shift
-/// for bf16). Rows are split into one contiguous range per thread. Sums are reassociated
+/// tokens), two (four weight rows × two tokens) or one (decode: four weight rows × one token);
+/// four weight rows stay in cache while every input row passes, so each weight is read from
+/// memory once per call, as four sequential streams per thread (`multiplyPart`; 16-bit weights
+/// are upcast in registers: F16C for f16, a shift for bf16). Rows are split into one contiguous
+/// range per thread. Sums are reassociated
 /// (eight lanes, then a horizontal add): results differ from the reference by rounding only
 /// (tested at 1e-4 absolute on O(1) data).
 public struct SIMDKernels: MatrixKernels {
@@ -125,64 +126,41 @@ public struct SIMDKernels: MatrixKernels {
                 R.productPart)
   }
 
-  /// Part `part` of a product: contiguous, equal shares of the 8-row blocks.
+  /// Part `part` of a product: contiguous, equal shares of the rows (in whole 8-row blocks).
+  /// The part's rows are taken four at a time a quarter of its range apart (r, r + q, r + 2q,
+  /// r + 3q): each weight is read from memory once per call, and so as four sequential streams,
+  /// which the hardware prefetchers follow; adjacent rows read side by side interleave within a
+  /// page, which they do not (one thread on a Zen 4 reading f16 weights of 768 columns from
+  /// memory: 11 GB/s with eight adjacent rows, 29 GB/s with four streams; 8 streams: 23).
+  /// The four rows stay in L1 while every token passes, four tokens at a time (two rows × four
+  /// tokens), then two (four rows × two), then one. A row's sum is formed in the same order in
+  /// every block, so results do not depend on the rows or tokens in the call.
   @inline(__always)
   static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type) {
     let a = arguments.assumingMemoryBound(to: Product<R>.self).pointee
     let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y, parts = a.parts
     let blocks = (rows + 7) / 8
-    let first = blocks * part / parts, last = blocks * (part + 1) / parts
-    if n == 1 {
-      Self.decodePart(loader, first * 8, min(last * 8, rows), cols, x, y)
-      return
-    }
-    for block in first..<last {
-      let r0 = block * 8
-      let height = min(8, rows - r0)
-      if height >= 4 {
-        // Rows r0..<r0+4 (and r0+4..<r0+8 when the block is full).
-        let quads = height / 4
-        var t = 0
-        while t + 4 <= n {
-          for pair in 0..<(2 * quads) {
-            let r = r0 + 2 * pair
-            Self.block2x4(loader, r, cols, x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols,
-                          y + t * rows + r, rows)
-          }
-          t += 4
-        }
-        while t + 2 <= n {
-          for quad in 0..<quads {
-            let r = r0 + 4 * quad
-            Self.block4x2(loader, r, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r, y + (t + 1) * rows + r)
-          }
-          t += 2
-        }
-        if t < n {
-          if quads == 2 {
-            Self.block8x1(loader, r0, cols, x + t * cols, y + t * rows + r0)
-          } else {
-            Self.block4x1(loader, r0, 1, cols, x + t * cols, y + t * rows + r0)
-          }
-        }
+    let lo = blocks * part / parts * 8, hi = min(blocks * (part + 1) / parts * 8, rows)
+    let q = (hi - lo) / 4
+    for r in lo..<(lo + q) {
+      var t = 0
+      while t + 4 <= n {
+        let xt = x + t * cols, yt = y + t * rows + r
+        Self.block2x4(loader, r, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt, rows)
+        Self.block2x4(loader, r + 2 * q, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt + 2 * q, rows)
+        t += 4
       }
-      for r in (r0 + height / 4 * 4)..<(r0 + height) {
-        for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
+      if t + 2 <= n {
+        Self.block4x2(loader, r, q, cols, x + t * cols, x + (t + 1) * cols, y + t * rows + r, y + (t + 1) * rows + r)
+        t += 2
+      }
+      if t < n {
+        Self.block4x1(loader, r, q, cols, x + t * cols, y + t * rows + r)
       }
     }
-  }
-
-  /// Rows lo..<hi × one token (decode), where each weight is read once, from memory: four rows a
-  /// quarter of the range apart share each activation load, so that the weights are read as four
-  /// sequential streams, which the hardware prefetchers follow. Eight adjacent rows read side by
-  /// side (block8x1) interleave within a page, which they do not follow: reading f16 weights of
-  /// 768 columns from memory, one thread on a Zen 4, 11 GB/s that way against 29 GB/s this way
-  /// (8 streams: 23; 2: 29). A row's sum is formed as in every other block.
-  @inline(__always)
-  static func decodePart<R: RowLoader>(_ w: R, _ lo: Int, _ hi: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    let quarter = (hi - lo) / 4
-    for r in lo..<(lo + quarter) { Self.block4x1(w, r, quarter, cols, x, y + r) }
-    for r in (lo + 4 * quarter)..<hi { y[r] = Self.dot(w, r, cols, x) }
+    for r in (lo + 4 * q)..<hi {
+      for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
+    }
   }
 
   @inline(__always)
@@ -190,45 +168,13 @@ public struct SIMDKernels: MatrixKernels {
     UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self)
   }
 
-  /// Eight rows × one input row (the last token of a call with an odd count, the block's weights
-  /// already in cache from the tokens before it). One accumulator per row, as in every other block, so
-  /// that a row's sum is formed in the same order (8-lane chunks in column order, the lanes
-  /// summed, then the scalar tail) whichever block computes it: a token's logits then do not
-  /// depend on how many rows shared the call (batching, prefill chunks). Eight rows give eight
-  /// independent FMA chains, enough to keep both FMA units busy on cache-resident weights. The
-  /// row pointers are hoisted and offsets use wrapping arithmetic (no overflow checks in the
-  /// loop: sizes were validated at load).
-  @inline(__always)
-  static func block8x1<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
-    let p4 = w.row(r0 &+ 4), p5 = w.row(r0 &+ 5), p6 = w.row(r0 &+ 6), p7 = w.row(r0 &+ 7)
-    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-    var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-    var c = 0
-    while c &+ 8 <= cols {
-      let u = load(x, c)
-      a0 = a0.addingProduct(R.load(p0, c), u); a1 = a1.addingProduct(R.load(p1, c), u)
-      a2 = a2.addingProduct(R.load(p2, c), u); a3 = a3.addingProduct(R.load(p3, c), u)
-      a4 = a4.addingProduct(R.load(p4, c), u); a5 = a5.addingProduct(R.load(p5, c), u)
-      a6 = a6.addingProduct(R.load(p6, c), u); a7 = a7.addingProduct(R.load(p7, c), u)
-      c &+= 8
-    }
-    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
-    var t = SIMD4<Float>(a4.sum(), a5.sum(), a6.sum(), a7.sum())
-    while c < cols {
-      s += SIMD4<Float>(R.scalar(p0, c), R.scalar(p1, c), R.scalar(p2, c), R.scalar(p3, c)) * x[c]
-      t += SIMD4<Float>(R.scalar(p4, c), R.scalar(p5, c), R.scalar(p6, c), R.scalar(p7, c)) * x[c]
-      c &+= 1
-    }
-    for r in 0..<4 {
-      y[r] = s[r]
-      y[4 &+ r] = t[r]
-    }
-  }
-
-  /// Four rows `step` apart (r0, r0 + step, …) × one input row, in block8x1's order; writes
-  /// y[k·step] for k in 0..<4. Decode's block (`decodePart`), and the last rows of a block of a
-  /// matrix whose row count is not a multiple of eight (step 1).
+  /// Four rows `step` apart (r0, r0 + step, …) × one input row; writes y[k·step] for k in
+  /// 0..<4. One accumulator per row, as in every other block, so that a row's sum is formed in
+  /// the same order (8-lane chunks in column order, the lanes summed, then the scalar tail)
+  /// whichever block computes it: a token's logits then do not depend on how many rows shared
+  /// the call (batching, prefill chunks, verification). The row pointers are hoisted and
+  /// offsets use wrapping arithmetic (no overflow checks in the loop: sizes were validated at
+  /// load).
   @inline(__always)
   static func block4x1<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ step), p2 = w.row(r0 &+ 2 &* step), p3 = w.row(r0 &+ 3 &* step)
@@ -248,11 +194,12 @@ public struct SIMDKernels: MatrixKernels {
     y[0] = s[0]; y[step] = s[1]; y[2 &* step] = s[2]; y[3 &* step] = s[3]
   }
 
-  /// Four rows × two input rows (prefill): each weight vector is loaded once for both.
+  /// Four rows `step` apart × two input rows: each weight vector is loaded once for both. Writes
+  /// y0[k·step] and y1[k·step] for k in 0..<4.
   @inline(__always)
-  static func block4x2<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+  static func block4x2<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
                                      _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>) {
-    let p0 = w.row(r0), p1 = w.row(r0 &+ 1), p2 = w.row(r0 &+ 2), p3 = w.row(r0 &+ 3)
+    let p0 = w.row(r0), p1 = w.row(r0 &+ step), p2 = w.row(r0 &+ 2 &* step), p3 = w.row(r0 &+ 3 &* step)
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     var c = 0
@@ -273,19 +220,20 @@ public struct SIMDKernels: MatrixKernels {
       s1 += wc * x1[c]
       c &+= 1
     }
-    for r in 0..<4 {
-      y0[r] = s0[r]
-      y1[r] = s1[r]
+    for k in 0..<4 {
+      y0[k &* step] = s0[k]
+      y1[k &* step] = s1[k]
     }
   }
 
-  /// Two rows × four input rows (prefill, verification of drafted tokens): each weight vector is
-  /// loaded and converted once for four tokens. Writes y[t·stride + r] for t in 0..<4, r in 0..<2.
+  /// Rows r0 and r0 + step × four input rows (prefill, verification of drafted tokens): each
+  /// weight vector is loaded and converted once for four tokens. Writes y[t·stride] and
+  /// y[t·stride + step] for t in 0..<4.
   @inline(__always)
-  static func block2x4<R: RowLoader>(_ w: R, _ r0: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+  static func block2x4<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
                                      _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
                                      _ y: UnsafeMutablePointer<Float>, _ stride: Int) {
-    let p0 = w.row(r0), p1 = w.row(r0 &+ 1)
+    let p0 = w.row(r0), p1 = w.row(r0 &+ step)
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     var c = 0
@@ -308,7 +256,7 @@ public struct SIMDKernels: MatrixKernels {
     }
     for t in 0..<4 {
       y[t &* stride] = s0[t]
-      y[t &* stride &+ 1] = s1[t]
+      y[t &* stride &+ step] = s1[t]
     }
   }
 

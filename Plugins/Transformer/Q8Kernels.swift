@@ -102,13 +102,13 @@ extension ReferenceKernels {
 }
 
 extension SIMDKernels {
-  /// Rows in blocks of 8 split over the threads as in `run`; per 8-row block, tokens four at a
-  /// time (two rows × four tokens: each weight block is widened once for four tokens), then one
-  /// at a time (eight rows × one token); a call of one token (decode) reads its rows as four
-  /// sequential streams (`q8Rows4x1`, see `decodePart`). Every (row, token) pair runs the same
-  /// operations in the same order whichever shape computes it — per block one `Q8Dot.block`,
-  /// converted, times the Float dw·dx, added lane-wise; the lanes summed at the end — so results
-  /// do not depend on the rows in the call.
+  /// Rows split over the threads as in `run`, and within a thread's range taken four at a time
+  /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
+  /// memory); per four rows, tokens four at a time (two rows × four tokens: each weight block is
+  /// widened once for four tokens), then one at a time (four rows × one token, decode). Every
+  /// (row, token) pair runs the same operations in the same order whichever shape computes it —
+  /// per block one `Q8Dot.block`, converted, times the Float dw·dx, added lane-wise; the lanes
+  /// summed at the end — so results do not depend on the rows in the call.
   func multiplyQ8(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
     ScratchPool.with { scratch in
       let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
@@ -132,38 +132,22 @@ extension SIMDKernels {
     let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y, parts = p.parts
     let blocks = p.cols / Q8_0.blockSize, rowBytes = DType.q8_0.rowBytes(p.cols)
     let rowBlocks = (rows + 7) / 8
-    let first = rowBlocks * part / parts, last = rowBlocks * (part + 1) / parts
-    if n == 1 {
-      // Decode: four sequential streams of rows, as SIMDKernels.decodePart reads them.
-      let lo = first * 8, hi = min(last * 8, rows), quarter = (hi - lo) / 4
-      for r in lo..<(lo + quarter) {
-        SIMDKernels.q8Rows4x1(w + r * rowBytes, quarter * rowBytes, blocks, a, 0, y + r, quarter)
-      }
-      for r in (lo + 4 * quarter)..<hi { y[r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, 0) }
-      return
-    }
-    for rowBlock in first..<last {
-      let r0 = rowBlock * 8, height = min(8, rows - r0)
+    let lo = rowBlocks * part / parts * 8, hi = min(rowBlocks * (part + 1) / parts * 8, rows)
+    let q = (hi - lo) / 4, stride = q * rowBytes
+    for r in lo..<(lo + q) {
       var t = 0
       while t + 4 <= n {
-        var r = r0
-        while r + 2 <= r0 + height {
-          SIMDKernels.q8Rows2x4(w + r * rowBytes, rowBytes, blocks, a, t, y + t * rows + r, rows)
-          r += 2
-        }
-        if r < r0 + height {
-          for u in t..<(t + 4) { y[u * rows + r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, u) }
-        }
+        SIMDKernels.q8Rows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q)
+        SIMDKernels.q8Rows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q)
         t += 4
       }
       while t < n {
-        if height == 8 {
-          SIMDKernels.q8Rows8x1(w + r0 * rowBytes, rowBytes, blocks, a, t, y + t * rows + r0)
-        } else {
-          for r in r0..<(r0 + height) { y[t * rows + r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, t) }
-        }
+        SIMDKernels.q8Rows4x1(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, q)
         t += 1
       }
+    }
+    for r in (lo + 4 * q)..<hi {
+      for t in 0..<n { y[t * rows + r] = SIMDKernels.q8Dot(w + r * rowBytes, blocks, a, t) }
     }
   }
 
@@ -177,25 +161,7 @@ extension SIMDKernels {
     return acc.sum()
   }
 
-  /// Eight adjacent rows × one token (the last token of a call with an odd count).
-  @inline(__always)
-  static func q8Rows8x1(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                        _ y: UnsafeMutablePointer<Float>) {
-    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
-    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ row: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float) {
-      let (qw, dw) = Q8Dot.weights(w + row &* rowBytes, b)
-      acc = acc.addingProduct(Q8Dot.block(qw, qx), SIMD8(repeating: dw * dx))
-    }
-    for b in 0..<blocks {
-      let (qx, dx) = a.block(t, b)
-      step(&acc.0, 0, b, qx, dx); step(&acc.1, 1, b, qx, dx); step(&acc.2, 2, b, qx, dx); step(&acc.3, 3, b, qx, dx)
-      step(&acc.4, 4, b, qx, dx); step(&acc.5, 5, b, qx, dx); step(&acc.6, 6, b, qx, dx); step(&acc.7, 7, b, qx, dx)
-    }
-    y[0] = acc.0.sum(); y[1] = acc.1.sum(); y[2] = acc.2.sum(); y[3] = acc.3.sum()
-    y[4] = acc.4.sum(); y[5] = acc.5.sum(); y[6] = acc.6.sum(); y[7] = acc.7.sum()
-  }
-
-  /// Four rows `stride` bytes apart × one token (decode); writes y[k·yStep] for k in 0..<4.
+  /// Four rows `stride` bytes apart × one token; writes y[k·yStep] for k in 0..<4.
   @inline(__always)
   static func q8Rows4x1(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
                         _ y: UnsafeMutablePointer<Float>, _ yStep: Int) {
@@ -211,10 +177,11 @@ extension SIMDKernels {
     y[0] = acc.0.sum(); y[yStep] = acc.1.sum(); y[2 &* yStep] = acc.2.sum(); y[3 &* yStep] = acc.3.sum()
   }
 
-  /// Two rows × four tokens t..<t+4; writes y[u·stride + r] for u in 0..<4, r in 0..<2.
+  /// Two rows `rowBytes` apart × four tokens t..<t+4; writes y[u·stride] and y[u·stride + yStep]
+  /// for u in 0..<4.
   @inline(__always)
   static func q8Rows2x4(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                        _ y: UnsafeMutablePointer<Float>, _ stride: Int) {
+                        _ y: UnsafeMutablePointer<Float>, _ stride: Int, _ yStep: Int) {
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     for b in 0..<blocks {
@@ -231,6 +198,6 @@ extension SIMDKernels {
       a13 = a13.addingProduct(Q8Dot.block(q1, x3), SIMD8(repeating: d1 * e3))
     }
     y[0] = a00.sum(); y[stride] = a01.sum(); y[2 &* stride] = a02.sum(); y[3 &* stride] = a03.sum()
-    y[1] = a10.sum(); y[stride &+ 1] = a11.sum(); y[2 &* stride &+ 1] = a12.sum(); y[3 &* stride &+ 1] = a13.sum()
+    y[yStep] = a10.sum(); y[stride &+ yStep] = a11.sum(); y[2 &* stride &+ yStep] = a12.sum(); y[3 &* stride &+ yStep] = a13.sum()
   }
 }

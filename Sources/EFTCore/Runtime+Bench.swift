@@ -6,6 +6,9 @@ public struct Throughput: Sendable {
   public let decodeTokensPerSecond: Double
   /// Heap allocations per decoded token (of the last run), when counted (`AllocationCounter`).
   public var decodeAllocationsPerToken: Double? = nil
+  /// Seconds one append of k tokens takes (logits at every position, as speculative verification
+  /// asks), after the prompt and the decoded tokens, for each k measured (models only).
+  public var appendSeconds: [(tokens: Int, seconds: Double)] = []
 }
 
 public struct BenchmarkResult: Sendable {
@@ -48,14 +51,16 @@ extension Runtime {
 
   /// Measures a graph: `promptTokens` random token ids as the prompt of every session, then
   /// `newTokens` greedy steps (EOS ignored, no speculation). Each figure is the median of `runs` runs.
-  public func benchmark(graph name: String?, promptTokens: Int, newTokens: Int, runs: Int,
+  /// `appendTokens`: also time, for each model, one append of each of these sizes after the
+  /// decoded tokens (the cost of verifying k − 1 drafted tokens against that of one step).
+  public func benchmark(graph name: String?, promptTokens: Int, newTokens: Int, runs: Int, appendTokens: [Int] = [],
                         progress: (String) -> Void = { _ in }) throws -> BenchmarkResult {
     let graph = try graph(named: name)
-    guard promptTokens >= 1, newTokens >= 1, runs >= 1 else {
-      throw RuntimeError(.request, .invalidArgument, "prompt tokens, new tokens and runs must each be ≥ 1")
+    guard promptTokens >= 1, newTokens >= 1, runs >= 1, appendTokens.allSatisfy({ $0 >= 1 }) else {
+      throw RuntimeError(.request, .invalidArgument, "prompt tokens, new tokens, runs and append sizes must each be ≥ 1")
     }
-    guard promptTokens + newTokens <= graph.contextLength else {
-      throw RuntimeError(.request, .outOfRange, "\(promptTokens) + \(newTokens) tokens exceed the graph's context length \(graph.contextLength)")
+    guard promptTokens + newTokens + (appendTokens.max() ?? 0) <= graph.contextLength else {
+      throw RuntimeError(.request, .outOfRange, "\(promptTokens) + \(newTokens)\(appendTokens.max().map { " + \($0)" } ?? "") tokens exceed the graph's context length \(graph.contextLength)")
     }
     var request = benchmarkRequest(graph: graph, promptTokens: promptTokens, newTokens: newTokens)
     let prompt = request.promptTokens ?? []
@@ -87,6 +92,7 @@ extension Runtime {
     var models: [(String, Throughput)] = []
     for model in graph.models {
       var prefill: [Double] = [], decode: [Double] = []
+      var appends = [[Double]](repeating: [], count: appendTokens.count)
       for run in 0..<runs {
         progress("model \(model.name): run \(run + 1)/\(runs)")
         let session = try model.makeSession()
@@ -111,10 +117,24 @@ extension Runtime {
             }
           }
         })
+        // Appends of k tokens from the same point (the prompt's first ids), each undone after
+        // it: one to warm up (buffers sized for k rows), then the fastest of five.
+        let end = session.count
+        for (i, k) in appendTokens.enumerated() {
+          let ids = (0..<k).map { prompt[$0 % prompt.count] }
+          var best = Double.infinity
+          for attempt in 0..<6 {
+            let took = try seconds { _ = try session.append(ids, mode: .all) }
+            if attempt > 0 { best = min(best, took) }
+            try session.truncate(to: end)
+          }
+          appends[i].append(best)
+        }
       }
       var throughput = Throughput(prefillTokensPerSecond: Double(promptTokens) / Timing.median(prefill),
                                   decodeTokensPerSecond: Double(newTokens) / Timing.median(decode))
       throughput.decodeAllocationsPerToken = allocations.map { Double($0) / Double(newTokens) }
+      throughput.appendSeconds = zip(appendTokens, appends).map { ($0, Timing.median($1)) }
       models.append((model.name, throughput))
     }
     return BenchmarkResult(graph: graph.name, promptTokens: promptTokens, newTokens: newTokens, runs: runs,

@@ -42,6 +42,9 @@ struct Bench: ParsableCommand {
   @Flag(help: "With --compare-speculative: adapt the lookahead to the acceptance.")
   var adaptiveLookahead = false
 
+  @Option(help: ArgumentHelp("Also time one append of each of these sizes to each model after the decoded tokens (logits at every position, as speculative verification asks), e.g. 1,5: what verifying k − 1 drafted tokens costs against one step.", valueName: "k,k,…"))
+  var appendTokens: String?
+
   @Flag(help: "Count heap allocations per decoded token (runs again with libEFTAllocCounter.so, from the executable's directory, preloaded).")
   var countAllocations = false
 
@@ -57,7 +60,13 @@ struct Bench: ParsableCommand {
         try compare(runtime)
         return
       }
-      let result = try runtime.benchmark(graph: graph, promptTokens: promptTokens, newTokens: newTokens, runs: runs) {
+      let sizes = try (appendTokens?.split(separator: ",") ?? []).map {
+        guard let k = Int($0.trimmingCharacters(in: .whitespaces)), k >= 1 else {
+          throw ValidationError("--append-tokens: '\($0)' is not a token count ≥ 1")
+        }
+        return k
+      }
+      let result = try runtime.benchmark(graph: graph, promptTokens: promptTokens, newTokens: newTokens, runs: runs, appendTokens: sizes) {
         writeError("eft bench: \($0)")
       }
       if json {
@@ -72,6 +81,12 @@ struct Bench: ParsableCommand {
         }
         row("graph", result.graphThroughput)
         for (name, t) in result.models { row("model \(name)", t) }
+        for (name, t) in result.models where !t.appendSeconds.isEmpty {
+          let one = t.appendSeconds.first { $0.tokens == 1 }?.seconds
+          print("  append, model \(name): " + t.appendSeconds.map { k, s in
+            String(format: "%d token%@ %.3f ms", k, k == 1 ? "" : "s", 1000 * s) + (one.map { k == 1 ? "" : String(format: " (%.2f× one)", s / $0) } ?? "")
+          }.joined(separator: ", "))
+        }
       }
     }
   }
@@ -140,11 +155,16 @@ enum BenchJSON {
     func fmt(_ x: Double) -> String { jsonNumber(x, decimals: 3) }
     let models = r.models.map {
       "{\"name\":\"\($0.name)\",\"prefill_tokens_per_s\":\(fmt($0.throughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt($0.throughput.decodeTokensPerSecond))"
-        + allocations($0.throughput) + "}"
+        + allocations($0.throughput) + appends($0.throughput) + "}"
     }.joined(separator: ",")
     return "{\"graph\":\"\(r.graph)\",\"prompt_tokens\":\(r.promptTokens),\"new_tokens\":\(r.newTokens),\"runs\":\(r.runs),"
       + "\"prefill_tokens_per_s\":\(fmt(r.graphThroughput.prefillTokensPerSecond)),\"decode_tokens_per_s\":\(fmt(r.graphThroughput.decodeTokensPerSecond))"
       + allocations(r.graphThroughput) + ",\"models\":[\(models)]}"
+  }
+
+  /// `,"append_seconds":{"k":s,…}` when appends were timed.
+  static func appends(_ t: Throughput) -> String {
+    t.appendSeconds.isEmpty ? "" : ",\"append_seconds\":{" + t.appendSeconds.map { "\"\($0.tokens)\":\(jsonNumber($0.seconds, decimals: 6))" }.joined(separator: ",") + "}"
   }
 
   /// `,"decode_allocations_per_token":N` when they were counted.
