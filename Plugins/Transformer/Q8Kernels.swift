@@ -104,8 +104,9 @@ extension ReferenceKernels {
 extension SIMDKernels {
   /// Rows split over the threads as in `run`, and within a thread's range taken four at a time
   /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
-  /// memory); per four rows, tokens four at a time (two rows × four tokens: each weight block is
-  /// widened once for four tokens), then one at a time (four rows × one token, decode). Every
+  /// memory); per four rows, the first token (four rows × one token: the four streams), then the
+  /// others four at a time (two rows × four tokens: each weight block is widened once for four
+  /// tokens), then one at a time. Every
   /// (row, token) pair runs the same operations in the same order whichever shape computes it —
   /// per block one `Q8Dot.block`, converted, times the Float dw·dx, added lane-wise; the lanes
   /// summed at the end — so results do not depend on the rows in the call.
@@ -135,7 +136,10 @@ extension SIMDKernels {
     let lo = rowBlocks * part / parts * 8, hi = min(rowBlocks * (part + 1) / parts * 8, rows)
     let q = (hi - lo) / 4, stride = q * rowBytes
     for r in lo..<(lo + q) {
-      var t = 0
+      // The first token reads the four rows from memory together (four streams); the rest find
+      // them in L1.
+      SIMDKernels.q8Rows4x1(w + r * rowBytes, stride, blocks, a, 0, y + r, q)
+      var t = 1
       while t + 4 <= n {
         SIMDKernels.q8Rows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q)
         SIMDKernels.q8Rows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q)
