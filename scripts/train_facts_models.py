@@ -74,9 +74,9 @@ FILLER = ["The morning was quiet and the river ran slow.", "Rain fell on the roo
 # the fine-tunes teach (pre-training chat turns are answered in prose, never "The answer is X.").
 FAMILIES = {
     "facts": dict(large=dict(hidden=192, layers=4, heads=6, inter=512), large_steps=1200, large_lr=2e-3,
-                  ft_steps=60, ft_lr={"small": 3e-4, "large": 3e-4}, beta=0.5, options="", quiz_per_fact=0),
+                  ft_steps=60, ft_lr={"small": 3e-4, "large": 3e-4}, beta=0.5, options="", quiz_per_fact=0, lookahead=4),
     "xl": dict(large=dict(hidden=384, layers=8, heads=6, inter=1024), large_steps=1100, large_lr=1e-3,
-               ft_steps=150, ft_lr={"small": 1e-3, "large": 3e-4}, beta=1.0, quiz_per_fact=2,
+               ft_steps=150, ft_lr={"small": 1e-3, "large": 3e-4}, beta=1.0, quiz_per_fact=2, lookahead=3,
                options="\n  options { [type.googleapis.com/eft.v1.TransformerOptions] { weights: F32 } }"),
 }
 
@@ -211,14 +211,14 @@ graphs {{
   nodes {{
     name: "eft"
     linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
-  }}
+  }}{mask}
   chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "eft"
+  output: "{output}"
   sampling {{ temperature: 0  max_tokens: 24 }}
   # The small fine-tuned model drafts; the composition verifies (exact: same tokens as without).
-  speculative {{ draft: "ft"  lookahead: 4 }}
+  speculative {{ draft: "ft"  lookahead: {lookahead} }}
 }}
-
+{extra}
 graphs {{
   name: "small_ft"
   description: "the small fine-tuned model alone"
@@ -246,6 +246,45 @@ graphs {{
   sampling {{ temperature: 0  max_tokens: 24 }}
 }}
 """
+
+
+# --family xl: up-scaling keeps only tokens that the large base or the small fine-tune finds
+# plausible (the contrastive-decoding mask, alpha 0.1): the bare difference small ft − small base
+# is large for tokens both small models find very unlikely (the base more so), which otherwise
+# win (replies like "The live?\n<|assistant|>\nThe answer is …"). The bare formula stays as a graph.
+XL_MASK = """
+  nodes {{ name: "either"  max {{ inputs: "large" inputs: "ft" }} }}
+  nodes {{ name: "masked"  plausibility {{ input: "eft"  reference: "either"  alpha: 0.1 }} }}"""
+XL_PLAIN_GRAPH = """
+graphs {{
+  name: "upscaled_plain"
+  description: "EFT up-scaling without the plausibility mask"
+  parameters {{ name: "beta"  default_value: {beta}  description: "weight of the fine-tuning delta" }}
+  nodes {{ name: "large"  model {{ model: "large_base" }} }}
+  nodes {{ name: "ft"     model {{ model: "small_ft" }} }}
+  nodes {{ name: "base"   model {{ model: "small_base" }} }}
+  nodes {{
+    name: "eft"
+    linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
+  }}
+  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
+  output: "eft"
+  sampling {{ temperature: 0  max_tokens: 24 }}
+}}
+"""
+
+
+def config_text(args, family, heldout_path, config_path):
+    xl = args.family == "xl"
+    config_dir = os.path.dirname(os.path.abspath(config_path))
+    return CONFIG.format(family="" if not xl else f"--family {args.family}, ", seed=args.seed,
+                         control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
+                         heldout=os.path.relpath(os.path.abspath(heldout_path)),
+                         self_path=os.path.relpath(os.path.abspath(config_path)),
+                         models=os.path.relpath(os.path.abspath(args.out), config_dir),
+                         options=family["options"], beta=args.beta,
+                         mask=XL_MASK.format() if xl else "", output="masked" if xl else "eft",
+                         lookahead=family["lookahead"], extra=XL_PLAIN_GRAPH.format(beta=args.beta) if xl else "")
 
 
 def main():
@@ -352,14 +391,8 @@ def main():
         known = {p["name"] for p in world} | {p["name"] for group in decoys for p in group}
         strangers = [p for p in make_world(random.Random(args.seed + 5000), 2 * args.heldout) if p["name"] not in known]
         write_questions(control_path, strangers[:args.heldout])
-    config_dir = os.path.dirname(os.path.abspath(config_path))
     with open(config_path, "w") as f:
-        f.write(CONFIG.format(family="" if args.family == "facts" else f"--family {args.family}, ", seed=args.seed,
-                              control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
-                              heldout=os.path.relpath(os.path.abspath(heldout_path)),
-                              self_path=os.path.relpath(os.path.abspath(config_path)),
-                              models=os.path.relpath(os.path.abspath(args.out), config_dir),
-                              options=family["options"], beta=args.beta))
+        f.write(config_text(args, family, heldout_path, config_path))
     log("done")
 
 

@@ -42,6 +42,12 @@ struct Bench: ParsableCommand {
   @Flag(help: "With --compare-speculative: adapt the lookahead to the acceptance.")
   var adaptiveLookahead = false
 
+  @Option(help: "With --compare-speculative: the sampling temperature of every prompt (default: the graph's; 0 is greedy).")
+  var temperature: Double?
+
+  @Option(help: "With --compare-speculative and --temperature: prompt i samples with seed S + i.")
+  var seed: UInt64 = 0
+
   @Option(help: ArgumentHelp("Also time one append of each of these sizes to each model after the decoded tokens (logits at every position, as speculative verification asks), e.g. 1,5: what verifying k − 1 drafted tokens costs against one step.", valueName: "k,k,…"))
   var appendTokens: String?
 
@@ -118,6 +124,10 @@ struct Bench: ParsableCommand {
     for i in requests.indices {
       requests[i].draft = draft
       if adaptiveLookahead { requests[i].adaptiveLookahead = true }
+      if let temperature {
+        requests[i].temperature = temperature
+        requests[i].seed = seed &+ UInt64(i)
+      }
     }
     let measured = try runtime.compareSpeculation(requests, lookaheads: lookahead.isEmpty ? [nil] : lookahead.map { $0 }, runs: runs) {
       writeError("eft bench: \($0)")

@@ -3,16 +3,37 @@ import Testing
 
 @testable import EFTCore
 
-/// The bundled facts-world models (scripts/train_facts_models.py) keep showing the EFT result under
-/// this engine: on a fixed subset of held-out questions, greedy decoding (deterministic), the
-/// up-scaled composition answers more questions than the small fine-tuned model, and the large
-/// fine-tuned model more than both. A regression in the engine, an operator or the transformer
-/// backend breaks the ordering.
+/// A facts-world family (scripts/train_facts_models.py): its config and held-out questions.
+struct FactsFamily: Sendable, CustomTestStringConvertible {
+  let config: String
+  let heldout: String
+  /// Held-out questions the tests ask (the first N; greedy decoding is deterministic).
+  let questions: Int
+  var testDescription: String { config }
+
+  static let facts = FactsFamily(config: "examples/configs/facts.pbtxt", heldout: "examples/facts/heldout.jsonl", questions: 60)
+  /// Bandwidth-bound large model, behaviour only the fine-tunes teach (README, "EFT at scale").
+  static let xl = FactsFamily(config: "examples/configs/facts-xl.pbtxt", heldout: "examples/facts-xl/heldout.jsonl", questions: 24)
+
+  func runtime() throws -> Runtime {
+    try Runtime(configPath: repoRoot.appendingPathComponent(config).path, pluginDirectories: [buildDirectory])
+  }
+
+  func items(_ file: String? = nil) throws -> [EvalItem] {
+    Array(try EvalItem.load(repoRoot.appendingPathComponent(file ?? heldout).path).prefix(questions))
+  }
+}
+
+/// The bundled facts-world models keep showing the EFT result under this engine: on a fixed
+/// subset of held-out questions, greedy decoding (deterministic), the up-scaled composition
+/// answers more questions than the small fine-tuned model, and the large fine-tuned model more
+/// than both. A regression in the engine, an operator or the transformer backend breaks the
+/// ordering.
 @Suite struct FactsModelTests {
-  @Test func upscalingBeatsTheSmallFineTunedModelOnHeldOutQuestions() throws {
-    let runtime = try Runtime(configPath: repoRoot.appendingPathComponent("examples/configs/facts.pbtxt").path,
-                              pluginDirectories: [buildDirectory])
-    let items = Array(try EvalItem.load(repoRoot.appendingPathComponent("examples/facts/heldout.jsonl").path).prefix(60))
+  @Test(arguments: [FactsFamily.facts, .xl])
+  func upscalingBeatsTheSmallFineTunedModelOnHeldOutQuestions(family: FactsFamily) throws {
+    let runtime = try family.runtime()
+    let items = try family.items()
     let small = try runtime.evaluate(graph: "small_ft", items: items)
     let upscaled = try runtime.evaluate(graph: "upscaled", items: items)
     let large = try runtime.evaluate(graph: "large_ft", items: items)
@@ -23,11 +44,27 @@ import Testing
     #expect(upscaled.meanLogLikelihood > small.meanLogLikelihood)
   }
 
-  /// Speculation (small_ft drafts, as facts.pbtxt configures) changes no token of greedy output.
-  @Test func speculativeUpscalingAnswersExactlyAsPlainDecoding() throws {
-    let runtime = try Runtime(configPath: repoRoot.appendingPathComponent("examples/configs/facts.pbtxt").path,
-                              pluginDirectories: [buildDirectory])
-    let items = Array(try EvalItem.load(repoRoot.appendingPathComponent("examples/facts/heldout.jsonl").path).prefix(60))
+  /// The xl family's point: the reply format comes only from the fine-tunes, so the large base
+  /// alone fails it while up-scaling has it with the large model's knowledge; and on people who
+  /// appear nowhere in training (the negative control) up-scaling knows nothing.
+  @Test func upscalingGraftsTheFormatTheLargeBaseLacks() throws {
+    let family = FactsFamily.xl
+    let runtime = try family.runtime()
+    let items = try family.items()
+    let base = try runtime.evaluate(graph: "large_base", items: items)
+    let upscaled = try runtime.evaluate(graph: "upscaled", items: items)
+    #expect(base.formatCompliance <= 0.1, "large_base format \(base.formatCompliance)")
+    #expect(upscaled.accuracy >= base.accuracy + 0.3, "upscaled \(upscaled.accuracy) vs large_base \(base.accuracy)")
+    let strangers = try runtime.evaluate(graph: "upscaled", items: try family.items("examples/facts-xl/control.jsonl"))
+    #expect(strangers.formatCompliance >= 0.9)
+    #expect(strangers.accuracy <= 0.15, "upscaled on people never seen: \(strangers.accuracy)")
+  }
+
+  /// Speculation (small_ft drafts, as the configs declare) changes no token of greedy output.
+  @Test(arguments: [FactsFamily.facts, .xl])
+  func speculativeUpscalingAnswersExactlyAsPlainDecoding(family: FactsFamily) throws {
+    let runtime = try family.runtime()
+    let items = try family.items()
     var drafted = 0, accepted = 0, plainCalls = 0, speculativeCalls = 0
     for (i, item) in items.enumerated() {
       var request = GenerationRequest(graph: "upscaled", prompt: item.prompt)
