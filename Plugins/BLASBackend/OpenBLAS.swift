@@ -15,11 +15,8 @@ struct OpenBLAS: @unchecked Sendable {
   typealias Sgemm = @convention(c) (CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint, Float,
                                     UnsafePointer<Float>?, blasint, UnsafePointer<Float>?, blasint, Float,
                                     UnsafeMutablePointer<Float>?, blasint) -> Void
-  typealias Sgemv = @convention(c) (CBLAS_ORDER, CBLAS_TRANSPOSE, blasint, blasint, Float, UnsafePointer<Float>?, blasint,
-                                    UnsafePointer<Float>?, blasint, Float, UnsafeMutablePointer<Float>?, blasint) -> Void
 
   let sgemm: Sgemm
-  let sgemv: Sgemv
   let setThreads: @convention(c) (Int32) -> Void
   /// The kernels OpenBLAS chose ("Haswell", "SkylakeX", …).
   let core: String
@@ -40,7 +37,6 @@ struct OpenBLAS: @unchecked Sendable {
       return unsafeBitCast(p, to: T.self)
     }
     sgemm = try symbol("cblas_sgemm", as: Sgemm.self)
-    sgemv = try symbol("cblas_sgemv", as: Sgemv.self)
     setThreads = try symbol("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self)
     let corename = try symbol("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self)
     core = corename().map { String(cString: $0) } ?? "?"
