@@ -60,17 +60,17 @@ struct Bench: ParsableCommand {
   func run() throws {
     if let threads { setenv("EFT_THREADS", String(threads), 1) }
     if countAllocations, AllocationCounter.count == nil { try runCountingAllocations() }
+    let sizes = try (appendTokens?.split(separator: ",") ?? []).map {
+      guard let k = Int($0.trimmingCharacters(in: .whitespaces)), k >= 1 else {
+        throw ValidationError("--append-tokens: '\($0)' is not a token count ≥ 1")
+      }
+      return k
+    }
     try reportingErrors {
       let runtime = try options.load()
       if compareSpeculative {
         try compare(runtime)
         return
-      }
-      let sizes = try (appendTokens?.split(separator: ",") ?? []).map {
-        guard let k = Int($0.trimmingCharacters(in: .whitespaces)), k >= 1 else {
-          throw ValidationError("--append-tokens: '\($0)' is not a token count ≥ 1")
-        }
-        return k
       }
       let result = try runtime.benchmark(graph: graph, promptTokens: promptTokens, newTokens: newTokens, runs: runs, appendTokens: sizes) {
         writeError("eft bench: \($0)")

@@ -271,6 +271,24 @@ let upscale = "examples/configs/upscale.pbtxt"
     #expect(object["decode_allocations_per_token"] is Double, "the graph's are counted too")
   }
 
+  /// `--append-tokens`: one timed append of each size per model, in JSON under `append_seconds`;
+  /// a size below 1 is a usage error.
+  @Test func benchTimesAppendsOfSeveralTokens() throws {
+    let r = try eft(["bench", facts, "--graph", "upscaled", "--prompt-tokens", "8", "--new-tokens", "4", "--runs", "1",
+                     "--append-tokens", "1,3", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    let models = try #require(object["models"] as? [[String: Any]])
+    #expect(models.count == 3)
+    for model in models {
+      let appends = try #require(model["append_seconds"] as? [String: Double], "\(model)")
+      #expect(appends.keys.sorted() == ["1", "3"])
+      #expect(appends.values.allSatisfy { $0 > 0 && $0 < 10 })
+    }
+    let bad = try eft(["bench", facts, "--append-tokens", "1,0"])
+    #expect(bad.status == 64 && bad.stderr.contains("--append-tokens: '0' is not a token count"), "\(bad.stderr)")
+  }
+
   @Test func benchComparesPlainAndSpeculativeDecodingInJSON() throws {
     let r = try eft(["bench", facts, "--compare-speculative", "--data", "examples/facts/heldout.jsonl", "--limit", "4",
                      "--runs", "1", "--lookahead", "2", "--lookahead", "4", "--json"])
