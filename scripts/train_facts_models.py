@@ -201,24 +201,7 @@ models {{ name: "large_ft"    plugin: "CPUBackend"  path: "{models}/large_ft"{op
 
 default_graph: "upscaled"
 
-graphs {{
-  name: "upscaled"
-  description: "EFT up-scaling: large base + beta * (small fine-tuned - small base)"
-  parameters {{ name: "beta"  default_value: {beta}  description: "weight of the fine-tuning delta" }}
-  nodes {{ name: "large"  model {{ model: "large_base" }} }}
-  nodes {{ name: "ft"     model {{ model: "small_ft" }} }}
-  nodes {{ name: "base"   model {{ model: "small_base" }} }}
-  nodes {{
-    name: "eft"
-    linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
-  }}{mask}
-  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "{output}"
-  sampling {{ temperature: 0  max_tokens: 24 }}
-  # The small fine-tuned model drafts; the composition verifies (exact: same tokens as without).
-  speculative {{ draft: "ft"  lookahead: {lookahead} }}
-}}
-{extra}
+{upscaled}
 graphs {{
   name: "small_ft"
   description: "the small fine-tuned model alone"
@@ -248,17 +231,11 @@ graphs {{
 """
 
 
-# --family xl: up-scaling keeps only tokens that the large base or the small fine-tune finds
-# plausible (the contrastive-decoding mask, alpha 0.1): the bare difference small ft − small base
-# is large for tokens both small models find very unlikely (the base more so), which otherwise
-# win (replies like "The live?\n<|assistant|>\nThe answer is …"). The bare formula stays as a graph.
-XL_MASK = """
-  nodes {{ name: "either"  max {{ inputs: "large" inputs: "ft" }} }}
-  nodes {{ name: "masked"  plausibility {{ input: "eft"  reference: "either"  alpha: 0.1 }} }}"""
-XL_PLAIN_GRAPH = """
-graphs {{
-  name: "upscaled_plain"
-  description: "EFT up-scaling without the plausibility mask"
+# An up-scaling graph, for CONFIG's {upscaled}: {mask} adds nodes after "eft", {output} names the
+# output node, {speculative} is empty or SPECULATIVE.
+UPSCALED = """graphs {{
+  name: "{name}"
+  description: "{description}"
   parameters {{ name: "beta"  default_value: {beta}  description: "weight of the fine-tuning delta" }}
   nodes {{ name: "large"  model {{ model: "large_base" }} }}
   nodes {{ name: "ft"     model {{ model: "small_ft" }} }}
@@ -266,25 +243,41 @@ graphs {{
   nodes {{
     name: "eft"
     linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
-  }}
+  }}{mask}
   chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "eft"
-  sampling {{ temperature: 0  max_tokens: 24 }}
+  output: "{output}"
+  sampling {{ temperature: 0  max_tokens: 24 }}{speculative}
 }}
 """
+SPECULATIVE = """
+  # The small fine-tuned model drafts; the composition verifies (exact: same tokens as without).
+  speculative {{ draft: "ft"  lookahead: {lookahead} }}"""
+# --family xl: up-scaling keeps only tokens that the large base or the small fine-tune finds
+# plausible (the contrastive-decoding mask, alpha 0.1): the bare difference small ft − small base
+# is large for tokens both small models find very unlikely (the base more so), which otherwise
+# win (replies like "The live?\n<|assistant|>\nThe answer is …"). The bare formula stays as a
+# graph, upscaled_plain.
+XL_MASK = """
+  nodes { name: "either"  max { inputs: "large" inputs: "ft" } }
+  nodes { name: "masked"  plausibility { input: "eft"  reference: "either"  alpha: 0.1 } }"""
 
 
 def config_text(args, family, heldout_path, config_path):
     xl = args.family == "xl"
     config_dir = os.path.dirname(os.path.abspath(config_path))
+    description = "EFT up-scaling: large base + beta * (small fine-tuned - small base)"
+    speculative = SPECULATIVE.format(lookahead=family["lookahead"])
+    upscaled = UPSCALED.format(name="upscaled", description=description, beta=args.beta, mask=XL_MASK if xl else "",
+                               output="masked" if xl else "eft", speculative=speculative)
+    if xl:
+        upscaled += "\n" + UPSCALED.format(name="upscaled_plain", description="EFT up-scaling without the plausibility mask",
+                                           beta=args.beta, mask="", output="eft", speculative="")
     return CONFIG.format(family="" if not xl else f"--family {args.family}, ", seed=args.seed,
                          control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
                          heldout=os.path.relpath(os.path.abspath(heldout_path)),
                          self_path=os.path.relpath(os.path.abspath(config_path)),
                          models=os.path.relpath(os.path.abspath(args.out), config_dir),
-                         options=family["options"], beta=args.beta,
-                         mask=XL_MASK.format() if xl else "", output="masked" if xl else "eft",
-                         lookahead=family["lookahead"], extra=XL_PLAIN_GRAPH.format(beta=args.beta) if xl else "")
+                         options=family["options"], upscaled=upscaled)
 
 
 def main():

@@ -106,10 +106,10 @@ extension SIMDKernels {
   /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
   /// memory); per four rows, the first token (four rows × one token: the four streams), then the
   /// others four at a time (two rows × four tokens: each weight block is widened once for four
-  /// tokens), then one at a time. Every
-  /// (row, token) pair runs the same operations in the same order whichever shape computes it —
-  /// per block one `Q8Dot.block`, converted, times the Float dw·dx, added lane-wise; the lanes
-  /// summed at the end — so results do not depend on the rows in the call.
+  /// tokens), then one at a time. Every (row, token) pair runs the same operations in the same
+  /// order whichever shape computes it — per block one `Q8Dot.block`, converted, times the Float
+  /// dw·dx, added lane-wise; the lanes summed at the end — so results do not depend on the rows
+  /// in the call.
   func multiplyQ8(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
     ScratchPool.with { scratch in
       let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
