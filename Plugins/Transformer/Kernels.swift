@@ -141,10 +141,8 @@ public struct SIMDKernels: MatrixKernels {
   @inline(__always)
   static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type) {
     let a = arguments.assumingMemoryBound(to: Product<R>.self).pointee
-    let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y, parts = a.parts
-    let blocks = (rows + 7) / 8
-    let lo = blocks * part / parts * 8, hi = min(blocks * (part + 1) / parts * 8, rows)
-    let q = (hi - lo) / 4
+    let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y
+    let (lo, hi, q) = Self.partRows(part, of: a.parts, rows: rows)
     for r in lo..<(lo + q) {
       var t = 0
       if n >= 2 {
@@ -168,6 +166,16 @@ public struct SIMDKernels: MatrixKernels {
     for r in (lo + 4 * q)..<hi {
       for t in 0..<n { y[t * rows + r] = Self.dot(loader, r, cols, x + t * cols) }
     }
+  }
+
+  /// Part `part` of `parts`' rows lo..<hi (contiguous, equal shares in whole 8-row blocks) and
+  /// the distance q between its four streams (a quarter of the range; rows from lo + 4q on are
+  /// left over).
+  @inline(__always)
+  static func partRows(_ part: Int, of parts: Int, rows: Int) -> (lo: Int, hi: Int, q: Int) {
+    let blocks = (rows + 7) / 8
+    let lo = blocks * part / parts * 8, hi = min(blocks * (part + 1) / parts * 8, rows)
+    return (lo, hi, (hi - lo) / 4)
   }
 
   @inline(__always)

@@ -130,11 +130,10 @@ extension SIMDKernels {
 
   static let q8ProductPart: ParallelJob = { arguments, part in
     let p = arguments.assumingMemoryBound(to: Q8Product.self).pointee
-    let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y, parts = p.parts
+    let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y
     let blocks = p.cols / Q8_0.blockSize, rowBytes = DType.q8_0.rowBytes(p.cols)
-    let rowBlocks = (rows + 7) / 8
-    let lo = rowBlocks * part / parts * 8, hi = min(rowBlocks * (part + 1) / parts * 8, rows)
-    let q = (hi - lo) / 4, stride = q * rowBytes
+    let (lo, hi, q) = SIMDKernels.partRows(part, of: p.parts, rows: rows)
+    let stride = q * rowBytes
     for r in lo..<(lo + q) {
       // The first token reads the four rows from memory together (four streams); the rest find
       // them in L1.
