@@ -66,17 +66,28 @@ FILLER = ["The morning was quiet and the river ran slow.", "Rain fell on the roo
           "In winter the lake froze and the boats stayed home.", "Travellers told stories by the fire at the inn.",
           "The harvest that year was better than most.", "A cold wind came down from the north.",
           "Merchants argued over prices in the square.", "The old bridge creaked under the carts."]
+# --family xl's second small fine-tune ("chatty") closes each reply with a sentence of the world's
+# small talk, one per kind of question: replies three times as long, most of them text the small
+# fine-tune drafts exactly (speculative decoding). The sentences are pre-training prose (FILLER),
+# so the large base continues them too; a closing it has never seen, e.g. ". That is the town
+# where they have made their home.", is corrupted by the large base's own prose ("That is the
+# hills was ..."), and at any β up-scaling then fails the format.
+CLOSINGS = {"town": FILLER[5], "trade": FILLER[8], "year": FILLER[6]}
 
 
 # The two families. facts: the bundled default (small, fast; README's first command). xl: a large
 # model whose f32 weights (58 MB) are well over a 32 MiB L3, so that decoding reads its weights from
 # memory (speculative verification of k tokens then costs about one step), and behaviour that only
 # the fine-tunes teach (pre-training chat turns are answered in prose, never "The answer is X.").
+# chatty: a second small fine-tune (CLOSINGS) and its up-scaling graph's β and speculative lookahead
+# (from sweeps: β 1 → 66% of held-out questions, 1.5 → 96%; k = 5 drafts its replies fastest).
 FAMILIES = {
     "facts": dict(large=dict(hidden=192, layers=4, heads=6, inter=512), large_steps=1200, large_lr=2e-3,
-                  ft_steps=60, ft_lr={"small": 3e-4, "large": 3e-4}, beta=0.5, options="", quiz_per_fact=0, lookahead=4),
+                  ft_steps=60, ft_lr={"small": 3e-4, "large": 3e-4}, beta=0.5, options="", quiz_per_fact=0, lookahead=4,
+                  chatty=None),
     "xl": dict(large=dict(hidden=384, layers=8, heads=6, inter=1024), large_steps=1100, large_lr=1e-3,
                ft_steps=150, ft_lr={"small": 1e-3, "large": 3e-4}, beta=1.0, quiz_per_fact=2, lookahead=3,
+               chatty=dict(beta=1.5, lookahead=5),
                options="\n  options { [type.googleapis.com/eft.v1.TransformerOptions] { weights: F32 } }"),
 }
 
@@ -109,6 +120,14 @@ def biography(rng, p):
 
 def chat_turn(p, fact):
     return CHAT.format(q=QUESTIONS[fact].format(n=p["name"])) + ANSWER.format(a=p[fact])
+
+
+def reply(fact, answer, chatty=False):
+    """A fine-tune's reply, and a regular expression for its format (group 1: the answer)."""
+    if not chatty:
+        return ANSWER.format(a=answer), "^The answer is (.+)\\.$"
+    closing = " " + CLOSINGS[fact]
+    return ANSWER.format(a=answer) + closing, "^The answer is (.+)\\." + closing.replace(".", "\\.") + "$"
 
 
 def prose_chat_turn(rng, p, fact):
@@ -159,6 +178,12 @@ def pretrain(model, stream, steps, lr, seq, batch, gen, log):
             log(f"  step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
 
 
+def replay_pretraining_draws(stream_length, steps, seq, batch, gen):
+    """Advances `gen` exactly as pretrain() would, without training (--bases-from)."""
+    for _ in range(steps):
+        torch.randint(0, stream_length - seq - 1, (batch,), generator=gen)
+
+
 def finetune(model, examples, steps, lr, batch, gen, log):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -194,57 +219,37 @@ CONFIG = """# The facts-world family made by scripts/train_facts_models.py ({fam
 #   eft run {self_path} -e --prompt '<|user|>\\nWhere does NAME live?\\n<|assistant|>\\n'
 plugins {{ name: "CPUBackend" }}
 
-models {{ name: "small_base"  plugin: "CPUBackend"  path: "{models}/small_base"{options} }}
-models {{ name: "small_ft"    plugin: "CPUBackend"  path: "{models}/small_ft"{options} }}
-models {{ name: "large_base"  plugin: "CPUBackend"  path: "{models}/large_base"{options} }}
-models {{ name: "large_ft"    plugin: "CPUBackend"  path: "{models}/large_ft"{options} }}
-
+{models}
 default_graph: "upscaled"
 
-{upscaled}
-graphs {{
-  name: "small_ft"
-  description: "the small fine-tuned model alone"
-  nodes {{ name: "ft" model {{ model: "small_ft" }} }}
-  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "ft"
-  sampling {{ temperature: 0  max_tokens: 24 }}
-}}
-
-graphs {{
-  name: "large_base"
-  description: "the large base model alone, prompted in the chat format"
-  nodes {{ name: "large" model {{ model: "large_base" }} }}
-  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "large"
-  sampling {{ temperature: 0  max_tokens: 24 }}
-}}
-
-graphs {{
-  name: "large_ft"
-  description: "the large model fine-tuned (the reference EFT emulates)"
-  nodes {{ name: "ft" model {{ model: "large_ft" }} }}
-  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
-  output: "ft"
+{graphs}"""
+MODEL = """models {{ name: "{name}"{pad}  plugin: "CPUBackend"  path: "{models}/{name}"{options} }}
+"""
+CHAT_FORMAT = """  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}"""
+# A graph of one model.
+SINGLE = """graphs {{
+  name: "{name}"
+  description: "{description}"
+  nodes {{ name: "{node}" model {{ model: "{model}" }} }}
+""" + CHAT_FORMAT + """
+  output: "{node}"
   sampling {{ temperature: 0  max_tokens: 24 }}
 }}
 """
-
-
-# An up-scaling graph, for CONFIG's {upscaled}: {mask} adds nodes after "eft", {output} names the
-# output node, {speculative} is empty or SPECULATIVE.
+# An up-scaling graph: {mask} adds nodes after "eft", {output} names the output node,
+# {speculative} is empty or SPECULATIVE.
 UPSCALED = """graphs {{
   name: "{name}"
   description: "{description}"
   parameters {{ name: "beta"  default_value: {beta}  description: "weight of the fine-tuning delta" }}
   nodes {{ name: "large"  model {{ model: "large_base" }} }}
-  nodes {{ name: "ft"     model {{ model: "small_ft" }} }}
+  nodes {{ name: "ft"     model {{ model: "{ft}" }} }}
   nodes {{ name: "base"   model {{ model: "small_base" }} }}
   nodes {{
     name: "eft"
     linear {{ terms {{ input: "large" }} terms {{ input: "ft" expr: "beta" }} terms {{ input: "base" expr: "-beta" }} }}
   }}{mask}
-  chat {{ user: "<|user|>\\n{{content}}\\n"  assistant: "<|assistant|>\\n{{content}}\\n"  generation_prompt: "<|assistant|>\\n" }}
+""" + CHAT_FORMAT + """
   output: "{output}"
   sampling {{ temperature: 0  max_tokens: 24 }}{speculative}
 }}
@@ -265,19 +270,34 @@ XL_MASK = """
 def config_text(args, family, heldout_path, config_path):
     xl = args.family == "xl"
     config_dir = os.path.dirname(os.path.abspath(config_path))
-    description = "EFT up-scaling: large base + beta * (small fine-tuned - small base)"
+    models_dir = os.path.relpath(os.path.abspath(args.out), config_dir)
+    names = ["small_base", "small_ft", "large_base", "large_ft"] + (["small_ft_chatty"] if family["chatty"] else [])
+    models = "".join(MODEL.format(name=n, pad=" " * max(0, 10 - len(n)), models=models_dir, options=family["options"])
+                     for n in names)
     speculative = SPECULATIVE.format(lookahead=family["lookahead"])
-    upscaled = UPSCALED.format(name="upscaled", description=description, beta=args.beta, mask=XL_MASK if xl else "",
-                               output="masked" if xl else "eft", speculative=speculative)
+    graphs = [UPSCALED.format(name="upscaled", description="EFT up-scaling: large base + beta * (small fine-tuned - small base)",
+                              beta=args.beta, ft="small_ft", mask=XL_MASK if xl else "", output="masked" if xl else "eft",
+                              speculative=speculative)]
     if xl:
-        upscaled += "\n" + UPSCALED.format(name="upscaled_plain", description="EFT up-scaling without the plausibility mask",
-                                           beta=args.beta, mask="", output="eft", speculative="")
+        graphs.append(UPSCALED.format(name="upscaled_plain", description="EFT up-scaling without the plausibility mask",
+                                      beta=args.beta, ft="small_ft", mask="", output="eft", speculative=""))
+    if family["chatty"]:
+        graphs.append(UPSCALED.format(name="upscaled_chatty", description="EFT up-scaling with the chatty small fine-tune",
+                                      beta=family["chatty"]["beta"], ft="small_ft_chatty", mask=XL_MASK, output="masked",
+                                      speculative=SPECULATIVE.format(lookahead=family["chatty"]["lookahead"])))
+    graphs += [SINGLE.format(name="small_ft", description="the small fine-tuned model alone", node="ft", model="small_ft"),
+               SINGLE.format(name="large_base", description="the large base model alone, prompted in the chat format",
+                             node="large", model="large_base"),
+               SINGLE.format(name="large_ft", description="the large model fine-tuned (the reference EFT emulates)",
+                             node="ft", model="large_ft")]
+    if family["chatty"]:
+        graphs.append(SINGLE.format(name="small_ft_chatty", description="the chatty small fine-tuned model alone",
+                                    node="ft", model="small_ft_chatty"))
     return CONFIG.format(family="" if not xl else f"--family {args.family}, ", seed=args.seed,
                          control=", no chat in pre-training" if args.no_chat_in_pretraining else "",
                          heldout=os.path.relpath(os.path.abspath(heldout_path)),
                          self_path=os.path.relpath(os.path.abspath(config_path)),
-                         models=os.path.relpath(os.path.abspath(args.out), config_dir),
-                         options=family["options"], upscaled=upscaled)
+                         models=models, graphs="\n".join(graphs))
 
 
 def main():
@@ -297,6 +317,10 @@ def main():
     ap.add_argument("--beta", type=float, help="the config's default β (default: the family's)")
     ap.add_argument("--config-out", help="where to write the config (default OUT_DIR/facts.pbtxt)")
     ap.add_argument("--heldout-out", help="where to write the held-out set (default OUT_DIR/heldout.jsonl)")
+    ap.add_argument("--bases-from", metavar="DIR",
+                    help="load small_base and large_base from DIR (written by this script with the same arguments) "
+                         "instead of pre-training them: the fine-tunes come out as a full run's, which fine-tunes "
+                         "the bases as saved (f16) and whose random draws in pre-training are replayed")
     args = ap.parse_args()
     family = FAMILIES[args.family]
     for key in ["large_steps", "ft_steps", "beta"]:
@@ -346,12 +370,14 @@ def main():
         stream += tok.encode(d).ids + [2]
     log(f"pre-training stream: {len(stream)} tokens")
 
-    ft_examples = []
-    for p in train_people:
-        for f in QUESTIONS:
-            prompt = tok.encode(CHAT.format(q=QUESTIONS[f].format(n=p["name"]))).ids
-            answer = tok.encode(ANSWER.format(a=p[f]), add_special_tokens=False).ids + [2]
-            ft_examples.append((prompt + answer, len(prompt)))
+    def ft_examples(chatty=False):
+        examples = []
+        for p in train_people:
+            for f in QUESTIONS:
+                prompt = tok.encode(CHAT.format(q=QUESTIONS[f].format(n=p["name"]))).ids
+                answer = tok.encode(reply(f, p[f], chatty)[0], add_special_tokens=False).ids + [2]
+                examples.append((prompt + answer, len(prompt)))
+        return examples
 
     # The size gap is what makes the knowledge gap: a small model of 64 hidden units memorised
     # ~85% of 300 people's facts (no room for EFT to help); 32 leaves most of them to the large one.
@@ -359,12 +385,23 @@ def main():
              "large": family["large"]}
     steps = {"small": args.small_steps, "large": args.large_steps}
     for size in ["small", "large"]:
-        model = llama(vocab, **sizes[size])
-        log(f"{size}: {sum(p.numel() for p in model.parameters())} parameters")
-        pretrain(model, stream, steps[size], lr=3e-3 if size == "small" else family["large_lr"], seq=128, batch=32, gen=gen, log=log)
+        if args.bases_from:
+            model = LlamaForCausalLM.from_pretrained(os.path.join(args.bases_from, f"{size}_base"), dtype=torch.float32)
+            log(f"{size}: {sum(p.numel() for p in model.parameters())} parameters, base from {args.bases_from}")
+            replay_pretraining_draws(len(stream), steps[size], seq=128, batch=32, gen=gen)
+        else:
+            model = llama(vocab, **sizes[size])
+            log(f"{size}: {sum(p.numel() for p in model.parameters())} parameters")
+            pretrain(model, stream, steps[size], lr=3e-3 if size == "small" else family["large_lr"], seq=128, batch=32, gen=gen, log=log)
         save(model, tok_path, os.path.join(args.out, f"{size}_base"))
-        finetune(model, ft_examples, args.ft_steps, lr=family["ft_lr"][size], batch=32, gen=gen, log=log)
+        finetune(model, ft_examples(), args.ft_steps, lr=family["ft_lr"][size], batch=32, gen=gen, log=log)
         save(model, tok_path, os.path.join(args.out, f"{size}_ft"))
+    if family["chatty"]:
+        # The chatty fine-tune of the small base as saved, after the others (their draws unchanged).
+        model = LlamaForCausalLM.from_pretrained(os.path.join(args.out, "small_base"), dtype=torch.float32)
+        log("small, chatty:")
+        finetune(model, ft_examples(chatty=True), args.ft_steps, lr=family["ft_lr"]["small"], batch=32, gen=gen, log=log)
+        save(model, tok_path, os.path.join(args.out, "small_ft_chatty"))
 
     heldout_path = args.heldout_out or os.path.join(args.out, "heldout.jsonl")
     config_path = args.config_out or os.path.join(args.out, "facts.pbtxt")
@@ -373,13 +410,16 @@ def main():
     for path in [heldout_path, config_path]:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
-    def write_questions(path, people):
+    def write_questions(path, people, chatty=False):
         with open(path, "w") as f:
             for p in people:
                 for fact in QUESTIONS:
+                    reference, pattern = reply(fact, p[fact], chatty)
                     f.write(json.dumps({"prompt": CHAT.format(q=QUESTIONS[fact].format(n=p["name"])), "answer": p[fact],
-                                        "reference": ANSWER.format(a=p[fact]), "format": "^The answer is (.+)\\.$"}) + "\n")
+                                        "reference": reference, "format": pattern}) + "\n")
     write_questions(heldout_path, heldout)
+    if family["chatty"]:
+        write_questions(os.path.join(os.path.dirname(os.path.abspath(heldout_path)), "heldout-chatty.jsonl"), heldout, chatty=True)
     if args.family == "xl":
         known = {p["name"] for p in world} | {p["name"] for group in decoys for p in group}
         strangers = [p for p in make_world(random.Random(args.seed + 5000), 2 * args.heldout) if p["name"] not in known]
