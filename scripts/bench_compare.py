@@ -8,12 +8,13 @@ is the median over the repetitions, so that a noisy neighbour hits both sides al
   swift build -c release
   pip download --no-deps --no-binary :all: llama-cpp-python && tar xzf llama_cpp_python-*.tar.gz
   python3 scripts/bench_compare.py --llama-cpp llama_cpp_python-*/vendor/llama.cpp \\
-      [--weights f32,f16,bf16,q8_0] [--threads 2] [--repeats 3] [--dir /tmp/eft-bench]
+      [--weights f32,f16,bf16,q8_0,q4_0] [--threads 2] [--repeats 3] [--dir /tmp/eft-bench]
   python3 scripts/bench_compare.py --peer pytorch [--weights f32]
 
 Makes the checkpoints with scripts/make_bench_model.py when they are missing, the GGUF files with
 llama.cpp's converter (Q8_0 from the f32 checkpoint, as eft's Q8_0 rows quantize the f32 one at
-load), and builds llama-bench with cmake when the llama.cpp directory has none (scripts/llamacpp.py). Measured as
+load; Q4_0 by its llama-quantize --pure from the f32 GGUF: every matrix Q4_0, as eft's), and builds
+llama-bench and llama-quantize with cmake when the llama.cpp directory has none (scripts/llamacpp.py). Measured as
 `eft bench` measures: prefill of a prompt of --prompt-tokens random ids, then --new-tokens
 decoded after it (llama-bench: pp at depth 0, tg at depth --prompt-tokens).
 """
@@ -35,6 +36,7 @@ WEIGHTS = {
     "f16": ("float16", "", "f16"),
     "bf16": ("bfloat16", "", "bf16"),
     "q8_0": ("float32", "_q8", "q8_0"),
+    "q4_0": ("float32", "_q4", "q4_0"),
 }
 
 
@@ -70,7 +72,7 @@ def main():
     ap.add_argument("--peer", default="llama.cpp", choices=["llama.cpp", "pytorch"])
     ap.add_argument("--llama-cpp", help="llama.cpp source directory (the llama-cpp-python sdist's vendor/llama.cpp)")
     ap.add_argument("--dir", default="/tmp/eft-bench")
-    ap.add_argument("--weights", default="f32,f16,bf16,q8_0")
+    ap.add_argument("--weights", default="f32,f16,bf16,q8_0,q4_0")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prompt-tokens", type=int, default=128)
@@ -80,8 +82,8 @@ def main():
         ap.error("--llama-cpp DIR is needed for the llama.cpp peer")
     weights = args.weights.split(",")
     for w in weights:
-        if w not in WEIGHTS or (args.peer == "pytorch" and w == "q8_0"):
-            ap.error(f"unknown weights {w!r} (choices: {', '.join(WEIGHTS)}; pytorch has no q8_0)")
+        if w not in WEIGHTS or (args.peer == "pytorch" and w in ["q8_0", "q4_0"]):
+            ap.error(f"unknown weights {w!r} (choices: {', '.join(WEIGHTS)}; pytorch has no q8_0 or q4_0)")
     eft = os.path.join(ROOT, ".build/release/eft")
     exe = llamacpp.tool(args.llama_cpp, "llama-bench") if args.peer == "llama.cpp" else None
     common = ["--threads", str(args.threads), "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),

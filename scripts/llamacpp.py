@@ -36,9 +36,14 @@ def tool(llama_cpp, name):
 
 
 def convert(llama_cpp, model, outtype):
-    """MODEL/model-OUTTYPE.gguf (f32, f16, bf16, q8_0), converted when missing."""
+    """MODEL/model-OUTTYPE.gguf, made when missing: f32, f16, bf16 and q8_0 by the converter; q4_0
+    by llama-quantize from the f32 GGUF, --pure (every matrix Q4_0, the output head too, as eft's
+    `weights: Q4_0` quantizes them; by default llama-quantize keeps the head at a finer type)."""
     path = os.path.join(model, f"model-{outtype}.gguf")
-    if not os.path.exists(path):
+    if not os.path.exists(path) and outtype == "q4_0":
+        f32 = convert(llama_cpp, model, "f32")
+        subprocess.run([tool(llama_cpp, "llama-quantize"), "--pure", f32, path, "Q4_0"], check=True)
+    elif not os.path.exists(path):
         src = os.path.abspath(llama_cpp)
         env = dict(os.environ, PYTHONPATH=os.path.join(src, "gguf-py"))
         subprocess.run([sys.executable, "-c", CONVERT, src, model, "--outtype", outtype, "--outfile", path], check=True, env=env)

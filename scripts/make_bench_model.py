@@ -6,7 +6,7 @@ in f32). hidden 768, 12 layers, 12 heads, 4 KV heads, intermediate 2048, vocab 4
 
 Also writes OUT_DIR/tokenizer.json (a byte-level BPE trained to 4096 tokens on generated text)
 and OUT_DIR/bench.pbtxt (a copy of scripts/bench.pbtxt: graphs `cpu` and `blas`, the model alone on
-each backend, `cpu_q8` and `blas_q8` with Q8_0 weights, and `upscale`, three copies composed as in
+each backend, `cpu_q8`/`blas_q8` and `cpu_q4`/`blas_q4` with Q8_0 and Q4_0 weights, and `upscale`, three copies composed as in
 EFT up-scaling), for `eft bench`.
 """
 import argparse

@@ -6,8 +6,9 @@ import Transformer
 /// few (decode, verification of drafted tokens, small batches) through the SIMD kernels, which
 /// read each weight once per call as sequential streams and beat sgemv there (82M f32
 /// checkpoint, Zen 4, 2 threads: decode 99 tokens/s against sgemv's 75). BLAS has no 16-bit or
-/// 8-bit products: f16/bf16 weights are upcast to f32 once at load (twice the memory of the
-/// checkpoint); Q8_0 weights stay Q8_0, dequantized a slice at a time into f32 for sgemm.
+/// quantized products: f16/bf16 weights are upcast to f32 once at load (twice the memory of the
+/// checkpoint); Q8_0 and Q4_0 weights stay quantized, dequantized a slice at a time into f32 for
+/// sgemm.
 struct BLASKernels: MatrixKernels {
   let threads: Int
   let simd: SIMDKernels
@@ -20,9 +21,9 @@ struct BLASKernels: MatrixKernels {
     blas.setThreads(Int32(self.threads))
   }
 
-  func prepare(_ w: Weight) -> Weight { w.dtype == .q8_0 ? w : w.upcastF32() }
+  func prepare(_ w: Weight) -> Weight { w.dtype.isQuantized ? w : w.upcastF32() }
 
-  /// Input rows from which products go to sgemm: below, the SIMD kernels win (and a Q8_0
+  /// Input rows from which products go to sgemm: below, the SIMD kernels win (and a quantized
   /// product would pay a pass over its weights to dequantize them).
   static let sgemmFrom = 16
   /// Weights dequantized at a time (f32, 4 MiB): fits in L2/L3 while sgemm reads it.
@@ -30,7 +31,7 @@ struct BLASKernels: MatrixKernels {
 
   func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
     if n < Self.sgemmFrom { return simd.multiply(w, x, n: n, into: y) }
-    if w.dtype == .q8_0 {
+    if w.dtype.isQuantized {
       let sliceRows = max(1, min(w.rows, Self.sliceElements / w.cols))
       let slice = UnsafeMutablePointer<Float>.allocate(capacity: sliceRows * w.cols)
       defer { slice.deallocate() }

@@ -61,7 +61,7 @@ public struct ReferenceKernels: MatrixKernels {
   public var threads: Int { 1 }
 
   public func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
-    if w.dtype == .q8_0 { return multiplyQ8(w, x, n: n, into: y) }
+    if let format = w.dtype.blockFormat { return multiplyQuantized(w, x, n: n, into: y, format) }
     for t in 0..<n {
       for r in 0..<w.rows {
         var sum: Float = 0
@@ -106,7 +106,8 @@ public struct SIMDKernels: MatrixKernels {
     case .f32: run(F32Rows(w), w, x, n, y)
     case .f16: run(F16Rows(w), w, x, n, y)
     case .bf16: run(BF16Rows(w), w, x, n, y)
-    case .q8_0: multiplyQ8(w, x, n: n, into: y)
+    case .q8_0: multiplyQuantized(w, x, n: n, into: y, Q8_0.self)
+    case .q4_0: multiplyQuantized(w, x, n: n, into: y, Q4_0.self)
     }
   }
 

@@ -50,8 +50,8 @@ enum Architectures {
 public enum WeightFormat: Sendable {
   /// As the checkpoint has them (then as `MatrixKernels.prepare` wants them).
   case checkpoint
-  /// Q8_0 where the width allows (`Weight.quantizableQ8_0`), else as the checkpoint has them.
-  case q8_0
+  /// Q8_0 or Q4_0 where the width allows (`Weight.quantizable`), else as the checkpoint has them.
+  case quantized(DType)
   /// F32 (16-bit weights upcast at load).
   case f32
 }
@@ -61,7 +61,7 @@ extension MatrixKernels {
   public func prepare(_ w: Weight, format: WeightFormat) -> Weight {
     switch format {
     case .checkpoint: prepare(w)
-    case .q8_0: prepare(w.quantizableQ8_0 ? w.quantizedQ8_0() : w)
+    case .quantized(let type): prepare(w.quantizable ? w.quantized(to: type) : w)
     case .f32: prepare(w.upcastF32())
     }
   }

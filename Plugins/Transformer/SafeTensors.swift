@@ -99,26 +99,34 @@ public enum DType: String, Sendable {
   case f32 = "F32"
   case f16 = "F16"
   case bf16 = "BF16"
-  /// llama.cpp's Q8_0: each row is blocks of 32 weights, each block a Float16 scale d then 32
-  /// Int8 q (34 bytes; weight = d·q). Made at load (`Weight.quantizedQ8_0`), never read from a
-  /// file.
+  /// Block-quantized formats (`BlockFormat`): llama.cpp's Q8_0 (blocks of 32 Int8 and a
+  /// Float16 scale, 34 bytes) and Q4_0 (32 four-bit values and a Float16 scale, 18 bytes). Made
+  /// at load (`Weight.quantized(to:)`), never read from a file.
   case q8_0 = "Q8_0"
+  case q4_0 = "Q4_0"
 
   /// The types a safetensors file may hold.
   static let checkpointTypes: [DType] = [.f32, .f16, .bf16]
+
+  /// Whether this is a block-quantized type (Q8_0, Q4_0).
+  public var isQuantized: Bool { blockFormat != nil }
+
+  /// The block-quantized format of this type; nil for F32, F16 and BF16.
+  var blockFormat: (any BlockFormat.Type)? {
+    switch self {
+    case .q8_0: Q8_0.self
+    case .q4_0: Q4_0.self
+    case .f32, .f16, .bf16: nil
+    }
+  }
 
   /// Bytes of one row of `cols` elements.
   func rowBytes(_ cols: Int) -> Int {
     switch self {
     case .f32: cols * 4
     case .f16, .bf16: cols * 2
-    case .q8_0: cols / Q8_0.blockSize * Q8_0.blockBytes
+    case .q8_0: cols / blockSize * Q8_0.blockBytes
+    case .q4_0: cols / blockSize * Q4_0.blockBytes
     }
   }
-}
-
-/// The Q8_0 block layout.
-enum Q8_0 {
-  static let blockSize = 32
-  static let blockBytes = 34
 }

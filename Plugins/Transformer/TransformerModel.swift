@@ -23,10 +23,11 @@ public final class TransformerModel: BackendModel {
     let format: WeightFormat
     switch opts.weights {
     case .checkpoint: format = .checkpoint
-    case .q80: format = .q8_0
+    case .q80: format = .quantized(.q8_0)
+    case .q40: format = .quantized(.q4_0)
     case .f32: format = .f32
     case .UNRECOGNIZED(let value):
-      throw BackendError(EFT_INVALID_ARGUMENT, "\(path): options: weights \(value) is not a known format (CHECKPOINT, Q8_0, F32)")
+      throw BackendError(EFT_INVALID_ARGUMENT, "\(path): options: weights \(value) is not a known format (CHECKPOINT, Q8_0, F32, Q4_0)")
     }
     network = try Architectures.load(checkpoint, kernels: try makeKernels(threads), format: format)
     var context = network.contextLength

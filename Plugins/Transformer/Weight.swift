@@ -52,39 +52,54 @@ public final class Weight: @unchecked Sendable {
     case .f32: return data.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
     case .f16: return Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
     case .bf16: return Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16)
-    case .q8_0:
-      // A row is a whole number of blocks, so element i is in the i/32-th block from the start.
-      let (q, d) = Q8Dot.weights(data, i / Q8_0.blockSize)
-      return d * Float(q.load(fromByteOffset: i % Q8_0.blockSize, as: Int8.self))
+    case .q8_0: return quantizedValue(i, Q8_0.self)
+    case .q4_0: return quantizedValue(i, Q4_0.self)
     }
   }
 
-  /// Whether `quantizedQ8_0` applies: rows must be whole blocks.
-  public var quantizableQ8_0: Bool { cols % Q8_0.blockSize == 0 && dtype != .q8_0 }
+  @inline(__always)
+  private func quantizedValue<F: BlockFormat>(_ i: Int, _: F.Type) -> Float {
+    // A row is a whole number of blocks, so element i is in the i/32-th block from the start.
+    let (q, d) = F.weights(data, i / blockSize)
+    return d * Float(F.quant(q, i % blockSize))
+  }
 
-  /// This weight in Q8_0, as llama.cpp makes it (`quantize_row_q8_0_ref`): per block of 32,
-  /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero). Each weight is
-  /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹). Requires
-  /// `quantizableQ8_0`.
-  public func quantizedQ8_0() -> Weight {
-    precondition(quantizableQ8_0, "Q8_0 needs whole blocks of \(Q8_0.blockSize) columns")
-    let blocks = count / Q8_0.blockSize
-    return Weight(dtype: .q8_0, rows: rows, cols: cols) { out in
-      var values = [Float](repeating: 0, count: Q8_0.blockSize)
+  /// Whether `quantized(to:)` applies: rows must be whole blocks, of a type not quantized already.
+  public var quantizable: Bool { cols % blockSize == 0 && dtype.blockFormat == nil }
+
+  /// This weight in a block-quantized type (Q8_0 or Q4_0), as llama.cpp makes it
+  /// (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`, in Float as they are). Q8_0: per block
+  /// of 32, d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight
+  /// is then within d/2 of its value plus d's own rounding (relative 2⁻¹¹). Q4_0: m = the weight
+  /// of largest magnitude, with its sign, d = m/−8, q = min(15, trunc(w/d + 8.5)) − 8 in −8…7;
+  /// within d/2 likewise (m itself is exactly −8·d). Requires `quantizable`.
+  public func quantized(to type: DType) -> Weight {
+    precondition(quantizable && type.blockFormat != nil, "\(type) needs whole blocks of \(blockSize) columns")
+    let blocks = count / blockSize, blockBytes = type.rowBytes(blockSize)
+    return Weight(dtype: type, rows: rows, cols: cols) { out in
+      var values = [Float](repeating: 0, count: blockSize)
       for b in 0..<blocks {
-        var amax: Float = 0
-        for j in 0..<Q8_0.blockSize {
-          values[j] = value(b * Q8_0.blockSize + j)
-          amax = max(amax, abs(values[j]))
+        var amax: Float = 0, signedMax: Float = 0
+        for j in 0..<blockSize {
+          values[j] = value(b * blockSize + j)
+          if abs(values[j]) > amax { amax = abs(values[j]); signedMax = values[j] }
         }
-        let d = amax / 127
+        let d = type == .q8_0 ? amax / 127 : signedMax / -8
         let inverse: Float = d != 0 ? 1 / d : 0
-        let block = out + b * Q8_0.blockBytes
+        let block = out + b * blockBytes
         block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
-        for j in 0..<Q8_0.blockSize {
-          // |w·inverse| ≤ 127 up to rounding; clamp so that a NaN or the rounding cannot wrap.
-          let q = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
-          block.storeBytes(of: Int8(q.isNaN ? 0 : min(127, max(-127, q))), toByteOffset: 2 + j, as: Int8.self)
+        for j in 0..<blockSize {
+          // Clamped so that a NaN or the rounding cannot wrap.
+          if type == .q8_0 {
+            let q = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
+            block.storeBytes(of: Int8(q.isNaN ? 0 : min(127, max(-127, q))), toByteOffset: 2 + j, as: Int8.self)
+          } else {
+            let v = values[j] * inverse + 8.5
+            let q = UInt8(v.isNaN ? 8 : min(15, max(0, v.rounded(.towardZero))))
+            let at = 2 + j % 16
+            let byte = block.load(fromByteOffset: at, as: UInt8.self)
+            block.storeBytes(of: j < 16 ? q : byte | q << 4, toByteOffset: at, as: UInt8.self)
+          }
         }
       }
     }
@@ -93,17 +108,24 @@ public final class Weight: @unchecked Sendable {
   /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols).
   public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     switch dtype {
-    case .q8_0:
-      // Block by block, 8 weights at a time (the Int8s widened lane by lane: the generic SIMD
-      // conversions are out-of-line calls), each exactly d·q as `value(_:)` gives it.
-      let blocks = (rows.lowerBound * cols / Q8_0.blockSize)..<(rows.upperBound * cols / Q8_0.blockSize)
+    case .q8_0, .q4_0:
+      // Block by block, 8 weights at a time (widened lane by lane: the generic SIMD conversions
+      // are out-of-line calls), each exactly d·q as `value(_:)` gives it.
+      let blocks = (rows.lowerBound * cols / blockSize)..<(rows.upperBound * cols / blockSize)
       let o = UnsafeMutableRawPointer(out)
       for (k, b) in blocks.enumerated() {
-        let (q, d) = Q8Dot.weights(data, b)
-        for c in stride(from: 0, to: Q8_0.blockSize, by: 8) {
-          let v = q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self)
+        let (q, d) = dtype == .q8_0 ? Q8_0.weights(data, b) : Q4_0.weights(data, b)
+        for c in stride(from: 0, to: blockSize, by: 8) {
+          let v: SIMD8<Int8>
+          if dtype == .q8_0 {
+            v = q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self)
+          } else {
+            // Weights c..<c+8: low nibbles of bytes c..<c+8 (c < 16), else high nibbles of c−16.
+            let bytes = q.loadUnaligned(fromByteOffset: c & 15, as: SIMD8<UInt8>.self)
+            v = SIMD8<Int8>(truncatingIfNeeded: c < 16 ? bytes & 0x0F : bytes &>> 4) &- 8
+          }
           let f = SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
-          o.storeBytes(of: f * d, toByteOffset: (k * Q8_0.blockSize + c) * 4, as: SIMD8<Float>.self)
+          o.storeBytes(of: f * d, toByteOffset: (k * blockSize + c) * 4, as: SIMD8<Float>.self)
         }
       }
     default:

@@ -91,6 +91,11 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
     /// memory of a 16-bit checkpoint, for machines whose F32 products are faster than their 16-bit
     /// ones (the BLAS backend always runs F32).
     case f32 // = 2
+
+    /// Quantized at load to llama.cpp's Q4_0: blocks of 32 weights of 4 bits sharing one Float16
+    /// scale, 4.5 bits a weight (half of Q8_0's memory and bandwidth, a coarser approximation:
+    /// see README for its fidelity). Widths that are not a multiple of 32 as for Q8_0.
+    case q40 // = 3
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -102,6 +107,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
       case 0: self = .checkpoint
       case 1: self = .q80
       case 2: self = .f32
+      case 3: self = .q40
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -111,6 +117,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
       case .checkpoint: return 0
       case .q80: return 1
       case .f32: return 2
+      case .q40: return 3
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -120,6 +127,7 @@ public nonisolated struct Eft_V1_TransformerOptions: Sendable {
       .checkpoint,
       .q80,
       .f32,
+      .q40,
     ]
 
   }
@@ -211,5 +219,5 @@ nonisolated extension Eft_V1_TransformerOptions: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension Eft_V1_TransformerOptions.WeightFormat: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT\0\u{1}Q8_0\0\u{1}F32\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT\0\u{1}Q8_0\0\u{1}F32\0\u{1}Q4_0\0")
 }

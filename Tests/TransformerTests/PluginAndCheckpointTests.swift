@@ -117,17 +117,18 @@ import Testing
     }
   }
 
-  /// Q8_0 weights (TransformerOptions.weights): log-probs near HF's f32 ones on every golden
-  /// checkpoint with both plugins, and the BLAS plugin's two Q8_0 paths (the SIMD kernels below
-  /// 16 rows, dequantize + sgemm from 16) near what the CPU plugin gives.
-  @Test func q8WeightsStayNearTransformers() throws {
-    let q8: [UInt8] = [0x18, 1]  // TransformerOptions { weights: Q8_0 }
+  /// Quantized weights (TransformerOptions.weights Q8_0, Q4_0): log-probs near HF's f32 ones on
+  /// every golden checkpoint with both plugins, and the BLAS plugin's two quantized paths (the
+  /// SIMD kernels below 16 rows, dequantize + sgemm from 16) near what the CPU plugin gives.
+  @Test(arguments: [(DType.q8_0, Self.q8LogProbBound), (.q4_0, Self.q4LogProbBound)])
+  func quantizedWeightsStayNearTransformers(type: DType, bound: Float) throws {
+    let options: [UInt8] = [0x18, type == .q8_0 ? 1 : 3]  // TransformerOptions { weights: … }
     let plugins = try ["CPUBackend", "BLASBackend"].map { try Plugin(path: "\(buildDirectory)/lib\($0).so") }
     var worst: Float = 0
     for variant in variants {
       let dir = checkpoints.appendingPathComponent(variant)
       let tokenizer = try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json"))
-      let models = try plugins.map { try EFTCore.Model(name: variant, plugin: $0, path: dir.path, options: q8, tokenizer: tokenizer) }
+      let models = try plugins.map { try EFTCore.Model(name: variant, plugin: $0, path: dir.path, options: options, tokenizer: tokenizer) }
       let vocab = models[0].vocabSize
       let prompts = try golden(variant)
       for prompt in prompts {
@@ -136,8 +137,8 @@ import Testing
           let got = logSoftmax(try model.makeSession().append(prompt.ids, allPositions: true), vocab: vocab)
           let diff = maxAbsDiff(got, want)
           worst = max(worst, diff)
-          #expect(diff <= Self.q8LogProbBound, "\(variant): max |Δ log-prob| \(diff)")
-          #expect(diff > 0, "\(variant): Q8_0 gave the f32 log-probs exactly (not quantized?)")
+          #expect(diff <= bound, "\(variant) \(type): max |Δ log-prob| \(diff)")
+          #expect(diff > 0, "\(variant): \(type) gave the f32 log-probs exactly (not quantized?)")
         }
       }
       let long = (0..<40).map { prompts[0].ids[$0 % prompts[0].ids.count] }
@@ -146,15 +147,17 @@ import Testing
       // The SIMD kernels round activations to Int16 per block (relative 2⁻¹⁶ of the block's
       // largest); sgemm multiplies the dequantized weights by the Float activations: measured
       // 2.1e-4 apart at most here.
-      #expect(maxAbsDiff(cpu, blas) <= 1e-3, "\(variant): BLAS Q8_0 prefill against the CPU plugin's")
+      #expect(maxAbsDiff(cpu, blas) <= 1e-3, "\(variant): BLAS \(type) prefill against the CPU plugin's")
     }
-    print("Q8_0: max |Δ log-prob| against transformers over the golden checkpoints: \(worst)")
+    print("\(type): max |Δ log-prob| against transformers over the golden checkpoints: \(worst)")
   }
 
   /// What Q8_0 may move any log-prob (every position, every vocabulary entry) on the golden
   /// checkpoints; measured (2026-12-07) 0.071 at most
   /// (llama_bf16_sharded), 0.028 on gpt2, 0.052–0.065 on the others.
   static let q8LogProbBound: Float = 0.1
+  /// The same for Q4_0 (16 levels a block against Q8_0's 255); measured 0.96 (2026-12-07).
+  static let q4LogProbBound: Float = 1.5
 
   @Test func badInputsThroughTheABIAreErrors() throws {
     let plugin = try Plugin(path: "\(buildDirectory)/libCPUBackend.so")

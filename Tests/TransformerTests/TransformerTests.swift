@@ -183,8 +183,8 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     switch dtype {
     case .f32:
       return (Weight(rows: rows, cols: cols, values: values), values)
-    case .q8_0:
-      let w = Weight(rows: rows, cols: cols, values: values).quantizedQ8_0()
+    case .q8_0, .q4_0:
+      let w = Weight(rows: rows, cols: cols, values: values).quantized(to: dtype)
       return (w, w.floats())
     case .f16, .bf16:
       let bits: [UInt16] = values.map { dtype == .f16 ? Float16($0).bitPattern : UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
@@ -235,13 +235,14 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     }
   }
 
-  /// Q8_0 products: the SIMD kernels against the reference (which defines them: activations
-  /// quantized to Int16 per block, exact integer block sums), and both against the exact sums of
-  /// the dequantized weights and the unquantized activations, within what the activations'
-  /// rounding allows: Σ_j |w_j|·dx/2 over each block (plus Float rounding).
-  @Test func q8SIMDMatchesReference() {
+  /// Quantized products (Q8_0, Q4_0): the SIMD kernels against the reference (which defines
+  /// them: activations quantized to Int16 per block, exact integer block sums), and both against
+  /// the exact sums of the dequantized weights and the unquantized activations, within what the
+  /// activations' rounding allows: Σ_j |w_j|·dx/2 over each block (plus Float rounding).
+  @Test(arguments: [DType.q8_0, .q4_0])
+  func quantizedSIMDMatchesReference(dtype: DType) {
     for (rows, cols, n) in [(8, 32, 1), (7, 64, 3), (130, 224, 5), (300, 512, 1), (5, 96, 9), (1, 32, 2)] {
-      let (w, exact) = weight(.q8_0, rows: rows, cols: cols, seed: UInt64(rows * cols))
+      let (w, exact) = weight(dtype, rows: rows, cols: cols, seed: UInt64(rows * cols))
       let x = inputs(n * cols)
       let (reference, fast) = products(w, x, n: n)
       for t in 0..<n {
@@ -258,7 +259,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
           #expect(abs(Double(reference[t * rows + r]) - sum) <= bound + 1e-5 * max(1, abs(sum)))
         }
       }
-      #expect(maxAbsDiff(reference, fast) <= 1e-4, "q8_0 \(rows)×\(cols)")
+      #expect(maxAbsDiff(reference, fast) <= 1e-4, "\(dtype) \(rows)×\(cols)")
       // dequantize(rows:) reads what value(_:) reads.
       var rowsOut = [Float](repeating: .nan, count: 2 * cols)
       let r0 = rows > 2 ? rows - 2 : 0, r1 = min(rows, r0 + 2)
@@ -269,7 +270,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 
   /// A row's products do not depend on the other rows in the call (batching, prefill chunks):
   /// n rows at once give, bit for bit, what each row gives alone.
-  @Test(arguments: [DType.f32, .f16, .bf16, .q8_0])
+  @Test(arguments: [DType.f32, .f16, .bf16, .q8_0, .q4_0])
   func rowsDoNotDependOnTheCall(dtype: DType) {
     // Decode (one token) reads rows in four streams per thread, with leftover rows: shapes and
     // thread counts that leave 0–3 of them, and parts of one block.
@@ -296,7 +297,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     values += [Float](repeating: 0, count: 32)
     values += (0..<32).map { Float($0) * 1e-6 }
     let source = Weight(rows: 1, cols: 96, values: values)
-    let w = source.quantizedQ8_0()
+    let w = source.quantized(to: .q8_0)
     #expect(w.dtype == .q8_0 && w.rows == 1 && w.cols == 96)
     for b in 0..<3 {
       let block = Array(values[(b * 32)..<(b * 32 + 32)])
@@ -314,9 +315,46 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         #expect(abs(w.value(b * 32 + j) - block[j]) <= d / 2 + 127 * abs(Float(stored) - d) + amax * 1e-6)
       }
     }
-    // Widths that are not whole blocks are not quantized.
-    #expect(!Weight(rows: 2, cols: 40, values: [Float](repeating: 1, count: 80)).quantizableQ8_0)
-    #expect(!w.quantizableQ8_0)
+    // Widths that are not whole blocks are not quantized, nor are quantized weights.
+    #expect(!Weight(rows: 2, cols: 40, values: [Float](repeating: 1, count: 80)).quantizable)
+    #expect(!w.quantizable)
+  }
+
+  /// Q4_0 as llama.cpp's quantize_row_q4_0_ref makes it (in Float, as it does): m = the weight
+  /// of largest magnitude with its sign, d = m/−8 stored as Float16, q = min(15, (int8)(w/d +
+  /// 8.5)) stored as q_j | q_{16+j} << 4 in byte j; weight = d·(q − 8); independently, every
+  /// weight within d/2 of its value (plus d's rounding); and the first block worked by hand.
+  @Test func q4QuantizesAsLlamaCpp() {
+    // One block spanning [-1, 0.9375], one all zero, one with a positive extreme, one tiny.
+    var values = (0..<32).map { Float($0 - 16) / 16 }
+    values += [Float](repeating: 0, count: 32)
+    values += (0..<32).map { Float($0) / 31 - 0.25 }
+    values += (0..<32).map { Float($0) * 1e-6 }
+    let source = Weight(rows: 1, cols: 128, values: values)
+    let w = source.quantized(to: .q4_0)
+    #expect(w.dtype == .q4_0 && w.rows == 1 && w.cols == 128)
+    #expect(w.dtype.rowBytes(128) == 4 * 18)
+    for b in 0..<4 {
+      let block = Array(values[(b * 32)..<(b * 32 + 32)])
+      let m = block.max { abs($0) < abs($1) }!
+      let d = m / -8, inverse: Float = d == 0 ? 0 : 1 / d
+      let stored = Float16(d)
+      #expect(w.data.loadUnaligned(fromByteOffset: b * 18, as: UInt16.self) == stored.bitPattern)
+      for j in 0..<32 {
+        let q = min(15, Int(Int8((block[j] * inverse + 8.5).rounded(.towardZero))))
+        let byte = w.data.load(fromByteOffset: b * 18 + 2 + j % 16, as: UInt8.self)
+        let got = Int(j < 16 ? byte & 0x0F : byte >> 4)
+        #expect(got == q, "block \(b) weight \(j)")
+        #expect(w.value(b * 32 + j) == Float(stored) * Float(got - 8))
+        #expect(abs(w.value(b * 32 + j) - block[j]) <= abs(d) / 2 + 8 * abs(Float(stored) - d) + abs(m) * 1e-6)
+      }
+    }
+    // The first block by hand: d = 0.125, −1 → 0 (−8·d), 0 → 8, 0.9375 = 7.5·d → 15 (clamped 16).
+    #expect(Float(Float16(bitPattern: w.data.loadUnaligned(as: UInt16.self))) == 0.125)
+    #expect(w.data.load(fromByteOffset: 2, as: UInt8.self) & 0x0F == 0)
+    #expect(w.data.load(fromByteOffset: 2, as: UInt8.self) >> 4 == 8)
+    #expect(w.data.load(fromByteOffset: 2 + 15, as: UInt8.self) >> 4 == 15)
+    #expect(!w.quantizable)
   }
 
   @Test func sixteenBitUpcastIsExact() {

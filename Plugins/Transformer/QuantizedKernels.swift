@@ -1,0 +1,277 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
+/// Products with block-quantized weights (Q8_0, Q4_0: `BlockFormat`). The activations are
+/// quantized too, per block of 32 to Int16 with a Float scale (dx = max|x|/32767, 256 times finer
+/// than llama.cpp's 8-bit activations), so that a block's products are exact integer sums:
+/// Σ_blocks (dw·dx)·Σ qw·qx. The reference and the SIMD kernels compute exactly that; they differ
+/// only in how the Float sum over blocks is associated.
+struct Q16Activations {
+  /// [n × cols] Int16, then [n × cols/32] Float scales, in one buffer of `scratch`.
+  let q: UnsafeMutablePointer<Int16>
+  let d: UnsafeMutablePointer<Float>
+  let cols: Int
+
+  init(_ x: UnsafePointer<Float>, n: Int, cols: Int, scratch: Scratch) {
+    let blocks = cols / blockSize
+    self.cols = cols
+    // Int16s take half a Float each.
+    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks))
+    q = raw.bindMemory(to: Int16.self, capacity: n * cols)
+    d = (raw + (n * cols + 1) / 2 * 4).bindMemory(to: Float.self, capacity: n * blocks)
+    for b in 0..<(n * blocks) {
+      let values = x + b * blockSize
+      var amax: Float = 0
+      for j in 0..<blockSize { amax = max(amax, abs(values[j])) }
+      let scale = amax / 32767
+      let inverse: Float = scale != 0 ? 1 / scale : 0
+      d[b] = scale
+      for j in 0..<blockSize {
+        let v = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
+        q[b * blockSize + j] = Int16(v.isNaN ? 0 : min(32767, max(-32767, v)))
+      }
+    }
+  }
+
+  /// Token t's block b: 32 Int16s and their scale.
+  @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float) {
+    let i = t &* (cols / blockSize) &+ b
+    return (UnsafeRawPointer(q + i &* blockSize), d[i])
+  }
+}
+
+/// Weights per block of every block-quantized format.
+let blockSize = 32
+
+/// A block-quantized weight format, as llama.cpp lays it out: each row is blocks of 32 weights,
+/// each block a Float16 scale d then the quantized values q (weight = d·q). Made at load
+/// (`Weight.quantized(to:)`), never read from a file.
+protocol BlockFormat {
+  static var dtype: DType { get }
+  static var blockBytes: Int { get }
+  /// Weight j of a block (its quantized values at `q`) as an integer, d·q giving the weight.
+  static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32
+  /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`) as
+  /// eight Int32 partial sums, lane j holding elements {2j, 2j+1, 16+2j, 17+2j}, converted to
+  /// Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float>
+  /// `SIMDKernels.quantizedPart` for this format, made once.
+  static var productPart: ParallelJob { get }
+}
+
+extension BlockFormat {
+  /// A row's block b: its quantized values and scale.
+  @inline(__always)
+  static func weights(_ row: UnsafeRawPointer, _ b: Int) -> (UnsafeRawPointer, Float) {
+    let p = row + b &* blockBytes
+    return (p + 2, Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))))
+  }
+
+  /// The portable form of `dot`: the same lanes, summed one product at a time.
+  @inline(__always)
+  static func scalarDot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+    var lanes = SIMD8<Float>()
+    for j in 0..<8 {
+      var s: Int32 = 0
+      for e in [2 * j, 2 * j + 1, 16 + 2 * j, 17 + 2 * j] {
+        s &+= quant(w, e) &* Int32(x.loadUnaligned(fromByteOffset: 2 * e, as: Int16.self))
+      }
+      lanes[j] = Float(s)
+    }
+    return lanes
+  }
+}
+
+/// llama.cpp's Q8_0: 32 Int8 q a block (34 bytes, 8.5 bits a weight).
+enum Q8_0: BlockFormat {
+  static let dtype = DType.q8_0
+  static let blockBytes = 34
+  static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q8_0.self) }
+
+  @inline(__always)
+  static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 { Int32(q.load(fromByteOffset: j, as: Int8.self)) }
+
+  /// On x86-64: vpmovsxbw, vpmaddwd, vpaddd, vcvtdq2ps.
+  @inline(__always)
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+    #if arch(x86_64)
+    let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
+    let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self)))
+    return madd(w0, w1, x)
+    #else
+    return scalarDot(w, x)
+    #endif
+  }
+}
+
+/// llama.cpp's Q4_0: 32 weights of 4 bits a block, byte j holding q_j + 8 in its low nibble and
+/// q_{16+j} + 8 in its high one, q in -8...7 (18 bytes, 4.5 bits a weight).
+enum Q4_0: BlockFormat {
+  static let dtype = DType.q4_0
+  static let blockBytes = 18
+  static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q4_0.self) }
+
+  @inline(__always)
+  static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 {
+    let byte = q.load(fromByteOffset: j & 15, as: UInt8.self)
+    return Int32(j < 16 ? byte & 0x0F : byte >> 4) - 8
+  }
+
+  /// On x86-64: the nibbles split (vpand, vpsrlw), widened (vpmovzxbw), less 8 (vpsubw), then
+  /// as Q8_0.
+  @inline(__always)
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+    #if arch(x86_64)
+    let v = _mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self))
+    let mask = _mm_set1_epi8(0x0F), eight = _mm256_set1_epi16(8)
+    let w0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(v, mask)), eight)
+    let w1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), mask)), eight)
+    return madd(w0, w1, x)
+    #else
+    return scalarDot(w, x)
+    #endif
+  }
+}
+
+#if arch(x86_64)
+/// Weights 0–15 and 16–31 of a block as Int16 (w0, w1) times its 32 Int16 activations: pairs
+/// summed (vpmaddwd), the halves added, converted to Float.
+@inline(__always)
+func madd(_ w0: __m256i, _ w1: __m256i, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+  let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
+  let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
+  let sum = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
+  return _mm256_cvtepi32_ps(sum)
+}
+#endif
+
+extension ReferenceKernels {
+  /// The definition: per row and token, Σ over blocks in order of Float(dw·dx) · Float(Σ qw·qx),
+  /// the integer sum exact.
+  func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
+    ScratchPool.with { scratch in
+      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let rowBytes = F.dtype.rowBytes(w.cols)
+      for t in 0..<n {
+        for r in 0..<w.rows {
+          var sum: Float = 0
+          for b in 0..<(w.cols / blockSize) {
+            let (qw, dw) = F.weights(w.data + r * rowBytes, b)
+            let (qx, dx) = a.block(t, b)
+            var dot = 0
+            for j in 0..<blockSize {
+              dot += Int(F.quant(qw, j)) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
+            }
+            sum += dw * dx * Float(dot)
+          }
+          y[t * w.rows + r] = sum
+        }
+      }
+    }
+  }
+}
+
+extension SIMDKernels {
+  /// Rows split over the threads as in `run`, and within a thread's range taken four at a time
+  /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
+  /// memory); per four rows, the first token (four rows × one token: the four streams), then the
+  /// others four at a time (two rows × four tokens: each weight block is widened once for four
+  /// tokens), then one at a time. Every (row, token) pair runs the same operations in the same
+  /// order whichever shape computes it — per block one `F.dot`, times the Float dw·dx, added
+  /// lane-wise; the lanes summed at the end — so results do not depend on the rows in the call.
+  func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
+    ScratchPool.with { scratch in
+      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let parts = min(threads, (w.rows + 7) / 8)
+      parallelFor(parts, work: w.rows * w.cols * max(1, n), QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, n: n, a: a, y: y, parts: parts),
+                  F.productPart)
+    }
+  }
+
+  /// A quantized product's arguments, for its parallel parts.
+  struct QuantizedProduct {
+    let w: UnsafeRawPointer
+    let rows: Int, cols: Int, n: Int
+    let a: Q16Activations
+    let y: UnsafeMutablePointer<Float>
+    let parts: Int
+  }
+
+  @inline(__always)
+  static func quantizedPart<F: BlockFormat>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type) {
+    let p = arguments.assumingMemoryBound(to: QuantizedProduct.self).pointee
+    let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y
+    let blocks = p.cols / blockSize, rowBytes = F.dtype.rowBytes(p.cols)
+    let (lo, hi, q) = SIMDKernels.partRows(part, of: p.parts, rows: rows)
+    let stride = q * rowBytes
+    for r in lo..<(lo + q) {
+      // The first token reads the four rows from memory together (four streams); the rest find
+      // them in L1.
+      SIMDKernels.quantizedRows4x1(w + r * rowBytes, stride, blocks, a, 0, y + r, q, F.self)
+      var t = 1
+      while t + 4 <= n {
+        SIMDKernels.quantizedRows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
+        SIMDKernels.quantizedRows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q, F.self)
+        t += 4
+      }
+      while t < n {
+        SIMDKernels.quantizedRows4x1(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, q, F.self)
+        t += 1
+      }
+    }
+    for r in (lo + 4 * q)..<hi {
+      for t in 0..<n { y[t * rows + r] = SIMDKernels.quantizedDot(w + r * rowBytes, blocks, a, t, F.self) }
+    }
+  }
+
+  @inline(__always)
+  static func quantizedDot<F: BlockFormat>(_ row: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> Float {
+    var acc = SIMD8<Float>()
+    for b in 0..<blocks {
+      let (qw, dw) = F.weights(row, b), (qx, dx) = a.block(t, b)
+      acc = acc.addingProduct(F.dot(qw, qx), SIMD8(repeating: dw * dx))
+    }
+    return acc.sum()
+  }
+
+  /// Four rows `stride` bytes apart × one token; writes y[k·yStep] for k in 0..<4.
+  @inline(__always)
+  static func quantizedRows4x1<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
+                                               _ y: UnsafeMutablePointer<Float>, _ yStep: Int, _: F.Type) {
+    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ k: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float) {
+      let (qw, dw) = F.weights(w + k &* stride, b)
+      acc = acc.addingProduct(F.dot(qw, qx), SIMD8(repeating: dw * dx))
+    }
+    for b in 0..<blocks {
+      let (qx, dx) = a.block(t, b)
+      step(&acc.0, 0, b, qx, dx); step(&acc.1, 1, b, qx, dx); step(&acc.2, 2, b, qx, dx); step(&acc.3, 3, b, qx, dx)
+    }
+    y[0] = acc.0.sum(); y[yStep] = acc.1.sum(); y[2 &* yStep] = acc.2.sum(); y[3 &* yStep] = acc.3.sum()
+  }
+
+  /// Two rows `rowBytes` apart × four tokens t..<t+4; writes y[u·stride] and y[u·stride + yStep]
+  /// for u in 0..<4.
+  @inline(__always)
+  static func quantizedRows2x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
+                                               _ y: UnsafeMutablePointer<Float>, _ stride: Int, _ yStep: Int, _: F.Type) {
+    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
+    for b in 0..<blocks {
+      let (q0, d0) = F.weights(w, b), (q1, d1) = F.weights(w + rowBytes, b)
+      let (x0, e0) = a.block(t, b), (x1, e1) = a.block(t &+ 1, b)
+      let (x2, e2) = a.block(t &+ 2, b), (x3, e3) = a.block(t &+ 3, b)
+      a00 = a00.addingProduct(F.dot(q0, x0), SIMD8(repeating: d0 * e0))
+      a01 = a01.addingProduct(F.dot(q0, x1), SIMD8(repeating: d0 * e1))
+      a02 = a02.addingProduct(F.dot(q0, x2), SIMD8(repeating: d0 * e2))
+      a03 = a03.addingProduct(F.dot(q0, x3), SIMD8(repeating: d0 * e3))
+      a10 = a10.addingProduct(F.dot(q1, x0), SIMD8(repeating: d1 * e0))
+      a11 = a11.addingProduct(F.dot(q1, x1), SIMD8(repeating: d1 * e1))
+      a12 = a12.addingProduct(F.dot(q1, x2), SIMD8(repeating: d1 * e2))
+      a13 = a13.addingProduct(F.dot(q1, x3), SIMD8(repeating: d1 * e3))
+    }
+    y[0] = a00.sum(); y[stride] = a01.sum(); y[2 &* stride] = a02.sum(); y[3 &* stride] = a03.sum()
+    y[yStep] = a10.sum(); y[stride &+ yStep] = a11.sum(); y[2 &* stride &+ yStep] = a12.sum(); y[3 &* stride &+ yStep] = a13.sum()
+  }
+}
