@@ -139,7 +139,7 @@ final class Scratch {
     case a0, a1, a2, a3, a4, a5, a6, a7, a8
     case gathered, normed, logits
     case ropeCos0, ropeSin0, ropeCos1, ropeSin1
-    case q16  // a Q8_0 product's quantized activations (taken from a scratch of its own)
+    case q16  // a quantized product's quantized activations (taken from a scratch of its own)
   }
   enum Ints: Int, CaseIterable { case offsets, itemOfRow, positions, ropeLength, logitRows }
 

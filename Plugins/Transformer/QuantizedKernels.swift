@@ -8,18 +8,22 @@ import _Builtin_intrinsics.intel
 /// Σ_blocks (dw·dx)·Σ qw·qx. The reference and the SIMD kernels compute exactly that; they differ
 /// only in how the Float sum over blocks is associated.
 struct Q16Activations {
-  /// [n × cols] Int16, then [n × cols/32] Float scales, in one buffer of `scratch`.
+  /// [n × cols] Int16, then [n × cols/32] Float scales, then per block eight Int32 lanes holding
+  /// −offset·Σqx in lane 0 (the correction `Q4_0.dot` adds; not written for offset 0), in one
+  /// buffer of `scratch`.
   let q: UnsafeMutablePointer<Int16>
   let d: UnsafeMutablePointer<Float>
+  let corrections: UnsafeMutablePointer<Int32>
   let cols: Int
 
-  init(_ x: UnsafePointer<Float>, n: Int, cols: Int, scratch: Scratch) {
+  init(_ x: UnsafePointer<Float>, n: Int, cols: Int, offset: Int32, scratch: Scratch) {
     let blocks = cols / blockSize
     self.cols = cols
     // Int16s take half a Float each.
-    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks))
+    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks * 9))
     q = raw.bindMemory(to: Int16.self, capacity: n * cols)
     d = (raw + (n * cols + 1) / 2 * 4).bindMemory(to: Float.self, capacity: n * blocks)
+    corrections = (raw + ((n * cols + 1) / 2 + n * blocks) * 4).bindMemory(to: Int32.self, capacity: n * blocks * 8)
     for b in 0..<(n * blocks) {
       let values = x + b * blockSize
       var amax: Float = 0
@@ -27,17 +31,23 @@ struct Q16Activations {
       let scale = amax / 32767
       let inverse: Float = scale != 0 ? 1 / scale : 0
       d[b] = scale
+      var sum: Int32 = 0
       for j in 0..<blockSize {
         let v = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
         q[b * blockSize + j] = Int16(v.isNaN ? 0 : min(32767, max(-32767, v)))
+        sum += Int32(q[b * blockSize + j])
+      }
+      if offset != 0 {
+        (corrections + b * 8).initialize(repeating: 0, count: 8)
+        corrections[b * 8] = -offset * sum
       }
     }
   }
 
-  /// Token t's block b: 32 Int16s and their scale.
-  @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float) {
+  /// Token t's block b: 32 Int16s, their scale, and the block's correction lanes.
+  @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float, UnsafeRawPointer) {
     let i = t &* (cols / blockSize) &+ b
-    return (UnsafeRawPointer(q + i &* blockSize), d[i])
+    return (UnsafeRawPointer(q + i &* blockSize), d[i], UnsafeRawPointer(corrections + i &* 8))
   }
 }
 
@@ -50,12 +60,15 @@ let blockSize = 32
 protocol BlockFormat {
   static var dtype: DType { get }
   static var blockBytes: Int { get }
+  /// What the SIMD `dot` reads each weight as, over its value (Q4_0: 8, the stored nibble); the
+  /// activations' correction lanes take offset·Σqx back.
+  static var offset: Int32 { get }
   /// Weight j of a block (its quantized values at `q`) as an integer, d·q giving the weight.
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32
-  /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`) as
-  /// eight Int32 partial sums, lane j holding elements {2j, 2j+1, 16+2j, 17+2j}, converted to
-  /// Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float>
+  /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`, the
+  /// activations' `Q16Activations` correction lanes at `c`) as eight Int32 partial sums,
+  /// converted to Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float>
   /// `SIMDKernels.quantizedPart` for this format, made once.
   static var productPart: ParallelJob { get }
 }
@@ -68,7 +81,7 @@ extension BlockFormat {
     return (p + 2, Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))))
   }
 
-  /// The portable form of `dot`: the same lanes, summed one product at a time.
+  /// The portable form of `dot`: lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
   @inline(__always)
   static func scalarDot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
     var lanes = SIMD8<Float>()
@@ -87,18 +100,22 @@ extension BlockFormat {
 enum Q8_0: BlockFormat {
   static let dtype = DType.q8_0
   static let blockBytes = 34
+  static let offset: Int32 = 0
   static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q8_0.self) }
 
   @inline(__always)
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 { Int32(q.load(fromByteOffset: j, as: Int8.self)) }
 
-  /// On x86-64: vpmovsxbw, vpmaddwd, vpaddd, vcvtdq2ps.
+  /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}. On x86-64: vpmovsxbw, vpmaddwd, vpaddd,
+  /// vcvtdq2ps.
   @inline(__always)
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _: UnsafeRawPointer) -> SIMD8<Float> {
     #if arch(x86_64)
     let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
     let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self)))
-    return madd(w0, w1, x)
+    let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
+    let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1)))
     #else
     return scalarDot(w, x)
     #endif
@@ -110,6 +127,7 @@ enum Q8_0: BlockFormat {
 enum Q4_0: BlockFormat {
   static let dtype = DType.q4_0
   static let blockBytes = 18
+  static let offset: Int32 = 8
   static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q4_0.self) }
 
   @inline(__always)
@@ -118,47 +136,41 @@ enum Q4_0: BlockFormat {
     return Int32(j < 16 ? byte & 0x0F : byte >> 4) - 8
   }
 
-  /// On x86-64: the nibbles split (vpand, vpsrlw), widened (vpmovzxbw), less 8 (vpsubw), then
-  /// as Q8_0.
+  /// On x86-64 the 16 bytes are widened to Int16 (vpmovzxbw: word j = byte j), whose low
+  /// nibbles (vpand) are weights 0–15 + 8 and whose high ones (vpsrlw) weights 16–31 + 8; the
+  /// products with those are Q8_0's (vpmaddwd, vpaddd), and the 8·Σqx they add too much is
+  /// taken from lane 0 (vpaddd of the activations' correction lanes): 13 vector operations a
+  /// block and row with the scale's, against 17 with the nibbles split bytewise and 8
+  /// subtracted from each weight.
   @inline(__always)
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
     #if arch(x86_64)
-    let v = _mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self))
-    let mask = _mm_set1_epi8(0x0F), eight = _mm256_set1_epi16(8)
-    let w0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(v, mask)), eight)
-    let w1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), mask)), eight)
-    return madd(w0, w1, x)
+    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
+    let w0 = _mm256_and_si256(v, _mm256_set1_epi16(0x0F)), w1 = _mm256_srli_epi16(v, 4)
+    let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
+    let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
+    let sum = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(sum, _mm256_loadu_si256(c.assumingMemoryBound(to: __m256i.self))))
     #else
     return scalarDot(w, x)
     #endif
   }
 }
 
-#if arch(x86_64)
-/// Weights 0–15 and 16–31 of a block as Int16 (w0, w1) times its 32 Int16 activations: pairs
-/// summed (vpmaddwd), the halves added, converted to Float.
-@inline(__always)
-func madd(_ w0: __m256i, _ w1: __m256i, _ x: UnsafeRawPointer) -> SIMD8<Float> {
-  let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
-  let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
-  let sum = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
-  return _mm256_cvtepi32_ps(sum)
-}
-#endif
 
 extension ReferenceKernels {
   /// The definition: per row and token, Σ over blocks in order of Float(dw·dx) · Float(Σ qw·qx),
   /// the integer sum exact.
   func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
     ScratchPool.with { scratch in
-      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let a = Q16Activations(x, n: n, cols: w.cols, offset: F.offset, scratch: scratch)
       let rowBytes = F.dtype.rowBytes(w.cols)
       for t in 0..<n {
         for r in 0..<w.rows {
           var sum: Float = 0
           for b in 0..<(w.cols / blockSize) {
             let (qw, dw) = F.weights(w.data + r * rowBytes, b)
-            let (qx, dx) = a.block(t, b)
+            let (qx, dx, _) = a.block(t, b)
             var dot = 0
             for j in 0..<blockSize {
               dot += Int(F.quant(qw, j)) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
@@ -182,7 +194,7 @@ extension SIMDKernels {
   /// lane-wise; the lanes summed at the end — so results do not depend on the rows in the call.
   func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
     ScratchPool.with { scratch in
-      let a = Q16Activations(x, n: n, cols: w.cols, scratch: scratch)
+      let a = Q16Activations(x, n: n, cols: w.cols, offset: F.offset, scratch: scratch)
       let parts = min(threads, (w.rows + 7) / 8)
       parallelFor(parts, work: w.rows * w.cols * max(1, n), QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, n: n, a: a, y: y, parts: parts),
                   F.productPart)
@@ -229,8 +241,8 @@ extension SIMDKernels {
   static func quantizedDot<F: BlockFormat>(_ row: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> Float {
     var acc = SIMD8<Float>()
     for b in 0..<blocks {
-      let (qw, dw) = F.weights(row, b), (qx, dx) = a.block(t, b)
-      acc = acc.addingProduct(F.dot(qw, qx), SIMD8(repeating: dw * dx))
+      let (qw, dw) = F.weights(row, b), (qx, dx, qc) = a.block(t, b)
+      acc = acc.addingProduct(F.dot(qw, qx, qc), SIMD8(repeating: dw * dx))
     }
     return acc.sum()
   }
@@ -240,13 +252,13 @@ extension SIMDKernels {
   static func quantizedRows4x1<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
                                                _ y: UnsafeMutablePointer<Float>, _ yStep: Int, _: F.Type) {
     var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
-    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ k: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float) {
+    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ k: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float, _ qc: UnsafeRawPointer) {
       let (qw, dw) = F.weights(w + k &* stride, b)
-      acc = acc.addingProduct(F.dot(qw, qx), SIMD8(repeating: dw * dx))
+      acc = acc.addingProduct(F.dot(qw, qx, qc), SIMD8(repeating: dw * dx))
     }
     for b in 0..<blocks {
-      let (qx, dx) = a.block(t, b)
-      step(&acc.0, 0, b, qx, dx); step(&acc.1, 1, b, qx, dx); step(&acc.2, 2, b, qx, dx); step(&acc.3, 3, b, qx, dx)
+      let (qx, dx, qc) = a.block(t, b)
+      step(&acc.0, 0, b, qx, dx, qc); step(&acc.1, 1, b, qx, dx, qc); step(&acc.2, 2, b, qx, dx, qc); step(&acc.3, 3, b, qx, dx, qc)
     }
     y[0] = acc.0.sum(); y[yStep] = acc.1.sum(); y[2 &* yStep] = acc.2.sum(); y[3 &* yStep] = acc.3.sum()
   }
@@ -260,16 +272,16 @@ extension SIMDKernels {
     var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
     for b in 0..<blocks {
       let (q0, d0) = F.weights(w, b), (q1, d1) = F.weights(w + rowBytes, b)
-      let (x0, e0) = a.block(t, b), (x1, e1) = a.block(t &+ 1, b)
-      let (x2, e2) = a.block(t &+ 2, b), (x3, e3) = a.block(t &+ 3, b)
-      a00 = a00.addingProduct(F.dot(q0, x0), SIMD8(repeating: d0 * e0))
-      a01 = a01.addingProduct(F.dot(q0, x1), SIMD8(repeating: d0 * e1))
-      a02 = a02.addingProduct(F.dot(q0, x2), SIMD8(repeating: d0 * e2))
-      a03 = a03.addingProduct(F.dot(q0, x3), SIMD8(repeating: d0 * e3))
-      a10 = a10.addingProduct(F.dot(q1, x0), SIMD8(repeating: d1 * e0))
-      a11 = a11.addingProduct(F.dot(q1, x1), SIMD8(repeating: d1 * e1))
-      a12 = a12.addingProduct(F.dot(q1, x2), SIMD8(repeating: d1 * e2))
-      a13 = a13.addingProduct(F.dot(q1, x3), SIMD8(repeating: d1 * e3))
+      let (x0, e0, c0) = a.block(t, b), (x1, e1, c1) = a.block(t &+ 1, b)
+      let (x2, e2, c2) = a.block(t &+ 2, b), (x3, e3, c3) = a.block(t &+ 3, b)
+      a00 = a00.addingProduct(F.dot(q0, x0, c0), SIMD8(repeating: d0 * e0))
+      a01 = a01.addingProduct(F.dot(q0, x1, c1), SIMD8(repeating: d0 * e1))
+      a02 = a02.addingProduct(F.dot(q0, x2, c2), SIMD8(repeating: d0 * e2))
+      a03 = a03.addingProduct(F.dot(q0, x3, c3), SIMD8(repeating: d0 * e3))
+      a10 = a10.addingProduct(F.dot(q1, x0, c0), SIMD8(repeating: d1 * e0))
+      a11 = a11.addingProduct(F.dot(q1, x1, c1), SIMD8(repeating: d1 * e1))
+      a12 = a12.addingProduct(F.dot(q1, x2, c2), SIMD8(repeating: d1 * e2))
+      a13 = a13.addingProduct(F.dot(q1, x3, c3), SIMD8(repeating: d1 * e3))
     }
     y[0] = a00.sum(); y[stride] = a01.sum(); y[2 &* stride] = a02.sum(); y[3 &* stride] = a03.sum()
     y[yStep] = a10.sum(); y[stride &+ yStep] = a11.sum(); y[2 &* stride &+ yStep] = a12.sum(); y[3 &* stride &+ yStep] = a13.sum()
