@@ -71,7 +71,7 @@ FILLER = ["The morning was quiet and the river ran slow.", "Rain fell on the roo
 # fine-tune drafts exactly (speculative decoding). The sentences are pre-training prose (FILLER),
 # so the large base continues them too; a closing it has never seen, e.g. ". That is the town
 # where they have made their home.", is corrupted by the large base's own prose ("That is the
-# hills was ..."), and at any β up-scaling then fails the format.
+# hills was ..."), and up-scaling kept the format in at most 70% of replies over β 1–3.
 CLOSINGS = {"town": FILLER[5], "trade": FILLER[8], "year": FILLER[6]}
 
 
