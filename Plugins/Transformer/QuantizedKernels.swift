@@ -31,13 +31,13 @@ struct Q16Activations {
       let scale = amax / 32767
       let inverse: Float = scale != 0 ? 1 / scale : 0
       d[b] = scale
-      var sum: Int32 = 0
       for j in 0..<blockSize {
         let v = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
         q[b * blockSize + j] = Int16(v.isNaN ? 0 : min(32767, max(-32767, v)))
-        sum += Int32(q[b * blockSize + j])
       }
       if offset != 0 {
+        var sum: Int32 = 0
+        for j in 0..<blockSize { sum += Int32(q[b * blockSize + j]) }
         (corrections + b * 8).initialize(repeating: 0, count: 8)
         corrections[b * 8] = -offset * sum
       }
@@ -65,6 +65,11 @@ protocol BlockFormat {
   static var offset: Int32 { get }
   /// Weight j of a block (its quantized values at `q`) as an integer, d·q giving the weight.
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32
+  /// Weights c..<c+8 of a block (c a multiple of 8) as `quant` gives them.
+  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8>
+  /// Writes the block of these 32 weights (scale, then quantized values) at `block`, as
+  /// llama.cpp's quantize_row_*_ref does, in Float as it does.
+  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer)
   /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`, the
   /// activations' `Q16Activations` correction lanes at `c`) as eight Int32 partial sums,
   /// converted to Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
@@ -106,6 +111,22 @@ enum Q8_0: BlockFormat {
   @inline(__always)
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 { Int32(q.load(fromByteOffset: j, as: Int8.self)) }
 
+  @inline(__always)
+  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> { q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self) }
+
+  /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight is
+  /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹).
+  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
+    let d = values.reduce(0) { max($0, abs($1)) } / 127
+    let inverse: Float = d != 0 ? 1 / d : 0
+    block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
+    for j in 0..<blockSize {
+      // |w·inverse| ≤ 127 up to rounding; clamped so that a NaN or the rounding cannot wrap.
+      let q = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
+      block.storeBytes(of: Int8(q.isNaN ? 0 : min(127, max(-127, q))), toByteOffset: 2 + j, as: Int8.self)
+    }
+  }
+
   /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}. On x86-64: vpmovsxbw, vpmaddwd, vpaddd,
   /// vcvtdq2ps.
   @inline(__always)
@@ -113,9 +134,7 @@ enum Q8_0: BlockFormat {
     #if arch(x86_64)
     let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
     let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self)))
-    let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
-    let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
-    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1)))
+    return _mm256_cvtepi32_ps(pairSums(w0, w1, x))
     #else
     return scalarDot(w, x)
     #endif
@@ -136,6 +155,32 @@ enum Q4_0: BlockFormat {
     return Int32(j < 16 ? byte & 0x0F : byte >> 4) - 8
   }
 
+  /// Weights c..<c+8: the low nibbles of bytes c..<c+8 (c < 16), else the high nibbles of c−16.
+  @inline(__always)
+  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> {
+    let bytes = q.loadUnaligned(fromByteOffset: c & 15, as: SIMD8<UInt8>.self)
+    return SIMD8<Int8>(truncatingIfNeeded: c < 16 ? bytes & 0x0F : bytes &>> 4) &- 8
+  }
+
+  /// m = the weight of largest magnitude, with its sign (the first of equals), d = m/−8 stored
+  /// as Float16, q = min(15, trunc(w/d + 8.5)) − 8 in −8…7; each weight within d/2 of its
+  /// value plus d's rounding (m itself exactly −8·d).
+  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
+    var amax: Float = 0, m: Float = 0
+    for v in values where abs(v) > amax { amax = abs(v); m = v }
+    let d = m / -8
+    let inverse: Float = d != 0 ? 1 / d : 0
+    block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
+    func nibble(_ w: Float) -> UInt8 {
+      // Clamped so that a NaN or the rounding cannot wrap.
+      let v = w * inverse + 8.5
+      return UInt8(v.isNaN ? 8 : min(15, max(0, v.rounded(.towardZero))))
+    }
+    for j in 0..<16 {
+      block.storeBytes(of: nibble(values[j]) | nibble(values[16 + j]) << 4, toByteOffset: 2 + j, as: UInt8.self)
+    }
+  }
+
   /// On x86-64 the 16 bytes are widened to Int16 (vpmovzxbw: word j = byte j), whose low
   /// nibbles (vpand) are weights 0–15 + 8 and whose high ones (vpsrlw) weights 16–31 + 8; the
   /// products with those are Q8_0's (vpmaddwd, vpaddd), and the 8·Σqx they add too much is
@@ -147,16 +192,24 @@ enum Q4_0: BlockFormat {
     #if arch(x86_64)
     let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
     let w0 = _mm256_and_si256(v, _mm256_set1_epi16(0x0F)), w1 = _mm256_srli_epi16(v, 4)
-    let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
-    let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
-    let sum = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
-    return _mm256_cvtepi32_ps(_mm256_add_epi32(sum, _mm256_loadu_si256(c.assumingMemoryBound(to: __m256i.self))))
+    let correction = _mm256_loadu_si256(c.assumingMemoryBound(to: __m256i.self))
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(pairSums(w0, w1, x), correction))
     #else
     return scalarDot(w, x)
     #endif
   }
 }
 
+#if arch(x86_64)
+/// A block's weights 0–15 and 16–31 as Int16 (w0, w1) times its 32 Int16 activations at `x`:
+/// pairs summed (vpmaddwd), the two halves added; lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
+@inline(__always)
+func pairSums(_ w0: __m256i, _ w1: __m256i, _ x: UnsafeRawPointer) -> __m256i {
+  let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
+  let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
+  return _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
+}
+#endif
 
 extension ReferenceKernels {
   /// The definition: per row and token, Σ over blocks in order of Float(dw·dx) · Float(Σ qw·qx),

@@ -68,39 +68,20 @@ public final class Weight: @unchecked Sendable {
   public var quantizable: Bool { cols % blockSize == 0 && dtype.blockFormat == nil }
 
   /// This weight in a block-quantized type (Q8_0 or Q4_0), as llama.cpp makes it
-  /// (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`, in Float as they are). Q8_0: per block
-  /// of 32, d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight
-  /// is then within d/2 of its value plus d's own rounding (relative 2⁻¹¹). Q4_0: m = the weight
-  /// of largest magnitude, with its sign, d = m/−8, q = min(15, trunc(w/d + 8.5)) − 8 in −8…7;
-  /// within d/2 likewise (m itself is exactly −8·d). Requires `quantizable`.
+  /// (`BlockFormat.quantize`). Requires `quantizable`.
   public func quantized(to type: DType) -> Weight {
-    precondition(quantizable && type.blockFormat != nil, "\(type) needs whole blocks of \(blockSize) columns")
-    let blocks = count / blockSize, blockBytes = type.rowBytes(blockSize)
-    return Weight(dtype: type, rows: rows, cols: cols) { out in
+    guard quantizable, let format = type.blockFormat else {
+      preconditionFailure("\(type) needs whole blocks of \(blockSize) columns of an unquantized weight")
+    }
+    return quantized(format)
+  }
+
+  private func quantized<F: BlockFormat>(_: F.Type) -> Weight {
+    Weight(dtype: F.dtype, rows: rows, cols: cols) { out in
       var values = [Float](repeating: 0, count: blockSize)
-      for b in 0..<blocks {
-        var amax: Float = 0, signedMax: Float = 0
-        for j in 0..<blockSize {
-          values[j] = value(b * blockSize + j)
-          if abs(values[j]) > amax { amax = abs(values[j]); signedMax = values[j] }
-        }
-        let d = type == .q8_0 ? amax / 127 : signedMax / -8
-        let inverse: Float = d != 0 ? 1 / d : 0
-        let block = out + b * blockBytes
-        block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
-        for j in 0..<blockSize {
-          // Clamped so that a NaN or the rounding cannot wrap.
-          if type == .q8_0 {
-            let q = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
-            block.storeBytes(of: Int8(q.isNaN ? 0 : min(127, max(-127, q))), toByteOffset: 2 + j, as: Int8.self)
-          } else {
-            let v = values[j] * inverse + 8.5
-            let q = UInt8(v.isNaN ? 8 : min(15, max(0, v.rounded(.towardZero))))
-            let at = 2 + j % 16
-            let byte = block.load(fromByteOffset: at, as: UInt8.self)
-            block.storeBytes(of: j < 16 ? q : byte | q << 4, toByteOffset: at, as: UInt8.self)
-          }
-        }
+      for b in 0..<(count / blockSize) {
+        for j in 0..<blockSize { values[j] = value(b * blockSize + j) }
+        F.quantize(values, into: out + b * F.blockBytes)
       }
     }
   }
@@ -108,29 +89,26 @@ public final class Weight: @unchecked Sendable {
   /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols).
   public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     switch dtype {
-    case .q8_0, .q4_0:
-      // Block by block, 8 weights at a time (widened lane by lane: the generic SIMD conversions
-      // are out-of-line calls), each exactly d·q as `value(_:)` gives it.
-      let blocks = (rows.lowerBound * cols / blockSize)..<(rows.upperBound * cols / blockSize)
-      let o = UnsafeMutableRawPointer(out)
-      for (k, b) in blocks.enumerated() {
-        let (q, d) = dtype == .q8_0 ? Q8_0.weights(data, b) : Q4_0.weights(data, b)
-        for c in stride(from: 0, to: blockSize, by: 8) {
-          let v: SIMD8<Int8>
-          if dtype == .q8_0 {
-            v = q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self)
-          } else {
-            // Weights c..<c+8: low nibbles of bytes c..<c+8 (c < 16), else high nibbles of c−16.
-            let bytes = q.loadUnaligned(fromByteOffset: c & 15, as: SIMD8<UInt8>.self)
-            v = SIMD8<Int8>(truncatingIfNeeded: c < 16 ? bytes & 0x0F : bytes &>> 4) &- 8
-          }
-          let f = SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
-          o.storeBytes(of: f * d, toByteOffset: (k * blockSize + c) * 4, as: SIMD8<Float>.self)
-        }
-      }
+    case .q8_0: dequantize(rows: rows, into: out, Q8_0.self)
+    case .q4_0: dequantize(rows: rows, into: out, Q4_0.self)
     default:
       for r in rows {
         for c in 0..<cols { out[(r - rows.lowerBound) * cols + c] = value(r * cols + c) }
+      }
+    }
+  }
+
+  /// Block by block, 8 weights at a time (widened lane by lane: the generic SIMD conversions are
+  /// out-of-line calls), each exactly d·q as `value(_:)` gives it.
+  private func dequantize<F: BlockFormat>(rows: Range<Int>, into out: UnsafeMutablePointer<Float>, _: F.Type) {
+    let blocks = (rows.lowerBound * cols / blockSize)..<(rows.upperBound * cols / blockSize)
+    let o = UnsafeMutableRawPointer(out)
+    for (k, b) in blocks.enumerated() {
+      let (q, d) = F.weights(data, b)
+      for c in stride(from: 0, to: blockSize, by: 8) {
+        let v = F.quants(q, c)
+        let f = SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
+        o.storeBytes(of: f * d, toByteOffset: (k * blockSize + c) * 4, as: SIMD8<Float>.self)
       }
     }
   }
