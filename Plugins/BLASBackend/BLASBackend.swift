@@ -1,6 +1,7 @@
 import COpenBLAS
 import EFTPluginKit
 import Transformer
+import TransformerAVX512
 
 /// Matrix products of many input rows (prefill) through OpenBLAS's cblas_sgemm; products of a
 /// few (decode, verification of drafted tokens, small batches) through the SIMD kernels, which
@@ -16,7 +17,7 @@ struct BLASKernels: MatrixKernels {
 
   init(threads: Int) throws {
     self.threads = max(1, threads)
-    simd = SIMDKernels(threads: self.threads)
+    simd = SIMDKernels(threads: self.threads, kernels: try .best(of: [.avx512(AVX512Build.self), .avx2]))
     blas = try OpenBLAS.shared.get()
     blas.setThreads(Int32(self.threads))
   }

@@ -85,10 +85,14 @@ public struct ReferenceKernels: MatrixKernels {
 /// (tested at 1e-4 absolute on O(1) data).
 public struct SIMDKernels: MatrixKernels {
   public let threads: Int
+  /// The build of the kernels that runs the products (`KernelSet.best` picks the widest this
+  /// CPU has; every build gives the same bits).
+  public let kernels: KernelSet
   let pool: WorkerPool
 
-  public init(threads: Int) {
+  public init(threads: Int, kernels: KernelSet = .avx2) {
     self.threads = max(1, threads)
+    self.kernels = kernels
     pool = WorkerPool.shared(size: self.threads)
   }
 
@@ -103,28 +107,28 @@ public struct SIMDKernels: MatrixKernels {
 
   public func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>) {
     switch w.dtype {
-    case .f32: run(F32Rows(w), w, x, n, y)
-    case .f16: run(F16Rows(w), w, x, n, y)
-    case .bf16: run(BF16Rows(w), w, x, n, y)
-    case .q8_0: multiplyQuantized(w, x, n: n, into: y, Q8_0.self)
-    case .q4_0: multiplyQuantized(w, x, n: n, into: y, Q4_0.self)
+    case .f32: run(F32Rows(w), w, x, n, y, kernels.f32)
+    case .f16: run(F16Rows(w), w, x, n, y, kernels.f16)
+    case .bf16: run(BF16Rows(w), w, x, n, y, kernels.bf16)
+    case .q8_0: multiplyQuantized(w, x, n: n, into: y, Q8_0.self, kernels.q8_0)
+    case .q4_0: multiplyQuantized(w, x, n: n, into: y, Q4_0.self, kernels.q4_0)
     }
   }
 
   /// A matrix product's arguments, for its parallel parts (`multiplyPart`).
+  @usableFromInline
   struct Product<R: RowLoader> {
-    let loader: R
-    let rows: Int, cols: Int, n: Int
-    let x: UnsafePointer<Float>
-    let y: UnsafeMutablePointer<Float>
-    let parts: Int
+    @usableFromInline let loader: R
+    @usableFromInline let rows: Int, cols: Int, n: Int
+    @usableFromInline let x: UnsafePointer<Float>
+    @usableFromInline let y: UnsafeMutablePointer<Float>
+    @usableFromInline let parts: Int
   }
 
   @inline(__always)
-  func run<R: RowLoader>(_ loader: R, _ w: Weight, _ x: UnsafePointer<Float>, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+  func run<R: RowLoader>(_ loader: R, _ w: Weight, _ x: UnsafePointer<Float>, _ n: Int, _ y: UnsafeMutablePointer<Float>, _ part: @escaping ParallelJob) {
     let parts = min(threads, (w.rows + 7) / 8)
-    parallelFor(parts, work: w.rows * w.cols * max(1, n), Product(loader: loader, rows: w.rows, cols: w.cols, n: n, x: x, y: y, parts: parts),
-                R.productPart)
+    parallelFor(parts, work: w.rows * w.cols * max(1, n), Product(loader: loader, rows: w.rows, cols: w.cols, n: n, x: x, y: y, parts: parts), part)
   }
 
   /// Part `part` of a product: contiguous, equal shares of the rows (in whole 8-row blocks).
@@ -138,9 +142,10 @@ public struct SIMDKernels: MatrixKernels {
   /// two, then one. (Two rows × four tokens as the first pass is two streams: a 4-token product
   /// of f32 weights from memory took 2.7× a 1-token one that way, 2.0× this way.) A row's sum
   /// is formed in the same order in every block, so results do not depend on the rows or tokens
-  /// in the call.
-  @inline(__always)
-  static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type) {
+  /// in the call. `wide` (a build with 32 vector registers: `KernelBuild`) takes the four rows ×
+  /// four tokens together (sixteen accumulators) where two rows × four tokens twice would be.
+  @inlinable @inline(__always)
+  static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type, wide: Bool) {
     let a = arguments.assumingMemoryBound(to: Product<R>.self).pointee
     let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y
     let (lo, hi, q) = Self.partRows(part, of: a.parts, rows: rows)
@@ -152,8 +157,12 @@ public struct SIMDKernels: MatrixKernels {
       }
       while t + 4 <= n {
         let xt = x + t * cols, yt = y + t * rows + r
-        Self.block2x4(loader, r, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt, rows)
-        Self.block2x4(loader, r + 2 * q, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt + 2 * q, rows)
+        if wide {
+          Self.block4x4(loader, r, q, cols, xt, cols, yt, rows)
+        } else {
+          Self.block2x4(loader, r, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt, rows)
+          Self.block2x4(loader, r + 2 * q, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt + 2 * q, rows)
+        }
         t += 4
       }
       if t + 2 <= n {
@@ -172,14 +181,14 @@ public struct SIMDKernels: MatrixKernels {
   /// Part `part` of `parts`' rows lo..<hi (contiguous, equal shares in whole 8-row blocks) and
   /// the distance q between its four streams (a quarter of the range; rows from lo + 4q on are
   /// left over).
-  @inline(__always)
+  @inlinable @inline(__always)
   static func partRows(_ part: Int, of parts: Int, rows: Int) -> (lo: Int, hi: Int, q: Int) {
     let blocks = (rows + 7) / 8
     let lo = blocks * part / parts * 8, hi = min(blocks * (part + 1) / parts * 8, rows)
     return (lo, hi, (hi - lo) / 4)
   }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func load(_ x: UnsafePointer<Float>, _ c: Int) -> SIMD8<Float> {
     UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self)
   }
@@ -191,7 +200,7 @@ public struct SIMDKernels: MatrixKernels {
   /// the call (batching, prefill chunks, verification). The row pointers are hoisted and
   /// offsets use wrapping arithmetic (no overflow checks in the loop: sizes were validated at
   /// load).
-  @inline(__always)
+  @inlinable @inline(__always)
   static func block4x1<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ step), p2 = w.row(r0 &+ 2 &* step), p3 = w.row(r0 &+ 3 &* step)
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
@@ -212,7 +221,7 @@ public struct SIMDKernels: MatrixKernels {
 
   /// Four rows `step` apart × two input rows: each weight vector is loaded once for both. Writes
   /// y0[k·step] and y1[k·step] for k in 0..<4.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func block4x2<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
                                      _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>) {
     let p0 = w.row(r0), p1 = w.row(r0 &+ step), p2 = w.row(r0 &+ 2 &* step), p3 = w.row(r0 &+ 3 &* step)
@@ -245,7 +254,7 @@ public struct SIMDKernels: MatrixKernels {
   /// Rows r0 and r0 + step × four input rows (prefill, verification of drafted tokens): each
   /// weight vector is loaded and converted once for four tokens. Writes y[t·stride] and
   /// y[t·stride + step] for t in 0..<4.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func block2x4<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
                                      _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
                                      _ y: UnsafeMutablePointer<Float>, _ stride: Int) {
@@ -276,7 +285,46 @@ public struct SIMDKernels: MatrixKernels {
     }
   }
 
-  @inline(__always)
+  /// Rows r0, r0 + step, r0 + 2·step, r0 + 3·step × input rows x, x + xStride, … (four): each
+  /// weight vector loaded once for four tokens, each token vector for four rows. Sixteen
+  /// accumulators: for builds with 32 vector registers (on 16 LLVM spills them). Writes
+  /// y[t·stride + k·step].
+  @inlinable @inline(__always)
+  static func block4x4<R: RowLoader>(_ w: R, _ r0: Int, _ step: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ xStride: Int,
+                                                       _ y: UnsafeMutablePointer<Float>, _ stride: Int) {
+    let p0 = w.row(r0), p1 = w.row(r0 &+ step), p2 = w.row(r0 &+ 2 &* step), p3 = w.row(r0 &+ 3 &* step)
+    let x0 = x, x1 = x + xStride, x2 = x + 2 &* xStride, x3 = x + 3 &* xStride
+    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
+    var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>(), a23 = SIMD8<Float>()
+    var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>(), a33 = SIMD8<Float>()
+    var c = 0
+    while c &+ 8 <= cols {
+      let u0 = load(x0, c), u1 = load(x1, c), u2 = load(x2, c), u3 = load(x3, c)
+      let w0 = R.load(p0, c)
+      a00 = a00.addingProduct(w0, u0); a01 = a01.addingProduct(w0, u1); a02 = a02.addingProduct(w0, u2); a03 = a03.addingProduct(w0, u3)
+      let w1 = R.load(p1, c)
+      a10 = a10.addingProduct(w1, u0); a11 = a11.addingProduct(w1, u1); a12 = a12.addingProduct(w1, u2); a13 = a13.addingProduct(w1, u3)
+      let w2 = R.load(p2, c)
+      a20 = a20.addingProduct(w2, u0); a21 = a21.addingProduct(w2, u1); a22 = a22.addingProduct(w2, u2); a23 = a23.addingProduct(w2, u3)
+      let w3 = R.load(p3, c)
+      a30 = a30.addingProduct(w3, u0); a31 = a31.addingProduct(w3, u1); a32 = a32.addingProduct(w3, u2); a33 = a33.addingProduct(w3, u3)
+      c &+= 8
+    }
+    var s0 = SIMD4<Float>(a00.sum(), a10.sum(), a20.sum(), a30.sum()), s1 = SIMD4<Float>(a01.sum(), a11.sum(), a21.sum(), a31.sum())
+    var s2 = SIMD4<Float>(a02.sum(), a12.sum(), a22.sum(), a32.sum()), s3 = SIMD4<Float>(a03.sum(), a13.sum(), a23.sum(), a33.sum())
+    while c < cols {
+      let wc = SIMD4<Float>(R.scalar(p0, c), R.scalar(p1, c), R.scalar(p2, c), R.scalar(p3, c))
+      s0 += wc * x0[c]; s1 += wc * x1[c]; s2 += wc * x2[c]; s3 += wc * x3[c]
+      c &+= 1
+    }
+    for k in 0..<4 {
+      y[k &* step] = s0[k]; y[stride &+ k &* step] = s1[k]
+      y[2 &* stride &+ k &* step] = s2[k]; y[3 &* stride &+ k &* step] = s3[k]
+    }
+  }
+
+  @inlinable @inline(__always)
   static func dot<R: RowLoader>(_ w: R, _ r: Int, _ cols: Int, _ x: UnsafePointer<Float>) -> Float {
     let p = w.row(r)
     var acc = SIMD8<Float>()
@@ -295,57 +343,56 @@ public struct SIMDKernels: MatrixKernels {
 }
 
 /// Reads weights of one storage type as Floats: 8 consecutive (SIMD) or one.
+@usableFromInline
 protocol RowLoader {
-  /// `SIMDKernels.multiplyPart` for this loader, made once.
-  static var productPart: ParallelJob { get }
   /// The start of row `row`.
   func row(_ row: Int) -> UnsafeRawPointer
   static func load(_ row: UnsafeRawPointer, _ col: Int) -> SIMD8<Float>
   static func scalar(_ row: UnsafeRawPointer, _ col: Int) -> Float
 }
 
+@usableFromInline
 struct F32Rows: RowLoader {
-  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, F32Rows.self) }
-  let base: UnsafeRawPointer, rowBytes: Int
+  @usableFromInline let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 4 }
-  @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
+  @inlinable @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
+  @inlinable @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
     p.loadUnaligned(fromByteOffset: col &* 4, as: SIMD8<Float>.self)
   }
-  @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
+  @inlinable @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     p.loadUnaligned(fromByteOffset: col &* 4, as: Float.self)
   }
 }
 
+@usableFromInline
 struct F16Rows: RowLoader {
-  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, F16Rows.self) }
-  let base: UnsafeRawPointer, rowBytes: Int
+  @usableFromInline let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
-  @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
+  @inlinable @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
+  @inlinable @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
     // Written lane by lane: the stdlib's generic SIMD conversion initialisers are not inlined in
     // this context (an out-of-line call per load); this form compiles to one vcvtph2ps.
     let h = unsafeBitCast(p.loadUnaligned(fromByteOffset: col &* 2, as: SIMD8<UInt16>.self), to: SIMD8<Float16>.self)
     return SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]), Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
   }
-  @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
+  @inlinable @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: col &* 2, as: UInt16.self)))
   }
 }
 
+@usableFromInline
 struct BF16Rows: RowLoader {
-  static let productPart: ParallelJob = { SIMDKernels.multiplyPart($0, $1, BF16Rows.self) }
-  let base: UnsafeRawPointer, rowBytes: Int
+  @usableFromInline let base: UnsafeRawPointer, rowBytes: Int
   init(_ w: Weight) { base = w.data; rowBytes = w.cols * 2 }
-  @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
-  @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
+  @inlinable @inline(__always) func row(_ row: Int) -> UnsafeRawPointer { base + row &* rowBytes }
+  @inlinable @inline(__always) static func load(_ p: UnsafeRawPointer, _ col: Int) -> SIMD8<Float> {
     // Lane by lane for the same reason as F16Rows: compiles to vpmovzxwd + vpslld.
     let v = p.loadUnaligned(fromByteOffset: col &* 2, as: SIMD8<UInt16>.self)
     let bits = SIMD8<UInt32>(UInt32(v[0]), UInt32(v[1]), UInt32(v[2]), UInt32(v[3]),
                              UInt32(v[4]), UInt32(v[5]), UInt32(v[6]), UInt32(v[7])) &<< 16
     return unsafeBitCast(bits, to: SIMD8<Float>.self)
   }
-  @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
+  @inlinable @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ col: Int) -> Float {
     Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: col &* 2, as: UInt16.self)) << 16)
   }
 }

@@ -7,14 +7,15 @@ import _Builtin_intrinsics.intel
 /// than llama.cpp's 8-bit activations), so that a block's products are exact integer sums:
 /// Σ_blocks (dw·dx)·Σ qw·qx. The reference and the SIMD kernels compute exactly that; they differ
 /// only in how the Float sum over blocks is associated.
+@usableFromInline
 struct Q16Activations {
   /// [n × cols] Int16, then [n × cols/32] Float scales, then per block eight Int32 lanes holding
   /// −offset·Σqx in lane 0 (the correction `Q4_0.dot` adds; not written for offset 0), in one
   /// buffer of `scratch`.
-  let q: UnsafeMutablePointer<Int16>
-  let d: UnsafeMutablePointer<Float>
-  let corrections: UnsafeMutablePointer<Int32>
-  let cols: Int
+  @usableFromInline let q: UnsafeMutablePointer<Int16>
+  @usableFromInline let d: UnsafeMutablePointer<Float>
+  @usableFromInline let corrections: UnsafeMutablePointer<Int32>
+  @usableFromInline let cols: Int
 
   init(_ x: UnsafePointer<Float>, n: Int, cols: Int, offset: Int32, scratch: Scratch) {
     let blocks = cols / blockSize
@@ -45,18 +46,19 @@ struct Q16Activations {
   }
 
   /// Token t's block b: 32 Int16s, their scale, and the block's correction lanes.
-  @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float, UnsafeRawPointer) {
+  @inlinable @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float, UnsafeRawPointer) {
     let i = t &* (cols / blockSize) &+ b
     return (UnsafeRawPointer(q + i &* blockSize), d[i], UnsafeRawPointer(corrections + i &* 8))
   }
 }
 
 /// Weights per block of every block-quantized format.
-let blockSize = 32
+@inlinable var blockSize: Int { 32 }
 
 /// A block-quantized weight format, as llama.cpp lays it out: each row is blocks of 32 weights,
 /// each block a Float16 scale d then the quantized values q (weight = d·q). Made at load
 /// (`Weight.quantized(to:)`), never read from a file.
+@usableFromInline
 protocol BlockFormat {
   static var dtype: DType { get }
   static var blockBytes: Int { get }
@@ -74,20 +76,18 @@ protocol BlockFormat {
   /// activations' `Q16Activations` correction lanes at `c`) as eight Int32 partial sums,
   /// converted to Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
   static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float>
-  /// `SIMDKernels.quantizedPart` for this format, made once.
-  static var productPart: ParallelJob { get }
 }
 
 extension BlockFormat {
   /// A row's block b: its quantized values and scale.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func weights(_ row: UnsafeRawPointer, _ b: Int) -> (UnsafeRawPointer, Float) {
     let p = row + b &* blockBytes
     return (p + 2, Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))))
   }
 
   /// The portable form of `dot`: lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func scalarDot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
     var lanes = SIMD8<Float>()
     for j in 0..<8 {
@@ -102,21 +102,21 @@ extension BlockFormat {
 }
 
 /// llama.cpp's Q8_0: 32 Int8 q a block (34 bytes, 8.5 bits a weight).
+@usableFromInline
 enum Q8_0: BlockFormat {
-  static let dtype = DType.q8_0
-  static let blockBytes = 34
-  static let offset: Int32 = 0
-  static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q8_0.self) }
+  @usableFromInline static var dtype: DType { .q8_0 }
+  @inlinable static var blockBytes: Int { 34 }
+  @inlinable static var offset: Int32 { 0 }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 { Int32(q.load(fromByteOffset: j, as: Int8.self)) }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> { q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self) }
 
   /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight is
   /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹).
-  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
+  @usableFromInline static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
     let d = values.reduce(0) { max($0, abs($1)) } / 127
     let inverse: Float = d != 0 ? 1 / d : 0
     block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
@@ -129,7 +129,7 @@ enum Q8_0: BlockFormat {
 
   /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}. On x86-64: vpmovsxbw, vpmaddwd, vpaddd,
   /// vcvtdq2ps.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _: UnsafeRawPointer) -> SIMD8<Float> {
     #if arch(x86_64)
     let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
@@ -143,20 +143,20 @@ enum Q8_0: BlockFormat {
 
 /// llama.cpp's Q4_0: 32 weights of 4 bits a block, byte j holding q_j + 8 in its low nibble and
 /// q_{16+j} + 8 in its high one, q in -8...7 (18 bytes, 4.5 bits a weight).
+@usableFromInline
 enum Q4_0: BlockFormat {
-  static let dtype = DType.q4_0
-  static let blockBytes = 18
-  static let offset: Int32 = 8
-  static let productPart: ParallelJob = { SIMDKernels.quantizedPart($0, $1, Q4_0.self) }
+  @usableFromInline static var dtype: DType { .q4_0 }
+  @inlinable static var blockBytes: Int { 18 }
+  @inlinable static var offset: Int32 { 8 }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 {
     let byte = q.load(fromByteOffset: j & 15, as: UInt8.self)
     return Int32(j < 16 ? byte & 0x0F : byte >> 4) - 8
   }
 
   /// Weights c..<c+8: the low nibbles of bytes c..<c+8 (c < 16), else the high nibbles of c−16.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> {
     let bytes = q.loadUnaligned(fromByteOffset: c & 15, as: SIMD8<UInt8>.self)
     return SIMD8<Int8>(truncatingIfNeeded: c < 16 ? bytes & 0x0F : bytes &>> 4) &- 8
@@ -165,7 +165,7 @@ enum Q4_0: BlockFormat {
   /// m = the weight of largest magnitude, with its sign (the first of equals), d = m/−8 stored
   /// as Float16, q = min(15, trunc(w/d + 8.5)) − 8 in −8…7; each weight within d/2 of its
   /// value plus d's rounding (m itself exactly −8·d).
-  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
+  @usableFromInline static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
     var amax: Float = 0, m: Float = 0
     for v in values where abs(v) > amax { amax = abs(v); m = v }
     let d = m / -8
@@ -187,7 +187,7 @@ enum Q4_0: BlockFormat {
   /// taken from lane 0 (vpaddd of the activations' correction lanes): 13 vector operations a
   /// block and row with the scale's, against 17 with the nibbles split bytewise and 8
   /// subtracted from each weight.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
     #if arch(x86_64)
     let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
@@ -203,7 +203,7 @@ enum Q4_0: BlockFormat {
 #if arch(x86_64)
 /// A block's weights 0–15 and 16–31 as Int16 (w0, w1) times its 32 Int16 activations at `x`:
 /// pairs summed (vpmaddwd), the two halves added; lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
-@inline(__always)
+@inlinable @inline(__always)
 func pairSums(_ w0: __m256i, _ w1: __m256i, _ x: UnsafeRawPointer) -> __m256i {
   let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
   let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
@@ -241,33 +241,36 @@ extension SIMDKernels {
   /// Rows split over the threads as in `run`, and within a thread's range taken four at a time
   /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
   /// memory); per four rows, the first token (four rows × one token: the four streams), then the
-  /// others four at a time (two rows × four tokens: each weight block is widened once for four
-  /// tokens), then one at a time. Every (row, token) pair runs the same operations in the same
-  /// order whichever shape computes it — per block one `F.dot`, times the Float dw·dx, added
-  /// lane-wise; the lanes summed at the end — so results do not depend on the rows in the call.
-  func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
+  /// others four at a time (two rows × four tokens twice, or in a `wide` build four rows × four
+  /// tokens: each weight block is widened once for four tokens), then one at a time. Every
+  /// (row, token) pair runs the same operations in the same order whichever shape computes it —
+  /// per block one `F.dot`, times the Float dw·dx, added lane-wise; the lanes summed at the end —
+  /// so results do not depend on the rows in the call.
+  func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type,
+                                         _ part: @escaping ParallelJob) {
     ScratchPool.with { scratch in
       let a = Q16Activations(x, n: n, cols: w.cols, offset: F.offset, scratch: scratch)
       let parts = min(threads, (w.rows + 7) / 8)
-      parallelFor(parts, work: w.rows * w.cols * max(1, n), QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, n: n, a: a, y: y, parts: parts),
-                  F.productPart)
+      let product = QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, rowBytes: w.dtype.rowBytes(w.cols), n: n, a: a, y: y, parts: parts)
+      parallelFor(parts, work: w.rows * w.cols * max(1, n), product, part)
     }
   }
 
   /// A quantized product's arguments, for its parallel parts.
+  @usableFromInline
   struct QuantizedProduct {
-    let w: UnsafeRawPointer
-    let rows: Int, cols: Int, n: Int
-    let a: Q16Activations
-    let y: UnsafeMutablePointer<Float>
-    let parts: Int
+    @usableFromInline let w: UnsafeRawPointer
+    @usableFromInline let rows: Int, cols: Int, rowBytes: Int, n: Int
+    @usableFromInline let a: Q16Activations
+    @usableFromInline let y: UnsafeMutablePointer<Float>
+    @usableFromInline let parts: Int
   }
 
-  @inline(__always)
-  static func quantizedPart<F: BlockFormat>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type) {
+  @inlinable @inline(__always)
+  static func quantizedPart<F: BlockFormat>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type, wide: Bool) {
     let p = arguments.assumingMemoryBound(to: QuantizedProduct.self).pointee
     let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y
-    let blocks = p.cols / blockSize, rowBytes = F.dtype.rowBytes(p.cols)
+    let blocks = p.cols / blockSize, rowBytes = p.rowBytes
     let (lo, hi, q) = SIMDKernels.partRows(part, of: p.parts, rows: rows)
     let stride = q * rowBytes
     for r in lo..<(lo + q) {
@@ -276,8 +279,12 @@ extension SIMDKernels {
       SIMDKernels.quantizedRows4x1(w + r * rowBytes, stride, blocks, a, 0, y + r, q, F.self)
       var t = 1
       while t + 4 <= n {
-        SIMDKernels.quantizedRows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
-        SIMDKernels.quantizedRows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q, F.self)
+        if wide {
+          SIMDKernels.quantizedRows4x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
+        } else {
+          SIMDKernels.quantizedRows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
+          SIMDKernels.quantizedRows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q, F.self)
+        }
         t += 4
       }
       while t < n {
@@ -290,7 +297,7 @@ extension SIMDKernels {
     }
   }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quantizedDot<F: BlockFormat>(_ row: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> Float {
     var acc = SIMD8<Float>()
     for b in 0..<blocks {
@@ -301,7 +308,7 @@ extension SIMDKernels {
   }
 
   /// Four rows `stride` bytes apart × one token; writes y[k·yStep] for k in 0..<4.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quantizedRows4x1<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
                                                _ y: UnsafeMutablePointer<Float>, _ yStep: Int, _: F.Type) {
     var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
@@ -318,7 +325,7 @@ extension SIMDKernels {
 
   /// Two rows `rowBytes` apart × four tokens t..<t+4; writes y[u·stride] and y[u·stride + yStep]
   /// for u in 0..<4.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func quantizedRows2x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
                                                _ y: UnsafeMutablePointer<Float>, _ stride: Int, _ yStep: Int, _: F.Type) {
     var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
@@ -338,5 +345,33 @@ extension SIMDKernels {
     }
     y[0] = a00.sum(); y[stride] = a01.sum(); y[2 &* stride] = a02.sum(); y[3 &* stride] = a03.sum()
     y[yStep] = a10.sum(); y[stride &+ yStep] = a11.sum(); y[2 &* stride &+ yStep] = a12.sum(); y[3 &* stride &+ yStep] = a13.sum()
+  }
+
+  /// Four rows `stride` bytes apart × four tokens t..<t+4 (sixteen accumulators: for builds with
+  /// 32 vector registers); writes y[u·yStride + k·yStep].
+  @inlinable @inline(__always)
+  static func quantizedRows4x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
+                                                                 _ y: UnsafeMutablePointer<Float>, _ yStride: Int, _ yStep: Int, _: F.Type) {
+    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(),
+               SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+    for b in 0..<blocks {
+      let (x0, e0, c0) = a.block(t, b), (x1, e1, c1) = a.block(t &+ 1, b)
+      let (x2, e2, c2) = a.block(t &+ 2, b), (x3, e3, c3) = a.block(t &+ 3, b)
+      @inline(__always) func row(_ k: Int, _ a0: inout SIMD8<Float>, _ a1: inout SIMD8<Float>, _ a2: inout SIMD8<Float>, _ a3: inout SIMD8<Float>) {
+        let (qw, dw) = F.weights(w + k &* stride, b)
+        a0 = a0.addingProduct(F.dot(qw, x0, c0), SIMD8(repeating: dw * e0))
+        a1 = a1.addingProduct(F.dot(qw, x1, c1), SIMD8(repeating: dw * e1))
+        a2 = a2.addingProduct(F.dot(qw, x2, c2), SIMD8(repeating: dw * e2))
+        a3 = a3.addingProduct(F.dot(qw, x3, c3), SIMD8(repeating: dw * e3))
+      }
+      row(0, &acc.0, &acc.1, &acc.2, &acc.3); row(1, &acc.4, &acc.5, &acc.6, &acc.7)
+      row(2, &acc.8, &acc.9, &acc.10, &acc.11); row(3, &acc.12, &acc.13, &acc.14, &acc.15)
+    }
+    @inline(__always) func store(_ k: Int, _ a0: SIMD8<Float>, _ a1: SIMD8<Float>, _ a2: SIMD8<Float>, _ a3: SIMD8<Float>) {
+      let yk = y + k &* yStep
+      yk[0] = a0.sum(); yk[yStride] = a1.sum(); yk[2 &* yStride] = a2.sum(); yk[3 &* yStride] = a3.sum()
+    }
+    store(0, acc.0, acc.1, acc.2, acc.3); store(1, acc.4, acc.5, acc.6, acc.7)
+    store(2, acc.8, acc.9, acc.10, acc.11); store(3, acc.12, acc.13, acc.14, acc.15)
   }
 }

@@ -7,6 +7,7 @@ import Foundation
 import Testing
 
 @testable import Transformer
+import TransformerAVX512
 
 let checkpoints = repoRoot.appendingPathComponent("Tests/Fixtures/Checkpoints")
 let variants = ["llama_gqa", "llama_tied", "qwen2", "gpt2", "llama_bf16_sharded", "mistral_sliding", "qwen2_sliding", "qwen3",
@@ -34,6 +35,10 @@ func allLogits(_ session: any BackendSession, _ ids: [Int32], vocab: Int) throws
   return out
 }
 
+/// Every build of the product kernels this CPU runs, the baseline first (on a CPU without
+/// AVX-512 and VNNI, only it: the AVX-512 tests then check the baseline alone).
+let kernelBuilds: [KernelSet] = [.avx2] + [KernelSet.avx512(AVX512Build.self)].filter(\.supported)
+
 func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
   zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
 }
@@ -41,11 +46,16 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 /// Logits of HF transformers (golden files from scripts/make_transformer_goldens.py) against
 /// the Swift forward pass, for every architecture variant, with the reference and SIMD kernels.
 @Suite struct GoldenParityTests {
-  static let kernelSets: [(String, @Sendable (Int) -> any MatrixKernels)] = [
-    ("reference", { _ in ReferenceKernels() }),
-    ("simd-1", { _ in SIMDKernels(threads: 1) }),
-    ("simd-2", { _ in SIMDKernels(threads: 2) }),
-  ]
+  typealias Kernels = @Sendable (Int) -> any MatrixKernels
+  static let kernelSets: [(String, Kernels)] = {
+    var sets: [(String, Kernels)] = [
+      ("reference", { _ in ReferenceKernels() }),
+      ("simd-1", { _ in SIMDKernels(threads: 1) }),
+      ("simd-2", { _ in SIMDKernels(threads: 2) }),
+    ]
+    for build in kernelBuilds.dropFirst() { sets.append(("simd-2-\(build.name)", { _ in SIMDKernels(threads: 2, kernels: build) })) }
+    return sets
+  }()
 
   @Test(arguments: variants)
   func logitsMatchTransformers(variant: String) throws {
@@ -268,23 +278,52 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     }
   }
 
-  /// A row's products do not depend on the other rows in the call (batching, prefill chunks):
-  /// n rows at once give, bit for bit, what each row gives alone.
+  /// A row's products do not depend on the other rows in the call (batching, prefill chunks), nor
+  /// on the build of the kernels: n rows at once give, bit for bit, what each row gives alone,
+  /// in every build this CPU runs (`kernelBuilds`) as in the baseline.
   @Test(arguments: [DType.f32, .f16, .bf16, .q8_0, .q4_0])
   func rowsDoNotDependOnTheCall(dtype: DType) {
     // Decode (one token) reads rows in four streams per thread, with leftover rows: shapes and
-    // thread counts that leave 0–3 of them, and parts of one block.
-    for (rows, cols, n, threads) in [(130, 224, 7, 2), (37, 96, 5, 3), (5, 64, 2, 1), (1000, 64, 3, 2)] {
+    // thread counts that leave 0–3 of them, and parts of one block; token counts that take every
+    // block shape (four rows × two, then four tokens at a time, then the rest).
+    for (rows, cols, n, threads) in [(130, 224, 7, 2), (37, 96, 5, 3), (5, 64, 2, 1), (1000, 64, 3, 2), (64, 160, 13, 1)] {
       let (w, _) = weight(dtype, rows: rows, cols: cols, seed: 7)
       let x = inputs(n * cols)
-      let kernels = SIMDKernels(threads: threads)
-      var together = [Float](repeating: 0, count: n * rows)
-      x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress!, n: n, into: &together) }
+      var alone = [[Float]]()
       for t in 0..<n {
-        var alone = [Float](repeating: 0, count: rows)
-        x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress! + t * cols, n: 1, into: &alone) }
-        #expect(Array(together[(t * rows)..<((t + 1) * rows)]) == alone, "\(dtype) \(rows)×\(cols) token \(t)")
+        var y = [Float](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { SIMDKernels(threads: threads).multiply(w, $0.baseAddress! + t * cols, n: 1, into: &y) }
+        alone.append(y)
       }
+      for build in kernelBuilds {
+        let kernels = SIMDKernels(threads: threads, kernels: build)
+        var together = [Float](repeating: 0, count: n * rows)
+        x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress!, n: n, into: &together) }
+        for t in 0..<n {
+          var one = [Float](repeating: 0, count: rows)
+          x.withUnsafeBufferPointer { kernels.multiply(w, $0.baseAddress! + t * cols, n: 1, into: &one) }
+          #expect(Array(together[(t * rows)..<((t + 1) * rows)]) == alone[t], "\(build.name) \(dtype) \(rows)×\(cols) token \(t) of \(n)")
+          #expect(one == alone[t], "\(build.name) \(dtype) \(rows)×\(cols) token \(t) alone")
+        }
+      }
+    }
+  }
+
+  /// The kernel build: the widest the CPU has, or the one EFT_KERNELS names; a name that is no
+  /// build, or a build whose flags the CPU lacks, is an error that says so.
+  @Test func kernelBuildSelection() throws {
+    let avx512 = KernelSet.avx512(AVX512Build.self)
+    #expect(try KernelSet.best(of: [avx512, .avx2], environment: [:]).name == (avx512.supported ? "avx512" : "avx2"))
+    #expect(try KernelSet.best(of: [avx512, .avx2], environment: ["EFT_KERNELS": "avx2"]).name == "avx2")
+    #expect(throws: BackendError.self) { try KernelSet.best(of: [avx512, .avx2], environment: ["EFT_KERNELS": "avx1024"]) }
+    let imaginary = KernelSet(name: "imaginary", cpuFlags: ["avx2", "no_such_flag"], AVX512Build.self)
+    #expect(!imaginary.supported)
+    #expect(try KernelSet.best(of: [imaginary, .avx2], environment: [:]).name == "avx2")
+    do {
+      _ = try KernelSet.best(of: [imaginary, .avx2], environment: ["EFT_KERNELS": "imaginary"])
+      Issue.record("a build the CPU lacks flags for was chosen")
+    } catch let error as BackendError {
+      #expect(error.description.contains("lacks no_such_flag"), "\(error)")
     }
   }
 
