@@ -87,9 +87,20 @@ enum Layers {
     let values = cache.values[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
     let qh = q + (row * heads + h) * headDim
     withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+      // Four positions at a time: four independent sums (one would wait on each FMA's latency).
+      var p = 0
+      while p + 4 <= length {
+        let s4 = dot4(qh, keys + p * kvWidth, kvWidth, headDim)
+        for k in 0..<4 { scores[p + k] = s4[k] }
+        p += 4
+      }
+      while p < length {
+        scores[p] = dot(qh, keys + p * kvWidth, headDim)
+        p += 1
+      }
       var maxScore = -Float.infinity
       for p in 0..<length {
-        var s = dot(qh, keys + p * kvWidth, headDim) * scale
+        var s = scores[p] * scale
         if let softcap { s = Foundation.tanh(s / softcap) * softcap }
         scores[p] = s
         maxScore = max(maxScore, s)
@@ -99,12 +110,9 @@ enum Layers {
         scores[p] = Foundation.exp(scores[p] - maxScore)
         total += scores[p]
       }
-      let o = out + (row * heads + h) * headDim
-      o.initialize(repeating: 0, count: headDim)
       let inverse = 1 / total
-      for p in 0..<length {
-        accumulate(o, scores[p] * inverse, values + p * kvWidth, headDim)
-      }
+      for p in 0..<length { scores[p] *= inverse }
+      weightedSum(out + (row * heads + h) * headDim, UnsafePointer(scores.baseAddress!), length, values, kvWidth, headDim)
     }
   }
 
@@ -126,18 +134,60 @@ enum Layers {
     return sum
   }
 
-  /// o[i] += w·v[i], eight lanes at a time.
+  /// `dot(a, b + k·stride, n)` for k in 0..<4, each summed in the same order as `dot` does.
   @inline(__always)
-  static func accumulate(_ o: UnsafeMutablePointer<Float>, _ w: Float, _ v: UnsafePointer<Float>, _ n: Int) {
+  static func dot4(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ stride: Int, _ n: Int) -> SIMD4<Float> {
+    let b0 = b, b1 = b + stride, b2 = b + 2 &* stride, b3 = b + 3 &* stride
+    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>(), acc2 = SIMD8<Float>(), acc3 = SIMD8<Float>()
+    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) }
     var i = 0
     while i &+ 8 <= n {
-      let x = UnsafeRawPointer(o + i).loadUnaligned(as: SIMD8<Float>.self)
-        .addingProduct(SIMD8<Float>(repeating: w), UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self))
-      UnsafeMutableRawPointer(o + i).storeBytes(of: x, as: SIMD8<Float>.self)
+      let x = load(a, i)
+      acc0 = acc0.addingProduct(x, load(b0, i)); acc1 = acc1.addingProduct(x, load(b1, i))
+      acc2 = acc2.addingProduct(x, load(b2, i)); acc3 = acc3.addingProduct(x, load(b3, i))
+      i &+= 8
+    }
+    var sums = SIMD4<Float>(acc0.sum(), acc1.sum(), acc2.sum(), acc3.sum())
+    while i < n {
+      sums += a[i] * SIMD4<Float>(b0[i], b1[i], b2[i], b3[i])
+      i &+= 1
+    }
+    return sums
+  }
+
+  /// o[i] = Σ_p w[p]·v[p·stride + i] for i in 0..<n, summed over p in order (from 0) in each
+  /// element; 64 elements at a time held in registers (eight independent FMA chains), then 8,
+  /// then one.
+  @inline(__always)
+  static func weightedSum(_ o: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>, _ count: Int, _ v: UnsafePointer<Float>, _ stride: Int,
+                          _ n: Int) {
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) func store(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self) }
+    var i = 0
+    while i &+ 64 <= n {
+      var o0 = SIMD8<Float>(), o1 = SIMD8<Float>(), o2 = SIMD8<Float>(), o3 = SIMD8<Float>()
+      var o4 = SIMD8<Float>(), o5 = SIMD8<Float>(), o6 = SIMD8<Float>(), o7 = SIMD8<Float>()
+      for p in 0..<count {
+        let wp = SIMD8<Float>(repeating: w[p]), vp = v + (p &* stride &+ i)
+        o0 = o0.addingProduct(wp, load(vp)); o1 = o1.addingProduct(wp, load(vp + 8))
+        o2 = o2.addingProduct(wp, load(vp + 16)); o3 = o3.addingProduct(wp, load(vp + 24))
+        o4 = o4.addingProduct(wp, load(vp + 32)); o5 = o5.addingProduct(wp, load(vp + 40))
+        o6 = o6.addingProduct(wp, load(vp + 48)); o7 = o7.addingProduct(wp, load(vp + 56))
+      }
+      store(o0, o + i); store(o1, o + i + 8); store(o2, o + i + 16); store(o3, o + i + 24)
+      store(o4, o + i + 32); store(o5, o + i + 40); store(o6, o + i + 48); store(o7, o + i + 56)
+      i &+= 64
+    }
+    while i &+ 8 <= n {
+      var acc = SIMD8<Float>()
+      for p in 0..<count { acc = acc.addingProduct(SIMD8<Float>(repeating: w[p]), load(v + (p &* stride &+ i))) }
+      store(acc, o + i)
       i &+= 8
     }
     while i < n {
-      o[i] += w * v[i]
+      var acc: Float = 0
+      for p in 0..<count { acc += w[p] * v[p &* stride &+ i] }
+      o[i] = acc
       i &+= 1
     }
   }
