@@ -75,7 +75,11 @@ protocol BlockFormat {
   /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`, the
   /// activations' `Q16Activations` correction lanes at `c`) as eight Int32 partial sums,
   /// converted to Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float>
+  /// `dot` of the block's weights as `widen` gives them (blocks of several tokens widen a
+  /// block's weights once).
+  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float>
+  /// A block's weights 0–15 and 16–31 as Int16, as `dot` reads them (`quant` + `offset`).
+  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>)
 }
 
 extension BlockFormat {
@@ -86,19 +90,38 @@ extension BlockFormat {
     return (p + 2, Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))))
   }
 
-  /// The portable form of `dot`: lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
   @inlinable @inline(__always)
-  static func scalarDot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> { dot(widen(w), x, c) }
+
+  #if !arch(x86_64)
+  @inlinable @inline(__always)
+  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
+    var w0 = SIMD16<Int16>(), w1 = SIMD16<Int16>()
+    for j in 0..<16 {
+      w0[j] = Int16(quant(w, j) + offset)
+      w1[j] = Int16(quant(w, 16 + j) + offset)
+    }
+    return (w0, w1)
+  }
+
+  /// The portable form: lane j holds elements {2j, 2j+1, 16+2j, 17+2j}, less offset·Σqx (lane 0
+  /// of the correction lanes).
+  @inlinable @inline(__always)
+  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
     var lanes = SIMD8<Float>()
     for j in 0..<8 {
-      var s: Int32 = 0
-      for e in [2 * j, 2 * j + 1, 16 + 2 * j, 17 + 2 * j] {
-        s &+= quant(w, e) &* Int32(x.loadUnaligned(fromByteOffset: 2 * e, as: Int16.self))
+      var s = c.load(fromByteOffset: 4 * j, as: Int32.self)
+      for e in [2 * j, 2 * j + 1] {
+        s &+= Int32(w.0[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * e, as: Int16.self))
+        s &+= Int32(w.1[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * (16 + e), as: Int16.self))
       }
       lanes[j] = Float(s)
     }
     return lanes
   }
+  #endif
+
+
 }
 
 /// llama.cpp's Q8_0: 32 Int8 q a block (34 bytes, 8.5 bits a weight).
@@ -127,18 +150,20 @@ enum Q8_0: BlockFormat {
     }
   }
 
-  /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}. On x86-64: vpmovsxbw, vpmaddwd, vpaddd,
-  /// vcvtdq2ps.
+  #if arch(x86_64)
+  /// vpmovsxbw of each 16 bytes.
   @inlinable @inline(__always)
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _: UnsafeRawPointer) -> SIMD8<Float> {
-    #if arch(x86_64)
-    let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
-    let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self)))
-    return _mm256_cvtepi32_ps(pairSums(w0, w1, x))
-    #else
-    return scalarDot(w, x)
-    #endif
+  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
+    (unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self),
+     unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self))
   }
+
+  /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}: vpmaddwd, vpaddd (or vpdpwssd), vcvtdq2ps.
+  @inlinable @inline(__always)
+  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _: UnsafeRawPointer) -> SIMD8<Float> {
+    _mm256_cvtepi32_ps(pairSums(unsafeBitCast(w.0, to: __m256i.self), unsafeBitCast(w.1, to: __m256i.self), x))
+  }
+  #endif
 }
 
 /// llama.cpp's Q4_0: 32 weights of 4 bits a block, byte j holding q_j + 8 in its low nibble and
@@ -181,23 +206,26 @@ enum Q4_0: BlockFormat {
     }
   }
 
-  /// On x86-64 the 16 bytes are widened to Int16 (vpmovzxbw: word j = byte j), whose low
-  /// nibbles (vpand) are weights 0–15 + 8 and whose high ones (vpsrlw) weights 16–31 + 8; the
-  /// products with those are Q8_0's (vpmaddwd, vpaddd), and the 8·Σqx they add too much is
-  /// taken from lane 0 (vpaddd of the activations' correction lanes): 13 vector operations a
-  /// block and row with the scale's, against 17 with the nibbles split bytewise and 8
+  #if arch(x86_64)
+  /// The 16 bytes widened to Int16 (vpmovzxbw: word j = byte j), whose low nibbles (vpand) are
+  /// weights 0–15 + 8 and whose high ones (vpsrlw) weights 16–31 + 8.
+  @inlinable @inline(__always)
+  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
+    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
+    return (unsafeBitCast(_mm256_and_si256(v, _mm256_set1_epi16(0x0F)), to: SIMD16<Int16>.self),
+            unsafeBitCast(_mm256_srli_epi16(v, 4), to: SIMD16<Int16>.self))
+  }
+
+  /// Q8_0's products with the widened weights (vpmaddwd, vpaddd), and the 8·Σqx they add too
+  /// much taken from lane 0 (vpaddd of the activations' correction lanes): 13 vector operations
+  /// a block and row with the scale's, against 17 with the nibbles split bytewise and 8
   /// subtracted from each weight.
   @inlinable @inline(__always)
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
-    #if arch(x86_64)
-    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
-    let w0 = _mm256_and_si256(v, _mm256_set1_epi16(0x0F)), w1 = _mm256_srli_epi16(v, 4)
+  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
     let correction = _mm256_loadu_si256(c.assumingMemoryBound(to: __m256i.self))
-    return _mm256_cvtepi32_ps(_mm256_add_epi32(pairSums(w0, w1, x), correction))
-    #else
-    return scalarDot(w, x)
-    #endif
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(pairSums(unsafeBitCast(w.0, to: __m256i.self), unsafeBitCast(w.1, to: __m256i.self), x), correction))
   }
+  #endif
 }
 
 #if arch(x86_64)
@@ -348,30 +376,36 @@ extension SIMDKernels {
   }
 
   /// Four rows `stride` bytes apart × four tokens t..<t+4 (sixteen accumulators: for builds with
-  /// 32 vector registers); writes y[u·yStride + k·yStep].
+  /// 32 vector registers): each row's block is widened once for the four tokens, each token's
+  /// activations loaded once for the four rows. Writes y[u·yStride + k·yStep].
   @inlinable @inline(__always)
   static func quantizedRows4x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                                                                 _ y: UnsafeMutablePointer<Float>, _ yStride: Int, _ yStep: Int, _: F.Type) {
-    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(),
-               SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+                                               _ y: UnsafeMutablePointer<Float>, _ yStride: Int, _ yStep: Int, _: F.Type) {
+    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
+    var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>(), a23 = SIMD8<Float>()
+    var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>(), a33 = SIMD8<Float>()
     for b in 0..<blocks {
-      let (x0, e0, c0) = a.block(t, b), (x1, e1, c1) = a.block(t &+ 1, b)
-      let (x2, e2, c2) = a.block(t &+ 2, b), (x3, e3, c3) = a.block(t &+ 3, b)
-      @inline(__always) func row(_ k: Int, _ a0: inout SIMD8<Float>, _ a1: inout SIMD8<Float>, _ a2: inout SIMD8<Float>, _ a3: inout SIMD8<Float>) {
-        let (qw, dw) = F.weights(w + k &* stride, b)
-        a0 = a0.addingProduct(F.dot(qw, x0, c0), SIMD8(repeating: dw * e0))
-        a1 = a1.addingProduct(F.dot(qw, x1, c1), SIMD8(repeating: dw * e1))
-        a2 = a2.addingProduct(F.dot(qw, x2, c2), SIMD8(repeating: dw * e2))
-        a3 = a3.addingProduct(F.dot(qw, x3, c3), SIMD8(repeating: dw * e3))
-      }
-      row(0, &acc.0, &acc.1, &acc.2, &acc.3); row(1, &acc.4, &acc.5, &acc.6, &acc.7)
-      row(2, &acc.8, &acc.9, &acc.10, &acc.11); row(3, &acc.12, &acc.13, &acc.14, &acc.15)
+      let (q0, d0) = F.weights(w, b), (q1, d1) = F.weights(w + stride, b)
+      let (q2, d2) = F.weights(w + 2 &* stride, b), (q3, d3) = F.weights(w + 3 &* stride, b)
+      let w0 = F.widen(q0), w1 = F.widen(q1), w2 = F.widen(q2), w3 = F.widen(q3)
+      var (x, e, c) = a.block(t, b)
+      a00 = a00.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a10 = a10.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
+      a20 = a20.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a30 = a30.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
+      (x, e, c) = a.block(t &+ 1, b)
+      a01 = a01.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a11 = a11.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
+      a21 = a21.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a31 = a31.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
+      (x, e, c) = a.block(t &+ 2, b)
+      a02 = a02.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a12 = a12.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
+      a22 = a22.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a32 = a32.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
+      (x, e, c) = a.block(t &+ 3, b)
+      a03 = a03.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a13 = a13.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
+      a23 = a23.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a33 = a33.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
     }
-    @inline(__always) func store(_ k: Int, _ a0: SIMD8<Float>, _ a1: SIMD8<Float>, _ a2: SIMD8<Float>, _ a3: SIMD8<Float>) {
+    @inline(__always) func store(_ k: Int, _ s0: SIMD8<Float>, _ s1: SIMD8<Float>, _ s2: SIMD8<Float>, _ s3: SIMD8<Float>) {
       let yk = y + k &* yStep
-      yk[0] = a0.sum(); yk[yStride] = a1.sum(); yk[2 &* yStride] = a2.sum(); yk[3 &* yStride] = a3.sum()
+      yk[0] = s0.sum(); yk[yStride] = s1.sum(); yk[2 &* yStride] = s2.sum(); yk[3 &* yStride] = s3.sum()
     }
-    store(0, acc.0, acc.1, acc.2, acc.3); store(1, acc.4, acc.5, acc.6, acc.7)
-    store(2, acc.8, acc.9, acc.10, acc.11); store(3, acc.12, acc.13, acc.14, acc.15)
+    store(0, a00, a01, a02, a03); store(1, a10, a11, a12, a13); store(2, a20, a21, a22, a23); store(3, a30, a31, a32, a33)
   }
 }
