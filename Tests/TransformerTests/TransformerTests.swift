@@ -245,6 +245,42 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     }
   }
 
+  /// The activations' quantization, eight values at a time, makes what the scalar definition
+  /// makes, bit for bit: scales, values and Q4_0's corrections, for ordinary blocks, exact
+  /// halves of either sign, blocks with NaN, infinities, zeros and subnormal maxima.
+  @Test func activationQuantizationMatchesItsDefinition() {
+    var values = inputs(32 * 40).enumerated().map { $1 * Float(1 + $0 % 7) * 3 }
+    // A block whose maximum is 32767, so that x·(1/dx) is x: halves, and values next to them.
+    for j in 0..<32 { values[j] = j == 0 ? 32767 : Float(j * 997 % 32000) + [0.5, -0.5, 0.49999997, -0.50000006][j % 4] * (j % 2 == 0 ? 1 : -1) }
+    for j in 0..<32 { values[32 + j] = -values[j] }
+    values[64 + 5] = .nan
+    values[96 + 3] = .infinity
+    for j in 0..<32 { values[128 + j] = 0 }
+    for j in 0..<32 { values[160 + j] = Float(j) * 1e-42 }  // subnormal: the scale underflows
+    values[192 + 9] = -.infinity; values[192 + 10] = .nan
+    let blocks = values.count / 32
+    ScratchPool.with { scratch in
+      values.withUnsafeBufferPointer { x in
+        for offset: Int32 in [0, 8] {
+          let a = Q16Activations(n: blocks, cols: 32, scratch: scratch)
+          a.quantizeReference(x.baseAddress!, blocks: 0..<blocks, offset: offset)
+          let q = Array(UnsafeBufferPointer(start: a.q, count: values.count)), d = Array(UnsafeBufferPointer(start: a.d, count: blocks))
+          let c = Array(UnsafeBufferPointer(start: a.corrections, count: offset == 0 ? 0 : blocks * 8))
+          a.q.update(repeating: 7, count: values.count)
+          a.quantize(x.baseAddress!, blocks: 0..<blocks, offset: offset)
+          #expect(Array(UnsafeBufferPointer(start: a.q, count: values.count)) == q)
+          #expect(Array(UnsafeBufferPointer(start: a.d, count: blocks)).map(\.bitPattern) == d.map(\.bitPattern))
+          #expect(Array(UnsafeBufferPointer(start: a.corrections, count: offset == 0 ? 0 : blocks * 8)) == c)
+        }
+        // The definition itself on the hand-made block: halves away from zero.
+        let a = Q16Activations(n: 1, cols: 32, scratch: scratch)
+        a.quantize(x.baseAddress!, blocks: 0..<1, offset: 0)
+        #expect(a.d[0] == 1 && a.q[0] == 32767)
+        for j in 1..<32 { #expect(Int(a.q[j]) == Int(values[j].rounded(.toNearestOrAwayFromZero)), "value \(values[j])") }
+      }
+    }
+  }
+
   /// Quantized products (Q8_0, Q4_0): the SIMD kernels against the reference (which defines
   /// them: activations quantized to Int16 per block, exact integer block sums), and both against
   /// the exact sums of the dequantized weights and the unquantized activations, within what the
