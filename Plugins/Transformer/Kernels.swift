@@ -125,9 +125,17 @@ public struct SIMDKernels: MatrixKernels {
     @usableFromInline let parts: Int
   }
 
+  /// Parts a product of `rows` rows is split into: several per thread, claimed as threads come
+  /// free (`WorkerPool`), so that a thread that starts late or is preempted (a busy machine)
+  /// leaves its remaining parts to the others instead of making them wait; at least 32 rows a
+  /// part (eight a stream).
+  func productParts(rows: Int) -> Int {
+    threads == 1 ? 1 : max(1, min(threads * 4, rows / 32))
+  }
+
   @inline(__always)
   func run<R: RowLoader>(_ loader: R, _ w: Weight, _ x: UnsafePointer<Float>, _ n: Int, _ y: UnsafeMutablePointer<Float>, _ part: @escaping ParallelJob) {
-    let parts = min(threads, (w.rows + 7) / 8)
+    let parts = productParts(rows: w.rows)
     parallelFor(parts, work: w.rows * w.cols * max(1, n), Product(loader: loader, rows: w.rows, cols: w.cols, n: n, x: x, y: y, parts: parts), part)
   }
 

@@ -340,7 +340,7 @@ extension SIMDKernels {
       let blocks = n * w.cols / blockSize
       parallelFor(min(threads, blocks), work: 8 * n * w.cols, ActivationJob(a: a, x: x, blocks: blocks, parts: min(threads, blocks), offset: F.offset),
                   Self.quantizeActivations)
-      let parts = min(threads, (w.rows + 7) / 8)
+      let parts = productParts(rows: w.rows)
       let product = QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, rowBytes: w.dtype.rowBytes(w.cols), n: n, a: a, y: y, parts: parts)
       parallelFor(parts, work: w.rows * w.cols * max(1, n), product, part)
     }
