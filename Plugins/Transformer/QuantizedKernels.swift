@@ -70,12 +70,11 @@ struct Q16Activations {
       let inverse: Float = scale != 0 ? 1 / scale : 0
       d[b] = scale
       let factor = SIMD8<Float>(repeating: inverse)
-      var sum = SIMD8<Int32>()
-      for (k, v) in [v0, v1, v2, v3].enumerated() {
-        let r = Self.roundClamped(v * factor)
-        sum &+= r
-        (UnsafeMutableRawPointer(q + b * blockSize + 8 * k)).storeBytes(of: SIMD8<Int16>(truncatingIfNeeded: r), as: SIMD8<Int16>.self)
-      }
+      // (No local function capturing `sum`: the capture put it in a heap box per block.)
+      let out = q + b * blockSize
+      let r0 = Self.store(v0 * factor, out), r1 = Self.store(v1 * factor, out + 8)
+      let r2 = Self.store(v2 * factor, out + 16), r3 = Self.store(v3 * factor, out + 24)
+      let sum = r0 &+ r1 &+ r2 &+ r3
       if offset != 0 {
         (corrections + b * 8).initialize(repeating: 0, count: 8)
         corrections[b * 8] = -offset * sum.wrappedSum()
@@ -87,6 +86,15 @@ struct Q16Activations {
   }
 
   #if arch(x86_64)
+  /// Eight activations times 1/dx rounded (`roundClamped`) and stored as Int16 at `out`; returns
+  /// them as Int32 (for the block's Σq).
+  @inline(__always)
+  static func store(_ v: SIMD8<Float>, _ out: UnsafeMutablePointer<Int16>) -> SIMD8<Int32> {
+    let r = roundClamped(v)
+    UnsafeMutableRawPointer(out).storeBytes(of: SIMD8<Int16>(truncatingIfNeeded: r), as: SIMD8<Int16>.self)
+    return r
+  }
+
   /// v rounded to the nearest integer, halves away from zero, clamped to ±32767; NaN 0. Clamped
   /// first (so the truncating conversion sees no value past ±2³¹), then truncated, then moved one
   /// away from zero where the dropped fraction is at least a half (it is exact: |v| < 2²³).
