@@ -16,11 +16,20 @@ import Glibc
 /// instead of spinning until the descheduled worker comes back for its share.
 final class WorkerPool: @unchecked Sendable {
   let size: Int
-  /// The current job's generation (high 32 bits) and its next unclaimed index (low 32 bits).
+  /// The current job in one word: its generation (high 24 bits), its index count (20 bits) and
+  /// its next unclaimed index (low 20 bits). The count shares the word so that a claim, one
+  /// compare-and-swap, proves its index in range for that very job: with the count in a variable
+  /// of its own, a worker that found a finished job's last index taken could read the next job's
+  /// count, written just before the next job is published, and claim an index past the end of
+  /// the finished one, then run the next job's body (and count it finished) before that job was
+  /// published (ThreadSanitizer caught it in CI, once, on a loaded machine).
   private let cursor = Atomic<UInt64>(0)
-  /// The current job's index count, and how many of its indices have finished.
-  private let total = Atomic<Int>(0)
+  /// How many of the current job's indices have finished.
   private let finished = Atomic<Int>(0)
+  /// Indices a job may have (20 bits); `run` splits a larger loop into jobs of this many.
+  static let maxCount = 1 << 20 - 1
+  /// Added to every index of the current job (the part of a split loop it runs).
+  nonisolated(unsafe) private var base = 0
   private let sleepers = Atomic<Int>(0)
   private let wake = DispatchSemaphore(value: 0)
   private let lock = NSLock()  // held by the job running
@@ -60,7 +69,6 @@ final class WorkerPool: @unchecked Sendable {
       for i in 0..<count { body(arguments, i) }
       return
     }
-    precondition(count < 1 << 32)
     // One job at a time. A caller that finds the pool busy (another model's or request's
     // forward pass on another thread) runs its job alone rather than wait: unrelated requests'
     // products never queue behind each other, and each index still runs exactly once.
@@ -71,18 +79,24 @@ final class WorkerPool: @unchecked Sendable {
     defer { lock.unlock() }
     job = body
     self.arguments = arguments
-    total.store(count, ordering: .relaxed)
-    finished.store(0, ordering: .relaxed)
-    let generation = (cursor.load(ordering: .relaxed) >> 32) &+ 1
-    cursor.store(generation << 32, ordering: .releasing)  // publishes job, arguments, total and finished
-    for _ in 0..<sleepers.load(ordering: .sequentiallyConsistent) { wake.signal() }
-    work(generation)
-    // Indices claimed by workers may still be running; wait for them (yielding the core if
-    // one of them was preempted mid-index).
-    var spins = 0
-    while finished.load(ordering: .acquiring) < count {
-      spins += 1
-      if spins > 1_000 { sched_yield() }
+    var start = 0
+    while start < count {
+      let n = min(count - start, Self.maxCount)
+      base = start
+      finished.store(0, ordering: .relaxed)
+      let generation = (cursor.load(ordering: .relaxed) >> 40) &+ 1
+      // Publishes job, arguments, base and finished.
+      cursor.store((generation & 0xff_ffff) << 40 | UInt64(n) << 20, ordering: .releasing)
+      for _ in 0..<sleepers.load(ordering: .sequentiallyConsistent) { wake.signal() }
+      work(generation & 0xff_ffff)
+      // Indices claimed by workers may still be running; wait for them (yielding the core if
+      // one of them was preempted mid-index).
+      var spins = 0
+      while finished.load(ordering: .acquiring) < n {
+        spins += 1
+        if spins > 1_000 { sched_yield() }
+      }
+      start += n
     }
     self.arguments = nil
   }
@@ -97,18 +111,19 @@ final class WorkerPool: @unchecked Sendable {
     if done > 0 { finished.add(done, ordering: .releasing) }
   }
 
-  /// Runs index `i` of the current job (claimed, so `job` and `arguments` are the job's).
+  /// Runs index `i` of the current job (claimed, so `job`, `arguments` and `base` are the job's).
   private func invoke(_ i: Int) {
-    if let job, let arguments { job(arguments, i) }
+    if let job, let arguments { job(arguments, base + i) }
   }
 
   /// The next unclaimed index of job `generation`, or nil when that job is over or taken.
   private func claim(_ generation: UInt64) -> Int? {
     var current = cursor.load(ordering: .acquiring)
     while true {
-      guard current >> 32 == generation, Int(current & 0xffff_ffff) < total.load(ordering: .relaxed) else { return nil }
+      let index = Int(current & 0xf_ffff), count = Int((current >> 20) & 0xf_ffff)
+      guard current >> 40 == generation, index < count else { return nil }
       let (exchanged, original) = cursor.compareExchange(expected: current, desired: current &+ 1, ordering: .acquiringAndReleasing)
-      if exchanged { return Int(current & 0xffff_ffff) }
+      if exchanged { return index }
       current = original
     }
   }
@@ -117,17 +132,17 @@ final class WorkerPool: @unchecked Sendable {
     var seen: UInt64 = 0
     while true {
       var spins = 0
-      while cursor.load(ordering: .acquiring) >> 32 == seen {
+      while cursor.load(ordering: .acquiring) >> 40 == seen {
         spins += 1
         if spins >= 20_000 {
           // Idle: sleep until the next job (re-checking the generation after registering).
           sleepers.add(1, ordering: .sequentiallyConsistent)
-          if cursor.load(ordering: .sequentiallyConsistent) >> 32 == seen { _ = wake.wait(timeout: .now() + .milliseconds(50)) }
+          if cursor.load(ordering: .sequentiallyConsistent) >> 40 == seen { _ = wake.wait(timeout: .now() + .milliseconds(50)) }
           sleepers.subtract(1, ordering: .sequentiallyConsistent)
           spins = 0
         }
       }
-      seen = cursor.load(ordering: .acquiring) >> 32
+      seen = cursor.load(ordering: .acquiring) >> 40
       work(seen)
     }
   }

@@ -484,6 +484,43 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
       pool.run(count: 1000, arguments: UnsafeRawPointer(counts.baseAddress!), Self.increment)
       #expect(counts.allSatisfy { $0 == 1 })
     }
+    // A loop of more indices than a job holds runs as several jobs.
+    let many = UnsafeMutableBufferPointer<Int>.allocate(capacity: WorkerPool.maxCount + 5)
+    defer { many.deallocate() }
+    many.initialize(repeating: 0)
+    pool.run(count: many.count, arguments: UnsafeRawPointer(many.baseAddress!), Self.increment)
+    #expect(many.allSatisfy { $0 == 1 })
+  }
+
+  /// Jobs of different sizes back to back from two threads: every index of every job runs once,
+  /// and none past its job's count. (Before the count shared the cursor's word, a worker could
+  /// claim an index past a finished job's end from the next job's count, written just before
+  /// that job was published: ThreadSanitizer caught it once in CI.)
+  @Test func claimsStayInsideTheirJob() {
+    let pool = WorkerPool.shared(size: 2)
+    let results = UncheckedSendable(UnsafeMutableBufferPointer<Int>.allocate(capacity: 2 * 16))
+    defer { results.value.deallocate() }
+    let group = DispatchGroup()
+    for caller in 0..<2 {
+      group.enter()
+      Thread {
+        var counts = [Int](repeating: 0, count: 16)
+        var failures = 0
+        for j in 0..<3000 {
+          let count = 2 + (j * 7 + caller) % 14
+          counts.withUnsafeMutableBufferPointer { c in
+            c.update(repeating: 0)
+            // Index i adds one to element i; an index ≥ count would land past `count`.
+            pool.run(count: count, arguments: UnsafeRawPointer(c.baseAddress!), WorkerPoolTests.increment)
+          }
+          if !(counts[..<count].allSatisfy { $0 == 1 } && counts[count...].allSatisfy { $0 == 0 }) { failures += 1 }
+        }
+        results.value[caller] = failures
+        group.leave()
+      }.start()
+    }
+    group.wait()
+    #expect(results.value[0] == 0 && results.value[1] == 0)
   }
 
   /// A job started while another holds the pool runs on its own caller instead of waiting: the
