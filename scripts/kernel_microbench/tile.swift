@@ -7,15 +7,7 @@
 // × four tokens in 16 lanes (512-bit registers).
 import Foundation
 
-#if ROWS4
-typealias V = SIMD8<Float>
-let rowsPerTile = 4
-@inline(__always) func loadW(_ p: UnsafeRawPointer, _ c: Int) -> V {
-  let h = p.loadUnaligned(fromByteOffset: c &* 2, as: SIMD8<UInt16>.self)
-  return V(Float(Float16(bitPattern: h[0])), Float(Float16(bitPattern: h[1])), Float(Float16(bitPattern: h[2])), Float(Float16(bitPattern: h[3])),
-           Float(Float16(bitPattern: h[4])), Float(Float16(bitPattern: h[5])), Float(Float16(bitPattern: h[6])), Float(Float16(bitPattern: h[7])))
-}
-#elseif AVX512
+#if AVX512
 typealias V = SIMD16<Float>
 let rowsPerTile = 4
 @inline(__always) func loadW(_ p: UnsafeRawPointer, _ c: Int) -> V {
@@ -28,7 +20,11 @@ let rowsPerTile = 4
 }
 #else
 typealias V = SIMD8<Float>
+#if ROWS4
+let rowsPerTile = 4
+#else
 let rowsPerTile = 2
+#endif
 @inline(__always) func loadW(_ p: UnsafeRawPointer, _ c: Int) -> V {
   let h = p.loadUnaligned(fromByteOffset: c &* 2, as: SIMD8<UInt16>.self)
   return V(Float(Float16(bitPattern: h[0])), Float(Float16(bitPattern: h[1])), Float(Float16(bitPattern: h[2])), Float(Float16(bitPattern: h[3])),
