@@ -176,7 +176,8 @@ extension BlockFormat {
   static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
     var lanes = SIMD8<Float>()
     for j in 0..<8 {
-      var s = c.load(fromByteOffset: 4 * j, as: Int32.self)
+      // Correction lanes are written only for a format with an offset (Q16Activations).
+      var s: Int32 = offset == 0 ? 0 : c.load(fromByteOffset: 4 * j, as: Int32.self)
       for e in [2 * j, 2 * j + 1] {
         s &+= Int32(w.0[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * e, as: Int16.self))
         s &+= Int32(w.1[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * (16 + e), as: Int16.self))
