@@ -136,7 +136,7 @@ final class Scratch {
   /// The buffers of a pass. Activations of the forward passes (`DecoderNetwork` and `GPT2` name
   /// theirs by number), the output head's, the rotary tables, and the batch's row tables.
   enum Floats: Int, CaseIterable {
-    case a0, a1, a2, a3, a4, a5, a6, a7, a8
+    case a0, a1, a2, a3, a4, a5, a6, a7, a8, a9
     case gathered, normed, logits
     case ropeCos0, ropeSin0, ropeCos1, ropeSin1
     case q16  // a quantized product's quantized activations (taken from a scratch of its own)

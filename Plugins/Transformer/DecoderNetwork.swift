@@ -43,25 +43,23 @@ struct DecoderNetwork: Network {
     case geluTanh  // GeGLU with the tanh GELU (Gemma's gelu_pytorch_tanh)
   }
 
+  /// A layer's weights. The products that read the same input are stacked into one matrix (q, k
+  /// and v; gate and up): one pass over the pool where there were three, or two, and for
+  /// quantized weights one quantization of the input. Each output row is the same dot product
+  /// either way (the kernels are row-invariant), so stacking changes no bits.
   struct Layer {
     let attentionNorm: [Float]     // before attention
-    let q: Weight                  // [heads·headDim × hidden]
-    let k: Weight                  // [kvHeads·headDim × hidden]
-    let v: Weight                  // [kvHeads·headDim × hidden]
+    let qkv: Weight                // q, k, v stacked: [(heads + 2·kvHeads)·headDim × hidden]
     let o: Weight                  // [hidden × heads·headDim]
-    var qBias: [Float]? = nil
-    var kBias: [Float]? = nil
-    var vBias: [Float]? = nil
+    var qkvBias: [Float]? = nil    // q's, k's and v's, stacked as the rows
     var oBias: [Float]? = nil
     var qNorm: [Float]? = nil      // RMSNorm over each head's query (Qwen3, Gemma 3) [headDim]
     var kNorm: [Float]? = nil
     var postAttentionNorm: [Float]? = nil  // on the attention output before the residual add (Gemma)
     let mlpNorm: [Float]           // before the MLP
-    let gate: Weight               // [intermediate × hidden]
-    let up: Weight                 // [intermediate × hidden]
+    let gateUp: Weight             // gate, then up: [2·intermediate × hidden]
     let down: Weight               // [hidden × intermediate]
-    var gateBias: [Float]? = nil
-    var upBias: [Float]? = nil
+    var gateUpBias: [Float]? = nil
     var downBias: [Float]? = nil
     var postMLPNorm: [Float]? = nil  // on the MLP output before the residual add (Gemma)
   }
@@ -99,13 +97,15 @@ struct DecoderNetwork: Network {
     let scratch = batch.scratch
     let x = scratch.floats(.a0, n * d)                 // residual stream [n × hidden]
     let h = scratch.floats(.a1, n * d)                 // normed input [n × hidden]
-    let q = scratch.floats(.a2, n * qWidth)            // [n × heads × headDim]
-    let k = scratch.floats(.a3, n * kvWidth)           // [n × kvHeads × headDim]
-    let v = scratch.floats(.a4, n * kvWidth)
-    let attn = scratch.floats(.a5, n * qWidth)         // [n × heads × headDim]
-    let gate = scratch.floats(.a6, n * c.intermediate)
-    let up = scratch.floats(.a7, n * c.intermediate)
-    let o = scratch.floats(.a8, n * d)
+    let qkvWidth = qWidth + 2 * kvWidth, inner = c.intermediate
+    let qkv = scratch.floats(.a2, n * qkvWidth)        // [n × (q | k | v)]
+    let q = scratch.floats(.a3, n * qWidth)            // [n × heads × headDim]
+    let k = scratch.floats(.a4, n * kvWidth)           // [n × kvHeads × headDim]
+    let v = scratch.floats(.a5, n * kvWidth)
+    let attn = scratch.floats(.a6, n * qWidth)         // [n × heads × headDim]
+    let gateUp = scratch.floats(.a7, n * 2 * inner)    // [n × (gate | up)]
+    let act = scratch.floats(.a8, n * inner)
+    let o = scratch.floats(.a9, n * d)
 
     let scale = c.embeddingScale ?? 1
     for t in 0..<n {
@@ -115,12 +115,14 @@ struct DecoderNetwork: Network {
     for (i, rope) in c.ropes.enumerated() { rope.fill(Self.ropeTable(i, batch, rope)) }
     for (l, layer) in blocks.enumerated() {
       Layers.rmsNorm(x, layer.attentionNorm, eps: c.eps, n: n, into: h)
-      kernels.multiply(layer.q, h, n: n, into: q)
-      Layers.addBias(q, layer.qBias, n: n)
-      kernels.multiply(layer.k, h, n: n, into: k)
-      Layers.addBias(k, layer.kBias, n: n)
-      kernels.multiply(layer.v, h, n: n, into: v)
-      Layers.addBias(v, layer.vBias, n: n)
+      kernels.multiply(layer.qkv, h, n: n, into: qkv)
+      Layers.addBias(qkv, layer.qkvBias, n: n)
+      for t in 0..<n {
+        let row = qkv + t * qkvWidth
+        (q + t * qWidth).update(from: row, count: qWidth)
+        (k + t * kvWidth).update(from: row + qWidth, count: kvWidth)
+        (v + t * kvWidth).update(from: row + qWidth + kvWidth, count: kvWidth)
+      }
       if let qNorm = layer.qNorm { Layers.rmsNorm(q, qNorm, eps: c.eps, n: n * c.heads, into: q) }
       if let kNorm = layer.kNorm { Layers.rmsNorm(k, kNorm, eps: c.eps, n: n * c.kvHeads, into: k) }
       let rope = c.ropes[c.layerRope[l]], table = Self.ropeTable(c.layerRope[l], batch, rope)
@@ -136,15 +138,16 @@ struct DecoderNetwork: Network {
       for i in 0..<(n * d) { x[i] += o[i] }
 
       Layers.rmsNorm(x, layer.mlpNorm, eps: c.eps, n: n, into: h)
-      kernels.multiply(layer.gate, h, n: n, into: gate)
-      Layers.addBias(gate, layer.gateBias, n: n)
-      kernels.multiply(layer.up, h, n: n, into: up)
-      Layers.addBias(up, layer.upBias, n: n)
-      switch c.activation {
-      case .silu: for i in 0..<(n * c.intermediate) { gate[i] = Layers.silu(gate[i]) * up[i] }
-      case .geluTanh: for i in 0..<(n * c.intermediate) { gate[i] = Layers.geluTanh(gate[i]) * up[i] }
+      kernels.multiply(layer.gateUp, h, n: n, into: gateUp)
+      Layers.addBias(gateUp, layer.gateUpBias, n: n)
+      for t in 0..<n {
+        let gate = gateUp + t * 2 * inner, up = gate + inner, out = act + t * inner
+        switch c.activation {
+        case .silu: for i in 0..<inner { out[i] = Layers.silu(gate[i]) * up[i] }
+        case .geluTanh: for i in 0..<inner { out[i] = Layers.geluTanh(gate[i]) * up[i] }
+        }
       }
-      kernels.multiply(layer.down, gate, n: n, into: o)
+      kernels.multiply(layer.down, act, n: n, into: o)
       Layers.addBias(o, layer.downBias, n: n)
       if let norm = layer.postMLPNorm { Layers.rmsNorm(o, norm, eps: c.eps, n: n, into: o) }
       for i in 0..<(n * d) { x[i] += o[i] }
@@ -167,14 +170,15 @@ struct TensorReader {
     kernels.prepare(try checkpoint.weight(name, shape: [rows, cols]), format: format)
   }
 
-  /// A fused matrix (Phi-3's qkv_proj, gate_up_proj) split into consecutive blocks of rows.
-  func split(_ name: String, rows: [Int], cols: Int) throws -> [Weight] {
-    let fused = try checkpoint.weight(name, shape: [rows.reduce(0, +), cols])
-    var first = 0
-    return rows.map { count in
-      defer { first += count }
-      return kernels.prepare(fused.rows(first..<(first + count)), format: format)
-    }
+  /// Matrices `parts` (name, rows), each [rows × cols], stacked into one [Σ rows × cols] weight
+  /// (`DecoderNetwork.Layer`).
+  func stacked(_ parts: [(String, Int)], cols: Int) throws -> Weight {
+    kernels.prepare(Weight.stacked(try parts.map { try checkpoint.weight($0.0, shape: [$0.1, cols]) }), format: format)
+  }
+
+  /// Biases `parts` (name, count) stacked as `stacked` stacks their matrices, when `present`.
+  func stackedBias(_ parts: [(String, Int)], _ present: Bool) throws -> [Float]? {
+    present ? try parts.flatMap { try checkpoint.vector($0.0, count: $0.1) } : nil
   }
 
   func vector(_ name: String, _ count: Int) throws -> [Float] { try checkpoint.vector(name, count: count) }

@@ -118,20 +118,17 @@ enum Gemma {
       let p = "model.layers.\(i)."
       return DecoderNetwork.Layer(
         attentionNorm: try norm(p + "input_layernorm.weight", hidden),
-        q: try read.matrix(p + "self_attn.q_proj.weight", qWidth, hidden),
-        k: try read.matrix(p + "self_attn.k_proj.weight", kvWidth, hidden),
-        v: try read.matrix(p + "self_attn.v_proj.weight", kvWidth, hidden),
+        qkv: try read.stacked([(p + "self_attn.q_proj.weight", qWidth), (p + "self_attn.k_proj.weight", kvWidth),
+                               (p + "self_attn.v_proj.weight", kvWidth)], cols: hidden),
         o: try read.matrix(p + "self_attn.o_proj.weight", hidden, qWidth),
-        qBias: try read.bias(p + "self_attn.q_proj.bias", bias, qWidth),
-        kBias: try read.bias(p + "self_attn.k_proj.bias", bias, kvWidth),
-        vBias: try read.bias(p + "self_attn.v_proj.bias", bias, kvWidth),
+        qkvBias: try read.stackedBias([(p + "self_attn.q_proj.bias", qWidth), (p + "self_attn.k_proj.bias", kvWidth),
+                                       (p + "self_attn.v_proj.bias", kvWidth)], bias),
         oBias: try read.bias(p + "self_attn.o_proj.bias", bias, hidden),
         qNorm: qkNorm ? try norm(p + "self_attn.q_norm.weight", c.headDim) : nil,
         kNorm: qkNorm ? try norm(p + "self_attn.k_norm.weight", c.headDim) : nil,
         postAttentionNorm: try norm(p + "post_attention_layernorm.weight", hidden),
         mlpNorm: try norm(p + "pre_feedforward_layernorm.weight", hidden),
-        gate: try read.matrix(p + "mlp.gate_proj.weight", c.intermediate, hidden),
-        up: try read.matrix(p + "mlp.up_proj.weight", c.intermediate, hidden),
+        gateUp: try read.stacked([(p + "mlp.gate_proj.weight", c.intermediate), (p + "mlp.up_proj.weight", c.intermediate)], cols: hidden),
         down: try read.matrix(p + "mlp.down_proj.weight", hidden, c.intermediate),
         postMLPNorm: try norm(p + "post_feedforward_layernorm.weight", hidden))
     }

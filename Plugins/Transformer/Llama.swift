@@ -66,22 +66,18 @@ enum Llama {
       let p = "model.layers.\(i)."
       return DecoderNetwork.Layer(
         attentionNorm: try read.vector(p + "input_layernorm.weight", hidden),
-        q: try read.matrix(p + "self_attn.q_proj.weight", qWidth, hidden),
-        k: try read.matrix(p + "self_attn.k_proj.weight", kvWidth, hidden),
-        v: try read.matrix(p + "self_attn.v_proj.weight", kvWidth, hidden),
+        qkv: try read.stacked([(p + "self_attn.q_proj.weight", qWidth), (p + "self_attn.k_proj.weight", kvWidth),
+                               (p + "self_attn.v_proj.weight", kvWidth)], cols: hidden),
         o: try read.matrix(p + "self_attn.o_proj.weight", hidden, qWidth),
-        qBias: try read.bias(p + "self_attn.q_proj.bias", qkvBias, qWidth),
-        kBias: try read.bias(p + "self_attn.k_proj.bias", qkvBias, kvWidth),
-        vBias: try read.bias(p + "self_attn.v_proj.bias", qkvBias, kvWidth),
+        qkvBias: try read.stackedBias([(p + "self_attn.q_proj.bias", qWidth), (p + "self_attn.k_proj.bias", kvWidth),
+                                       (p + "self_attn.v_proj.bias", kvWidth)], qkvBias),
         oBias: try read.bias(p + "self_attn.o_proj.bias", oBias, hidden),
         qNorm: try read.bias(p + "self_attn.q_norm.weight", qkNorm, c.headDim),
         kNorm: try read.bias(p + "self_attn.k_norm.weight", qkNorm, c.headDim),
         mlpNorm: try read.vector(p + "post_attention_layernorm.weight", hidden),
-        gate: try read.matrix(p + "mlp.gate_proj.weight", c.intermediate, hidden),
-        up: try read.matrix(p + "mlp.up_proj.weight", c.intermediate, hidden),
+        gateUp: try read.stacked([(p + "mlp.gate_proj.weight", c.intermediate), (p + "mlp.up_proj.weight", c.intermediate)], cols: hidden),
         down: try read.matrix(p + "mlp.down_proj.weight", hidden, c.intermediate),
-        gateBias: try read.bias(p + "mlp.gate_proj.bias", mlpBias, c.intermediate),
-        upBias: try read.bias(p + "mlp.up_proj.bias", mlpBias, c.intermediate),
+        gateUpBias: try read.stackedBias([(p + "mlp.gate_proj.bias", c.intermediate), (p + "mlp.up_proj.bias", c.intermediate)], mlpBias),
         downBias: try read.bias(p + "mlp.down_proj.bias", mlpBias, hidden))
     }
     return DecoderNetwork(config: c, embedding: embedding, blocks: blocks,

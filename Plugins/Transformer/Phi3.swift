@@ -42,15 +42,13 @@ enum Phi3 {
     let embedding = try ckpt.weight("model.embed_tokens.weight", shape: [c.vocab, hidden])
     let blocks = try (0..<c.layers).map { i in
       let p = "model.layers.\(i)."
-      let qkv = try read.split(p + "self_attn.qkv_proj.weight", rows: [qWidth, kvWidth, kvWidth], cols: hidden)
-      // Phi3MLP: gate, up = gate_up_proj(x).chunk(2) — the gate's rows come first.
-      let gateUp = try read.split(p + "mlp.gate_up_proj.weight", rows: [c.intermediate, c.intermediate], cols: hidden)
       return DecoderNetwork.Layer(
         attentionNorm: try read.vector(p + "input_layernorm.weight", hidden),
-        q: qkv[0], k: qkv[1], v: qkv[2],
+        qkv: try read.matrix(p + "self_attn.qkv_proj.weight", qWidth + 2 * kvWidth, hidden),
         o: try read.matrix(p + "self_attn.o_proj.weight", hidden, qWidth),
         mlpNorm: try read.vector(p + "post_attention_layernorm.weight", hidden),
-        gate: gateUp[0], up: gateUp[1],
+        // Phi3MLP: gate, up = gate_up_proj(x).chunk(2) — the gate's rows come first.
+        gateUp: try read.matrix(p + "mlp.gate_up_proj.weight", 2 * c.intermediate, hidden),
         down: try read.matrix(p + "mlp.down_proj.weight", hidden, c.intermediate))
     }
     return DecoderNetwork(config: c, embedding: embedding, blocks: blocks, finalNorm: try read.vector("model.norm.weight", hidden),

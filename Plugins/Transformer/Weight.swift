@@ -118,6 +118,23 @@ public final class Weight: @unchecked Sendable {
     Weight(dtype: dtype, rows: range.count, cols: cols, data: data + range.lowerBound * dtype.rowBytes(cols), owner: self)
   }
 
+  /// `weights` (of the same columns) one under the other, as one owned weight: in their type
+  /// when they share one, else as f32.
+  static func stacked(_ weights: [Weight]) -> Weight {
+    let cols = weights[0].cols, rows = weights.reduce(0) { $0 + $1.rows }
+    let parts = weights.allSatisfy({ $0.dtype == weights[0].dtype }) ? weights : weights.map { $0.upcastF32() }
+    let dtype = parts[0].dtype
+    return Weight(dtype: dtype, rows: rows, cols: cols) { out in
+      var offset = 0
+      for w in parts {
+        precondition(w.cols == cols, "stacked weights need the same columns")
+        let bytes = w.rows * dtype.rowBytes(cols)
+        (out + offset).copyMemory(from: w.data, byteCount: bytes)
+        offset += bytes
+      }
+    }
+  }
+
   /// Every element as Float.
   public func floats() -> [Float] { (0..<count).map(value) }
 
