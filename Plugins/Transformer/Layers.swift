@@ -56,12 +56,18 @@ enum Layers {
                         kernels: some MatrixKernels, into out: UnsafeMutablePointer<Float>) {
     var work = 0
     for position in batch.positions { work += min(position + 1, window ?? Int.max) }
-    let arguments = Attention(q: q, batch: batch, layer: layer, heads: heads, group: heads / kvHeads, kvWidth: kvHeads * headDim,
-                              headDim: headDim, window: window, scale: scale ?? 1 / Float(headDim).squareRoot(), softcap: softcap, out: out)
-    kernels.parallelFor(batch.count * heads, work: work * heads * headDim, arguments, attentionPart)
+    let group = heads / kvHeads
+    var headsPerPart = group
+    while headsPerPart > 1 && (group % headsPerPart != 0 || batch.count * heads / headsPerPart < 2 * kernels.threads) { headsPerPart -= 1 }
+    let arguments = Attention(q: q, batch: batch, layer: layer, heads: heads, group: group, kvWidth: kvHeads * headDim,
+                              headDim: headDim, window: window, scale: scale ?? 1 / Float(headDim).squareRoot(), softcap: softcap, out: out,
+                              headsPerPart: headsPerPart)
+    kernels.parallelFor(batch.count * heads / arguments.headsPerPart, work: work * heads * headDim, arguments, attentionPart)
   }
 
-  /// An attention's arguments, for its parallel parts (one per row and head).
+  /// An attention's arguments, for its parallel parts: each takes consecutive heads of one row
+  /// that share a KV head (the whole group, unless that leaves fewer than two parts a thread),
+  /// so that the keys and values come from memory once for them and from cache after.
   struct Attention {
     let q: UnsafePointer<Float>
     let batch: BatchRows
@@ -70,49 +76,53 @@ enum Layers {
     let scale: Float
     let softcap: Float?
     let out: UnsafeMutablePointer<Float>
+    let headsPerPart: Int
   }
 
   static let attentionPart: ParallelJob = { arguments, job in
     let a = arguments.assumingMemoryBound(to: Attention.self)
     let q = a.pointee.q, layer = a.pointee.layer, heads = a.pointee.heads, group = a.pointee.group, kvWidth = a.pointee.kvWidth
     let headDim = a.pointee.headDim, window = a.pointee.window, scale = a.pointee.scale, softcap = a.pointee.softcap, out = a.pointee.out
-    let row = job / heads, h = job % heads
+    let perPart = a.pointee.headsPerPart, parts = heads / perPart
+    let row = job / parts, firstHead = job % parts * perPart, kvHead = firstHead / group
     let batch = a.pointee.batch
     let cache = batch.items[batch.itemOfRow[row]].cache
     let position = batch.positions[row]
     let first = window.map { max(0, position - $0 + 1) } ?? 0
     let length = position + 1 - first
     // The cache holds positions from cache.base on; `first` is never before it.
-    let keys = cache.keys[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
-    let values = cache.values[layer] + (first - cache.base) * kvWidth + (h / group) * headDim
-    let qh = q + (row * heads + h) * headDim
+    let keys = cache.keys[layer] + (first - cache.base) * kvWidth + kvHead * headDim
+    let values = cache.values[layer] + (first - cache.base) * kvWidth + kvHead * headDim
     withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
-      // Four positions at a time: four independent sums (one would wait on each FMA's latency).
-      var p = 0
-      while p + 4 <= length {
-        let s4 = dot4(qh, keys + p * kvWidth, kvWidth, headDim)
-        for k in 0..<4 { scores[p + k] = s4[k] }
-        p += 4
+      for h in firstHead..<(firstHead + perPart) {
+        let qh = q + (row * heads + h) * headDim
+        // Four positions at a time: four independent sums (one would wait on each FMA's latency).
+        var p = 0
+        while p + 4 <= length {
+          let s4 = dot4(qh, keys + p * kvWidth, kvWidth, headDim)
+          for k in 0..<4 { scores[p + k] = s4[k] }
+          p += 4
+        }
+        while p < length {
+          scores[p] = dot(qh, keys + p * kvWidth, headDim)
+          p += 1
+        }
+        var maxScore = -Float.infinity
+        for p in 0..<length {
+          var s = scores[p] * scale
+          if let softcap { s = Foundation.tanh(s / softcap) * softcap }
+          scores[p] = s
+          maxScore = max(maxScore, s)
+        }
+        var total: Float = 0
+        for p in 0..<length {
+          scores[p] = Foundation.exp(scores[p] - maxScore)
+          total += scores[p]
+        }
+        let inverse = 1 / total
+        for p in 0..<length { scores[p] *= inverse }
+        weightedSum(out + (row * heads + h) * headDim, UnsafePointer(scores.baseAddress!), length, values, kvWidth, headDim)
       }
-      while p < length {
-        scores[p] = dot(qh, keys + p * kvWidth, headDim)
-        p += 1
-      }
-      var maxScore = -Float.infinity
-      for p in 0..<length {
-        var s = scores[p] * scale
-        if let softcap { s = Foundation.tanh(s / softcap) * softcap }
-        scores[p] = s
-        maxScore = max(maxScore, s)
-      }
-      var total: Float = 0
-      for p in 0..<length {
-        scores[p] = Foundation.exp(scores[p] - maxScore)
-        total += scores[p]
-      }
-      let inverse = 1 / total
-      for p in 0..<length { scores[p] *= inverse }
-      weightedSum(out + (row * heads + h) * headDim, UnsafePointer(scores.baseAddress!), length, values, kvWidth, headDim)
     }
   }
 
