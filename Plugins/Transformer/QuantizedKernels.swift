@@ -4,14 +4,14 @@ import _Builtin_intrinsics.intel
 
 /// Products with block-quantized weights (Q8_0, Q4_0: `BlockFormat`). The activations are
 /// quantized too, per block of 32 to Int16 with a Float scale (dx = max|x|/32767, 256 times finer
-/// than llama.cpp's 8-bit activations), so that a block's products are exact integer sums:
-/// Σ_blocks (dw·dx)·Σ qw·qx. The reference and the SIMD kernels compute exactly that; they differ
-/// only in how the Float sum over blocks is associated.
+/// than llama.cpp's 8-bit activations), so that a block's products are exact integer sums. A
+/// (row, token) output is Σ over blocks in order of (dw·dx)·Float(Σ qw·qx), each step one fused
+/// multiply-add; the reference and the SIMD kernels compute exactly that, so they agree bit for
+/// bit (tested).
 @usableFromInline
 struct Q16Activations {
-  /// [n × cols] Int16, then [n × cols/32] Float scales, then per block eight Int32 lanes holding
-  /// −offset·Σqx in lane 0 (the correction `Q4_0.dot` adds; not written for offset 0), in one
-  /// buffer of `scratch`.
+  /// [n × cols] Int16, then [n × cols/32] Float scales, then per block −offset·Σqx (the
+  /// correction the SIMD kernels start a block's sum from), in one buffer of `scratch`.
   @usableFromInline let q: UnsafeMutablePointer<Int16>
   @usableFromInline let d: UnsafeMutablePointer<Float>
   @usableFromInline let corrections: UnsafeMutablePointer<Int32>
@@ -22,15 +22,15 @@ struct Q16Activations {
     let blocks = cols / blockSize
     self.cols = cols
     // Int16s take half a Float each.
-    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks * 9))
+    let raw = UnsafeMutableRawPointer(scratch.floats(.q16, (n * cols + 1) / 2 + n * blocks * 2))
     q = raw.bindMemory(to: Int16.self, capacity: n * cols)
     d = (raw + (n * cols + 1) / 2 * 4).bindMemory(to: Float.self, capacity: n * blocks)
-    corrections = (raw + ((n * cols + 1) / 2 + n * blocks) * 4).bindMemory(to: Int32.self, capacity: n * blocks * 8)
+    corrections = (raw + ((n * cols + 1) / 2 + n * blocks) * 4).bindMemory(to: Int32.self, capacity: n * blocks)
   }
 
   /// The definition, one value at a time: blocks `range` of `x` (block b is x[32b..<32b+32]):
   /// dx = max|x|/32767, q = round(x·(1/dx)) (halves away from zero; NaN 0, clamped to ±32767),
-  /// and for a format with an offset, −offset·Σq in lane 0 of the block's correction lanes.
+  /// and the block's correction −offset·Σq.
   func quantizeReference(_ x: UnsafePointer<Float>, blocks range: Range<Int>, offset: Int32) {
     for b in range {
       let values = x + b * blockSize
@@ -43,12 +43,9 @@ struct Q16Activations {
         let v = (values[j] * inverse).rounded(.toNearestOrAwayFromZero)
         q[b * blockSize + j] = Int16(v.isNaN ? 0 : min(32767, max(-32767, v)))
       }
-      if offset != 0 {
-        var sum: Int32 = 0
-        for j in 0..<blockSize { sum += Int32(q[b * blockSize + j]) }
-        (corrections + b * 8).initialize(repeating: 0, count: 8)
-        corrections[b * 8] = -offset * sum
-      }
+      var sum: Int32 = 0
+      for j in 0..<blockSize { sum += Int32(q[b * blockSize + j]) }
+      corrections[b] = -offset * sum
     }
   }
 
@@ -75,10 +72,7 @@ struct Q16Activations {
       let r0 = Self.store(v0 * factor, out), r1 = Self.store(v1 * factor, out + 8)
       let r2 = Self.store(v2 * factor, out + 16), r3 = Self.store(v3 * factor, out + 24)
       let sum = r0 &+ r1 &+ r2 &+ r3
-      if offset != 0 {
-        (corrections + b * 8).initialize(repeating: 0, count: 8)
-        corrections[b * 8] = -offset * sum.wrappedSum()
-      }
+      corrections[b] = -offset * sum.wrappedSum()
     }
     #else
     quantizeReference(x, blocks: range, offset: offset)
@@ -111,87 +105,126 @@ struct Q16Activations {
   }
   #endif
 
-  /// Token t's block b: 32 Int16s, their scale, and the block's correction lanes.
-  @inlinable @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float, UnsafeRawPointer) {
+  /// Token t's block b: 32 Int16s, their scale, and the block's correction.
+  @inlinable @inline(__always) func block(_ t: Int, _ b: Int) -> (UnsafeRawPointer, Float, Int32) {
     let i = t &* (cols / blockSize) &+ b
-    return (UnsafeRawPointer(q + i &* blockSize), d[i], UnsafeRawPointer(corrections + i &* 8))
+    return (UnsafeRawPointer(q + i &* blockSize), d[i], corrections[i])
   }
 }
 
 /// Weights per block of every block-quantized format.
 @inlinable var blockSize: Int { 32 }
 
-/// A block-quantized weight format, as llama.cpp lays it out: each row is blocks of 32 weights,
-/// each block a Float16 scale d then the quantized values q (weight = d·q). Made at load
-/// (`Weight.quantized(to:)`), never read from a file.
+/// Rows a quantized weight interleaves (`BlockFormat`): a row's sums are one lane of a vector.
+@inlinable var groupRows: Int { 8 }
+
+/// A block-quantized weight format. A block is 32 weights of a row with one scale d (weight =
+/// d·q), made as llama.cpp makes it (`quantize`, into llama.cpp's block layout: a Float16 scale,
+/// then the quantized values). In memory the rows go in groups of eight (the last group padded
+/// with zero rows), and each group's blocks one after another: a group-block of eight rows'
+/// block b is their eight Float16 scales, then their quantized values interleaved so that one
+/// vector of Int16 holds two consecutive weights of each of the eight rows (a "step"; 16 steps a
+/// block). The kernels multiply a step by the token's two activations broadcast (vpmaddwd, or
+/// vpdpwssd): lane k sums row k, with no horizontal sums, and one conversion, scale and
+/// multiply-add per eight rows, token and block. Made at load (`Weight.quantized(to:)`), never
+/// read from a file.
 @usableFromInline
 protocol BlockFormat {
   static var dtype: DType { get }
+  /// Bytes of one row's block in llama.cpp's layout (a group-block takes eight times this).
   static var blockBytes: Int { get }
-  /// What the SIMD `dot` reads each weight as, over its value (Q4_0: 8, the stored nibble); the
-  /// activations' correction lanes take offset·Σqx back.
+  /// What the kernels read each weight as, over its value (Q4_0: 8, the stored nibble); the
+  /// activations' corrections take offset·Σqx back.
   static var offset: Int32 { get }
-  /// Weight j of a block (its quantized values at `q`) as an integer, d·q giving the weight.
+  /// Weight j of a block in llama.cpp's layout (its quantized values at `q`) as an integer.
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32
-  /// Weights c..<c+8 of a block (c a multiple of 8) as `quant` gives them.
-  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8>
   /// Writes the block of these 32 weights (scale, then quantized values) at `block`, as
   /// llama.cpp's quantize_row_*_ref does, in Float as it does.
   static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer)
-  /// Σ qw·qx over one block (the quantized weights at `w`, 32 Int16 activations at `x`, the
-  /// activations' `Q16Activations` correction lanes at `c`) as eight Int32 partial sums,
-  /// converted to Float. Exact (|sum| ≤ 32·127·32767 < 2³¹).
-  /// `dot` of the block's weights as `widen` gives them (blocks of several tokens widen a
-  /// block's weights once).
-  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float>
-  /// A block's weights 0–15 and 16–31 as Int16, as `dot` reads them (`quant` + `offset`).
-  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>)
+  /// Weight j of row k of a group-block whose interleaved values are at `q`, as `quant` gives it.
+  static func interleavedQuant(_ q: UnsafeRawPointer, _ k: Int, _ j: Int) -> Int32
+  /// Stores `quant` (as `quant` gives it) as weight j of row k at `q`.
+  static func setInterleaved(_ q: UnsafeMutableRawPointer, _ k: Int, _ j: Int, _ quant: Int32)
+  /// Steps 2m and 2m+1 of a group-block (weights 4m…4m+3 of each row; m in 0..<8) as Int16:
+  /// lanes 2k and 2k+1 hold row k's two weights, plus `offset`.
+  static func steps(_ q: UnsafeRawPointer, _ m: Int) -> (SIMD16<Int16>, SIMD16<Int16>)
 }
 
 extension BlockFormat {
-  /// A row's block b: its quantized values and scale.
+  /// Bytes of a group-block: eight scales and eight rows' values.
+  @inlinable static var groupBlockBytes: Int { groupRows &* blockBytes }
+
+  /// Group g's block b of a weight with `blocks` blocks a row.
   @inlinable @inline(__always)
-  static func weights(_ row: UnsafeRawPointer, _ b: Int) -> (UnsafeRawPointer, Float) {
-    let p = row + b &* blockBytes
-    return (p + 2, Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))))
+  static func groupBlock(_ w: UnsafeRawPointer, blocks: Int, _ g: Int, _ b: Int) -> UnsafeRawPointer {
+    w + (g &* blocks &+ b) &* groupBlockBytes
   }
 
+  /// A group-block's eight scales.
   @inlinable @inline(__always)
-  static func dot(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> { dot(widen(w), x, c) }
+  static func scales(_ gb: UnsafeRawPointer) -> SIMD8<Float> {
+    // Lane by lane: compiles to one vcvtph2ps (see F16Rows).
+    let h = unsafeBitCast(gb.loadUnaligned(as: SIMD8<UInt16>.self), to: SIMD8<Float16>.self)
+    return SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]), Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
+  }
 
-  #if !arch(x86_64)
+  /// Row k's scale and weight j's integer in a group-block.
   @inlinable @inline(__always)
-  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
-    var w0 = SIMD16<Int16>(), w1 = SIMD16<Int16>()
-    for j in 0..<16 {
-      w0[j] = Int16(quant(w, j) + offset)
-      w1[j] = Int16(quant(w, 16 + j) + offset)
+  static func weight(_ gb: UnsafeRawPointer, _ k: Int, _ j: Int) -> (d: Float, q: Int32) {
+    (Float(Float16(bitPattern: gb.loadUnaligned(fromByteOffset: 2 &* k, as: UInt16.self))), interleavedQuant(gb + 16, k, j))
+  }
+
+  /// Writes the group-block of eight blocks in llama.cpp's layout, `blockBytes` apart at `blocks`.
+  static func interleave(_ blocks: UnsafeRawPointer, into gb: UnsafeMutableRawPointer) {
+    for k in 0..<groupRows {
+      let block = blocks + k * blockBytes
+      gb.storeBytes(of: block.loadUnaligned(as: UInt16.self), toByteOffset: 2 * k, as: UInt16.self)
+      for j in 0..<blockSize { setInterleaved(gb + 16, k, j, quant(block + 2, j)) }
     }
-    return (w0, w1)
   }
 
-  /// The portable form: lane j holds elements {2j, 2j+1, 16+2j, 17+2j}, less offset·Σqx (lane 0
-  /// of the correction lanes).
+  /// The eight rows' exact Σ q·qx over a group-block for one token (`x`: its 32 Int16
+  /// activations; `correction`: their −offset·Σqx), two sums of eight steps each.
   @inlinable @inline(__always)
-  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
-    var lanes = SIMD8<Float>()
-    for j in 0..<8 {
-      // Correction lanes are written only for a format with an offset (Q16Activations).
-      var s: Int32 = offset == 0 ? 0 : c.load(fromByteOffset: 4 * j, as: Int32.self)
-      for e in [2 * j, 2 * j + 1] {
-        s &+= Int32(w.0[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * e, as: Int16.self))
-        s &+= Int32(w.1[e]) &* Int32(x.loadUnaligned(fromByteOffset: 2 * (16 + e), as: Int16.self))
-      }
-      lanes[j] = Float(s)
+  static func sums(_ gb: UnsafeRawPointer, _ x: UnsafeRawPointer, _ correction: Int32) -> SIMD8<Int32> {
+    let q = gb + 16
+    var a0 = SIMD8<Int32>(repeating: correction), a1 = SIMD8<Int32>()
+    for m in 0..<8 {
+      let (s0, s1) = steps(q, m)
+      a0 &+= pairSums(s0, x, 2 &* m)
+      a1 &+= pairSums(s1, x, 2 &* m &+ 1)
     }
-    return lanes
+    return a0 &+ a1
   }
-  #endif
-
-
 }
 
-/// llama.cpp's Q8_0: 32 Int8 q a block (34 bytes, 8.5 bits a weight).
+/// Step `s` of a group-block (lanes 2k, 2k+1: row k's weights 2s, 2s+1) times the token's
+/// activations 2s and 2s+1 (at `x`), pairs summed: lane k gets row k's two products.
+@inlinable @inline(__always)
+func pairSums(_ step: SIMD16<Int16>, _ x: UnsafeRawPointer, _ s: Int) -> SIMD8<Int32> {
+  #if arch(x86_64)
+  let pair = _mm256_set1_epi32(x.loadUnaligned(fromByteOffset: 4 &* s, as: Int32.self))
+  return unsafeBitCast(_mm256_madd_epi16(unsafeBitCast(step, to: __m256i.self), pair), to: SIMD8<Int32>.self)
+  #else
+  let x0 = Int32(x.loadUnaligned(fromByteOffset: 4 &* s, as: Int16.self)), x1 = Int32(x.loadUnaligned(fromByteOffset: 4 &* s &+ 2, as: Int16.self))
+  var out = SIMD8<Int32>()
+  for k in 0..<8 { out[k] = Int32(step[2 &* k]) &* x0 &+ Int32(step[2 &* k &+ 1]) &* x1 }
+  return out
+  #endif
+}
+
+/// Each lane converted to Float, rounded to nearest even as Float(_: Int32) does (vcvtdq2ps).
+@inlinable @inline(__always)
+func floats(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+  #if arch(x86_64)
+  unsafeBitCast(_mm256_cvtepi32_ps(unsafeBitCast(v, to: __m256i.self)), to: SIMD8<Float>.self)
+  #else
+  SIMD8<Float>(v)
+  #endif
+}
+
+/// llama.cpp's Q8_0: 32 Int8 q a block (34 bytes, 8.5 bits a weight). Interleaved: step s is
+/// bytes 16s..<16s+16 (row k's two weights at 2k, 2k+1).
 @usableFromInline
 enum Q8_0: BlockFormat {
   @usableFromInline static var dtype: DType { .q8_0 }
@@ -202,7 +235,13 @@ enum Q8_0: BlockFormat {
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32 { Int32(q.load(fromByteOffset: j, as: Int8.self)) }
 
   @inlinable @inline(__always)
-  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> { q.loadUnaligned(fromByteOffset: c, as: SIMD8<Int8>.self) }
+  static func interleavedQuant(_ q: UnsafeRawPointer, _ k: Int, _ j: Int) -> Int32 {
+    Int32(q.load(fromByteOffset: (j >> 1) &* 16 &+ 2 &* k &+ (j & 1), as: Int8.self))
+  }
+
+  @usableFromInline static func setInterleaved(_ q: UnsafeMutableRawPointer, _ k: Int, _ j: Int, _ quant: Int32) {
+    q.storeBytes(of: Int8(quant), toByteOffset: (j >> 1) * 16 + 2 * k + (j & 1), as: Int8.self)
+  }
 
   /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight is
   /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹).
@@ -217,24 +256,24 @@ enum Q8_0: BlockFormat {
     }
   }
 
-  #if arch(x86_64)
-  /// vpmovsxbw of each 16 bytes.
+  /// Two vpmovsxbw.
   @inlinable @inline(__always)
-  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
-    (unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self),
-     unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128((w + 16).assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self))
+  static func steps(_ q: UnsafeRawPointer, _ m: Int) -> (SIMD16<Int16>, SIMD16<Int16>) {
+    let p = q + 32 &* m
+    #if arch(x86_64)
+    return (unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128(p.assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self),
+            unsafeBitCast(_mm256_cvtepi8_epi16(_mm_loadu_si128((p + 16).assumingMemoryBound(to: __m128i.self))), to: SIMD16<Int16>.self))
+    #else
+    return (SIMD16<Int16>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<Int8>.self)),
+            SIMD16<Int16>(truncatingIfNeeded: (p + 16).loadUnaligned(as: SIMD16<Int8>.self)))
+    #endif
   }
-
-  /// Lane j holds elements {2j, 2j+1, 16+2j, 17+2j}: vpmaddwd, vpaddd (or vpdpwssd), vcvtdq2ps.
-  @inlinable @inline(__always)
-  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _: UnsafeRawPointer) -> SIMD8<Float> {
-    _mm256_cvtepi32_ps(pairSums(unsafeBitCast(w.0, to: __m256i.self), unsafeBitCast(w.1, to: __m256i.self), x))
-  }
-  #endif
 }
 
 /// llama.cpp's Q4_0: 32 weights of 4 bits a block, byte j holding q_j + 8 in its low nibble and
-/// q_{16+j} + 8 in its high one, q in -8...7 (18 bytes, 4.5 bits a weight).
+/// q_{16+j} + 8 in its high one, q in -8...7 (18 bytes, 4.5 bits a weight). Interleaved: bytes
+/// 16m..<16m+16 hold step 2m in their low nibbles and step 2m+1 in their high ones (row k's two
+/// weights at bytes 2k, 2k+1), each + 8.
 @usableFromInline
 enum Q4_0: BlockFormat {
   @usableFromInline static var dtype: DType { .q4_0 }
@@ -247,11 +286,17 @@ enum Q4_0: BlockFormat {
     return Int32(j < 16 ? byte & 0x0F : byte >> 4) - 8
   }
 
-  /// Weights c..<c+8: the low nibbles of bytes c..<c+8 (c < 16), else the high nibbles of c−16.
   @inlinable @inline(__always)
-  static func quants(_ q: UnsafeRawPointer, _ c: Int) -> SIMD8<Int8> {
-    let bytes = q.loadUnaligned(fromByteOffset: c & 15, as: SIMD8<UInt8>.self)
-    return SIMD8<Int8>(truncatingIfNeeded: c < 16 ? bytes & 0x0F : bytes &>> 4) &- 8
+  static func interleavedQuant(_ q: UnsafeRawPointer, _ k: Int, _ j: Int) -> Int32 {
+    let s = j >> 1
+    let byte = q.load(fromByteOffset: (s >> 1) &* 16 &+ 2 &* k &+ (j & 1), as: UInt8.self)
+    return Int32(s & 1 == 0 ? byte & 0x0F : byte >> 4) &- 8
+  }
+
+  @usableFromInline static func setInterleaved(_ q: UnsafeMutableRawPointer, _ k: Int, _ j: Int, _ quant: Int32) {
+    let s = j >> 1, offset = (s >> 1) * 16 + 2 * k + (j & 1)
+    let nibble = UInt8(quant + 8), old = q.load(fromByteOffset: offset, as: UInt8.self)
+    q.storeBytes(of: s & 1 == 0 ? (old & 0xF0) | nibble : (old & 0x0F) | nibble << 4, toByteOffset: offset, as: UInt8.self)
   }
 
   /// m = the weight of largest magnitude, with its sign (the first of equals), d = m/−8 stored
@@ -273,58 +318,44 @@ enum Q4_0: BlockFormat {
     }
   }
 
-  #if arch(x86_64)
-  /// The 16 bytes widened to Int16 (vpmovzxbw: word j = byte j), whose low nibbles (vpand) are
-  /// weights 0–15 + 8 and whose high ones (vpsrlw) weights 16–31 + 8.
+  /// The 16 bytes widened (vpmovzxbw: word j = byte j), their low nibbles (vpand) and high ones
+  /// (vpsrlw).
   @inlinable @inline(__always)
-  static func widen(_ w: UnsafeRawPointer) -> (SIMD16<Int16>, SIMD16<Int16>) {
-    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(w.assumingMemoryBound(to: __m128i.self)))
+  static func steps(_ q: UnsafeRawPointer, _ m: Int) -> (SIMD16<Int16>, SIMD16<Int16>) {
+    let p = q + 16 &* m
+    #if arch(x86_64)
+    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.assumingMemoryBound(to: __m128i.self)))
     return (unsafeBitCast(_mm256_and_si256(v, _mm256_set1_epi16(0x0F)), to: SIMD16<Int16>.self),
             unsafeBitCast(_mm256_srli_epi16(v, 4), to: SIMD16<Int16>.self))
+    #else
+    let v = SIMD16<Int16>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt8>.self))
+    return (v & 0x0F, v &>> 4)
+    #endif
   }
-
-  /// Q8_0's products with the widened weights (vpmaddwd, vpaddd), and the 8·Σqx they add too
-  /// much taken from lane 0 (vpaddd of the activations' correction lanes): 13 vector operations
-  /// a block and row with the scale's, against 17 with the nibbles split bytewise and 8
-  /// subtracted from each weight.
-  @inlinable @inline(__always)
-  static func dot(_ w: (SIMD16<Int16>, SIMD16<Int16>), _ x: UnsafeRawPointer, _ c: UnsafeRawPointer) -> SIMD8<Float> {
-    let correction = _mm256_loadu_si256(c.assumingMemoryBound(to: __m256i.self))
-    return _mm256_cvtepi32_ps(_mm256_add_epi32(pairSums(unsafeBitCast(w.0, to: __m256i.self), unsafeBitCast(w.1, to: __m256i.self), x), correction))
-  }
-  #endif
 }
-
-#if arch(x86_64)
-/// A block's weights 0–15 and 16–31 as Int16 (w0, w1) times its 32 Int16 activations at `x`:
-/// pairs summed (vpmaddwd), the two halves added; lane j holds elements {2j, 2j+1, 16+2j, 17+2j}.
-@inlinable @inline(__always)
-func pairSums(_ w0: __m256i, _ w1: __m256i, _ x: UnsafeRawPointer) -> __m256i {
-  let x0 = _mm256_loadu_si256(x.assumingMemoryBound(to: __m256i.self))
-  let x1 = _mm256_loadu_si256((x + 32).assumingMemoryBound(to: __m256i.self))
-  return _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1))
-}
-#endif
 
 extension ReferenceKernels {
-  /// The definition: per row and token, Σ over blocks in order of Float(dw·dx) · Float(Σ qw·qx),
-  /// the integer sum exact.
+  /// The definition: per row and token, over blocks in order, sum = (dw·dx)·Float(Σ qw·qx) +
+  /// sum, fused; the integer sum exact.
   func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type) {
     ScratchPool.with { scratch in
       let a = Q16Activations(n: n, cols: w.cols, scratch: scratch)
       a.quantizeReference(x, blocks: 0..<(n * w.cols / blockSize), offset: F.offset)
-      let rowBytes = F.dtype.rowBytes(w.cols)
+      let blocks = w.cols / blockSize
       for t in 0..<n {
         for r in 0..<w.rows {
           var sum: Float = 0
-          for b in 0..<(w.cols / blockSize) {
-            let (qw, dw) = F.weights(w.data + r * rowBytes, b)
+          for b in 0..<blocks {
+            let gb = F.groupBlock(w.data, blocks: blocks, r / groupRows, b)
             let (qx, dx, _) = a.block(t, b)
             var dot = 0
+            var dw: Float = 0
             for j in 0..<blockSize {
-              dot += Int(F.quant(qw, j)) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
+              let (d, q) = F.weight(gb, r % groupRows, j)
+              dw = d
+              dot += Int(q) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
             }
-            sum += dw * dx * Float(dot)
+            sum = sum.addingProduct(dw * dx, Float(dot))
           }
           y[t * w.rows + r] = sum
         }
@@ -334,14 +365,11 @@ extension ReferenceKernels {
 }
 
 extension SIMDKernels {
-  /// Rows split over the threads as in `run`, and within a thread's range taken four at a time
-  /// a quarter of the range apart, as `multiplyPart` takes them (four sequential streams from
-  /// memory); per four rows, the first token (four rows × one token: the four streams), then the
-  /// others four at a time (two rows × four tokens twice, or in a `wide` build four rows × four
-  /// tokens: each weight block is widened once for four tokens), then one at a time. Every
-  /// (row, token) pair runs the same operations in the same order whichever shape computes it —
-  /// per block one `F.dot`, times the Float dw·dx, added lane-wise; the lanes summed at the end —
-  /// so results do not depend on the rows in the call.
+  /// The activations quantized (in parallel parts), then the weight's groups of eight rows split
+  /// into parts as `run` splits rows; per group, four tokens at a time (each group-block's steps
+  /// widened once for the four), then one at a time. Each (row, token) output is formed by the
+  /// same operations in the same order whatever the shape — the reference's — so results do not
+  /// depend on the rows in the call and equal the reference's.
   func multiplyQuantized<F: BlockFormat>(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, _: F.Type,
                                          _ part: @escaping ParallelJob) {
     ScratchPool.with { scratch in
@@ -350,7 +378,7 @@ extension SIMDKernels {
       parallelFor(min(threads, blocks), work: 8 * n * w.cols, ActivationJob(a: a, x: x, blocks: blocks, parts: min(threads, blocks), offset: F.offset),
                   Self.quantizeActivations)
       let parts = productParts(rows: w.rows)
-      let product = QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, rowBytes: w.dtype.rowBytes(w.cols), n: n, a: a, y: y, parts: parts)
+      let product = QuantizedProduct(w: w.data, rows: w.rows, cols: w.cols, n: n, a: a, y: y, parts: parts)
       parallelFor(parts, work: w.rows * w.cols * max(1, n), product, part)
     }
   }
@@ -373,7 +401,7 @@ extension SIMDKernels {
   @usableFromInline
   struct QuantizedProduct {
     @usableFromInline let w: UnsafeRawPointer
-    @usableFromInline let rows: Int, cols: Int, rowBytes: Int, n: Int
+    @usableFromInline let rows: Int, cols: Int, n: Int
     @usableFromInline let a: Q16Activations
     @usableFromInline let y: UnsafeMutablePointer<Float>
     @usableFromInline let parts: Int
@@ -382,115 +410,67 @@ extension SIMDKernels {
   @inlinable @inline(__always)
   static func quantizedPart<F: BlockFormat>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type, wide: Bool) {
     let p = arguments.assumingMemoryBound(to: QuantizedProduct.self).pointee
-    let w = p.w, rows = p.rows, n = p.n, a = p.a, y = p.y
-    let blocks = p.cols / blockSize, rowBytes = p.rowBytes
-    let (lo, hi, q) = SIMDKernels.partRows(part, of: p.parts, rows: rows)
-    let stride = q * rowBytes
-    for r in lo..<(lo + q) {
-      // The first token reads the four rows from memory together (four streams); the rest find
-      // them in L1.
-      SIMDKernels.quantizedRows4x1(w + r * rowBytes, stride, blocks, a, 0, y + r, q, F.self)
-      var t = 1
+    let rows = p.rows, n = p.n, y = p.y
+    let blocks = p.cols / blockSize
+    let (lo, hi, _) = SIMDKernels.partRows(part, of: p.parts, rows: rows)
+    for g in (lo / groupRows)..<((hi + groupRows - 1) / groupRows) {
+      let w = F.groupBlock(p.w, blocks: blocks, g, 0), r = g &* groupRows, count = min(groupRows, rows &- r)
+      var t = 0
       while t + 4 <= n {
-        if wide {
-          SIMDKernels.quantizedRows4x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
-        } else {
-          SIMDKernels.quantizedRows2x4(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, rows, q, F.self)
-          SIMDKernels.quantizedRows2x4(w + (r + 2 * q) * rowBytes, stride, blocks, a, t, y + t * rows + r + 2 * q, rows, q, F.self)
-        }
+        let (s0, s1, s2, s3) = quantizedGroup4(w, blocks, p.a, t, F.self)
+        storeLanes(s0, y + (t &* rows &+ r), count); storeLanes(s1, y + ((t &+ 1) &* rows &+ r), count)
+        storeLanes(s2, y + ((t &+ 2) &* rows &+ r), count); storeLanes(s3, y + ((t &+ 3) &* rows &+ r), count)
         t += 4
       }
       while t < n {
-        SIMDKernels.quantizedRows4x1(w + r * rowBytes, stride, blocks, a, t, y + t * rows + r, q, F.self)
+        storeLanes(quantizedGroup1(w, blocks, p.a, t, F.self), y + (t &* rows &+ r), count)
         t += 1
       }
     }
-    for r in (lo + 4 * q)..<hi {
-      for t in 0..<n { y[t * rows + r] = SIMDKernels.quantizedDot(w + r * rowBytes, blocks, a, t, F.self) }
+  }
+
+  /// The first `count` lanes of `s` at `y`.
+  @inlinable @inline(__always)
+  static func storeLanes(_ s: SIMD8<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count == groupRows {
+      UnsafeMutableRawPointer(y).storeBytes(of: s, as: SIMD8<Float>.self)
+    } else {
+      for k in 0..<count { y[k] = s[k] }
     }
   }
 
+  /// A group's eight rows × token t: per block, the exact sums, converted, times dw·dx, added.
   @inlinable @inline(__always)
-  static func quantizedDot<F: BlockFormat>(_ row: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> Float {
+  static func quantizedGroup1<F: BlockFormat>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> SIMD8<Float> {
     var acc = SIMD8<Float>()
     for b in 0..<blocks {
-      let (qw, dw) = F.weights(row, b), (qx, dx, qc) = a.block(t, b)
-      acc = acc.addingProduct(F.dot(qw, qx, qc), SIMD8(repeating: dw * dx))
+      let gb = w + b &* F.groupBlockBytes
+      let (x, dx, c) = a.block(t, b)
+      acc = acc.addingProduct(F.scales(gb) * dx, floats(F.sums(gb, x, c)))
     }
-    return acc.sum()
+    return acc
   }
 
-  /// Four rows `stride` bytes apart × one token; writes y[k·yStep] for k in 0..<4.
+  /// A group's eight rows × tokens t..<t+4: each step widened once for the four tokens.
   @inlinable @inline(__always)
-  static func quantizedRows4x1<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ yStep: Int, _: F.Type) {
-    var acc = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
-    @inline(__always) func step(_ acc: inout SIMD8<Float>, _ k: Int, _ b: Int, _ qx: UnsafeRawPointer, _ dx: Float, _ qc: UnsafeRawPointer) {
-      let (qw, dw) = F.weights(w + k &* stride, b)
-      acc = acc.addingProduct(F.dot(qw, qx, qc), SIMD8(repeating: dw * dx))
-    }
+  static func quantizedGroup4<F: BlockFormat>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    var f0 = SIMD8<Float>(), f1 = SIMD8<Float>(), f2 = SIMD8<Float>(), f3 = SIMD8<Float>()
     for b in 0..<blocks {
-      let (qx, dx, qc) = a.block(t, b)
-      step(&acc.0, 0, b, qx, dx, qc); step(&acc.1, 1, b, qx, dx, qc); step(&acc.2, 2, b, qx, dx, qc); step(&acc.3, 3, b, qx, dx, qc)
+      let gb = w + b &* F.groupBlockBytes, q = gb + 16
+      let (x0, d0, c0) = a.block(t, b), (x1, d1, c1) = a.block(t &+ 1, b)
+      let (x2, d2, c2) = a.block(t &+ 2, b), (x3, d3, c3) = a.block(t &+ 3, b)
+      var a0 = SIMD8<Int32>(repeating: c0), a1 = SIMD8<Int32>(repeating: c1), a2 = SIMD8<Int32>(repeating: c2), a3 = SIMD8<Int32>(repeating: c3)
+      var e0 = SIMD8<Int32>(), e1 = SIMD8<Int32>(), e2 = SIMD8<Int32>(), e3 = SIMD8<Int32>()
+      for m in 0..<8 {
+        let (s0, s1) = F.steps(q, m), even = 2 &* m, odd = even &+ 1
+        a0 &+= pairSums(s0, x0, even); a1 &+= pairSums(s0, x1, even); a2 &+= pairSums(s0, x2, even); a3 &+= pairSums(s0, x3, even)
+        e0 &+= pairSums(s1, x0, odd); e1 &+= pairSums(s1, x1, odd); e2 &+= pairSums(s1, x2, odd); e3 &+= pairSums(s1, x3, odd)
+      }
+      let scales = F.scales(gb)
+      f0 = f0.addingProduct(scales * d0, floats(a0 &+ e0)); f1 = f1.addingProduct(scales * d1, floats(a1 &+ e1))
+      f2 = f2.addingProduct(scales * d2, floats(a2 &+ e2)); f3 = f3.addingProduct(scales * d3, floats(a3 &+ e3))
     }
-    y[0] = acc.0.sum(); y[yStep] = acc.1.sum(); y[2 &* yStep] = acc.2.sum(); y[3 &* yStep] = acc.3.sum()
-  }
-
-  /// Two rows `rowBytes` apart × four tokens t..<t+4; writes y[u·stride] and y[u·stride + yStep]
-  /// for u in 0..<4.
-  @inlinable @inline(__always)
-  static func quantizedRows2x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ rowBytes: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ stride: Int, _ yStep: Int, _: F.Type) {
-    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
-    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
-    for b in 0..<blocks {
-      let (q0, d0) = F.weights(w, b), (q1, d1) = F.weights(w + rowBytes, b)
-      let (x0, e0, c0) = a.block(t, b), (x1, e1, c1) = a.block(t &+ 1, b)
-      let (x2, e2, c2) = a.block(t &+ 2, b), (x3, e3, c3) = a.block(t &+ 3, b)
-      a00 = a00.addingProduct(F.dot(q0, x0, c0), SIMD8(repeating: d0 * e0))
-      a01 = a01.addingProduct(F.dot(q0, x1, c1), SIMD8(repeating: d0 * e1))
-      a02 = a02.addingProduct(F.dot(q0, x2, c2), SIMD8(repeating: d0 * e2))
-      a03 = a03.addingProduct(F.dot(q0, x3, c3), SIMD8(repeating: d0 * e3))
-      a10 = a10.addingProduct(F.dot(q1, x0, c0), SIMD8(repeating: d1 * e0))
-      a11 = a11.addingProduct(F.dot(q1, x1, c1), SIMD8(repeating: d1 * e1))
-      a12 = a12.addingProduct(F.dot(q1, x2, c2), SIMD8(repeating: d1 * e2))
-      a13 = a13.addingProduct(F.dot(q1, x3, c3), SIMD8(repeating: d1 * e3))
-    }
-    y[0] = a00.sum(); y[stride] = a01.sum(); y[2 &* stride] = a02.sum(); y[3 &* stride] = a03.sum()
-    y[yStep] = a10.sum(); y[stride &+ yStep] = a11.sum(); y[2 &* stride &+ yStep] = a12.sum(); y[3 &* stride &+ yStep] = a13.sum()
-  }
-
-  /// Four rows `stride` bytes apart × four tokens t..<t+4 (sixteen accumulators: for builds with
-  /// 32 vector registers): each row's block is widened once for the four tokens, each token's
-  /// activations loaded once for the four rows. Writes y[u·yStride + k·yStep].
-  @inlinable @inline(__always)
-  static func quantizedRows4x4<F: BlockFormat>(_ w: UnsafeRawPointer, _ stride: Int, _ blocks: Int, _ a: Q16Activations, _ t: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ yStride: Int, _ yStep: Int, _: F.Type) {
-    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
-    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
-    var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>(), a23 = SIMD8<Float>()
-    var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>(), a33 = SIMD8<Float>()
-    for b in 0..<blocks {
-      let (q0, d0) = F.weights(w, b), (q1, d1) = F.weights(w + stride, b)
-      let (q2, d2) = F.weights(w + 2 &* stride, b), (q3, d3) = F.weights(w + 3 &* stride, b)
-      let w0 = F.widen(q0), w1 = F.widen(q1), w2 = F.widen(q2), w3 = F.widen(q3)
-      var (x, e, c) = a.block(t, b)
-      a00 = a00.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a10 = a10.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
-      a20 = a20.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a30 = a30.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
-      (x, e, c) = a.block(t &+ 1, b)
-      a01 = a01.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a11 = a11.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
-      a21 = a21.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a31 = a31.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
-      (x, e, c) = a.block(t &+ 2, b)
-      a02 = a02.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a12 = a12.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
-      a22 = a22.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a32 = a32.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
-      (x, e, c) = a.block(t &+ 3, b)
-      a03 = a03.addingProduct(F.dot(w0, x, c), SIMD8(repeating: d0 * e)); a13 = a13.addingProduct(F.dot(w1, x, c), SIMD8(repeating: d1 * e))
-      a23 = a23.addingProduct(F.dot(w2, x, c), SIMD8(repeating: d2 * e)); a33 = a33.addingProduct(F.dot(w3, x, c), SIMD8(repeating: d3 * e))
-    }
-    @inline(__always) func store(_ k: Int, _ s0: SIMD8<Float>, _ s1: SIMD8<Float>, _ s2: SIMD8<Float>, _ s3: SIMD8<Float>) {
-      let yk = y + k &* yStep
-      yk[0] = s0.sum(); yk[yStride] = s1.sum(); yk[2 &* yStride] = s2.sum(); yk[3 &* yStride] = s3.sum()
-    }
-    store(0, a00, a01, a02, a03); store(1, a10, a11, a12, a13); store(2, a20, a21, a22, a23); store(3, a30, a31, a32, a33)
+    return (f0, f1, f2, f3)
   }
 }

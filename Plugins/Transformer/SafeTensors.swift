@@ -120,7 +120,13 @@ public enum DType: String, Sendable {
     }
   }
 
-  /// Bytes of one row of `cols` elements.
+  /// Bytes of a [rows × cols] weight of this type (quantized ones pad their rows to whole groups
+  /// of eight: `BlockFormat`).
+  func bytes(rows: Int, cols: Int) -> Int {
+    (blockFormat == nil ? rows : (rows + groupRows - 1) / groupRows * groupRows) * rowBytes(cols)
+  }
+
+  /// Bytes of one row of `cols` elements (of a block-quantized type: in llama.cpp's layout).
   func rowBytes(_ cols: Int) -> Int {
     switch self {
     case .f32: cols * 4

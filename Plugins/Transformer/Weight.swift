@@ -21,9 +21,9 @@ public final class Weight: @unchecked Sendable {
     self.ownedBuffer = nil
   }
 
-  /// An owned weight whose `rows × dtype.rowBytes(cols)` bytes `fill` writes.
+  /// An owned weight whose `dtype.bytes(rows:cols:)` bytes `fill` writes.
   init(dtype: DType, rows: Int, cols: Int, fill: (UnsafeMutableRawPointer) -> Void) {
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * dtype.rowBytes(cols)), alignment: 64)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, dtype.bytes(rows: rows, cols: cols)), alignment: 64)
     fill(buffer)
     self.dtype = dtype
     self.rows = rows
@@ -59,9 +59,9 @@ public final class Weight: @unchecked Sendable {
 
   @inline(__always)
   private func quantizedValue<F: BlockFormat>(_ i: Int, _: F.Type) -> Float {
-    // A row is a whole number of blocks, so element i is in the i/32-th block from the start.
-    let (q, d) = F.weights(data, i / blockSize)
-    return d * Float(F.quant(q, i % blockSize))
+    let r = i / cols, c = i % cols
+    let (d, q) = F.weight(F.groupBlock(data, blocks: cols / blockSize, r / groupRows, c / blockSize), r % groupRows, c % blockSize)
+    return d * Float(q)
   }
 
   /// Whether `quantized(to:)` applies: rows must be whole blocks, of a type not quantized already.
@@ -76,12 +76,23 @@ public final class Weight: @unchecked Sendable {
     return quantized(format)
   }
 
+  /// Each row's blocks as `F.quantize` makes them (zero rows pad the last group), interleaved by
+  /// `F.interleave`.
   private func quantized<F: BlockFormat>(_: F.Type) -> Weight {
     Weight(dtype: F.dtype, rows: rows, cols: cols) { out in
+      let blocks = cols / blockSize
       var values = [Float](repeating: 0, count: blockSize)
-      for b in 0..<(count / blockSize) {
-        for j in 0..<blockSize { values[j] = value(b * blockSize + j) }
-        F.quantize(values, into: out + b * F.blockBytes)
+      let group = UnsafeMutableRawPointer.allocate(byteCount: F.groupBlockBytes, alignment: 16)
+      defer { group.deallocate() }
+      for g in 0..<((rows + groupRows - 1) / groupRows) {
+        for b in 0..<blocks {
+          for k in 0..<groupRows {
+            let r = g * groupRows + k
+            for j in 0..<blockSize { values[j] = r < rows ? value(r * cols + b * blockSize + j) : 0 }
+            F.quantize(values, into: group + k * F.blockBytes)
+          }
+          F.interleave(UnsafeRawPointer(group), into: out + (g * blocks + b) * F.groupBlockBytes)
+        }
       }
     }
   }
@@ -98,32 +109,33 @@ public final class Weight: @unchecked Sendable {
     }
   }
 
-  /// Block by block, 8 weights at a time (widened lane by lane: the generic SIMD conversions are
-  /// out-of-line calls), each exactly d·q as `value(_:)` gives it.
-  private func dequantize<F: BlockFormat>(rows: Range<Int>, into out: UnsafeMutablePointer<Float>, _: F.Type) {
-    let blocks = (rows.lowerBound * cols / blockSize)..<(rows.upperBound * cols / blockSize)
-    let o = UnsafeMutableRawPointer(out)
-    for (k, b) in blocks.enumerated() {
-      let (q, d) = F.weights(data, b)
-      for c in stride(from: 0, to: blockSize, by: 8) {
-        let v = F.quants(q, c)
-        let f = SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
-        o.storeBytes(of: f * d, toByteOffset: (k * blockSize + c) * 4, as: SIMD8<Float>.self)
+  /// Group-block by group-block, two steps at a time (`BlockFormat.steps`), each weight exactly
+  /// d·q as `value(_:)` gives it.
+  private func dequantize<F: BlockFormat>(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>, _: F.Type) {
+    let blocks = cols / blockSize
+    for g in (range.lowerBound / groupRows)..<((range.upperBound + groupRows - 1) / groupRows) {
+      let first = max(range.lowerBound, g * groupRows), end = min(range.upperBound, (g + 1) * groupRows)
+      for b in 0..<blocks {
+        let gb = F.groupBlock(data, blocks: blocks, g, b), d = F.scales(gb)
+        for m in 0..<8 {
+          let (s0, s1) = F.steps(gb + 16, m)
+          for r in first..<end {
+            let k = r - g * groupRows, o = out + (r - range.lowerBound) * cols + b * blockSize + 4 * m
+            o[0] = d[k] * Float(Int32(s0[2 * k]) - F.offset); o[1] = d[k] * Float(Int32(s0[2 * k + 1]) - F.offset)
+            o[2] = d[k] * Float(Int32(s1[2 * k]) - F.offset); o[3] = d[k] * Float(Int32(s1[2 * k + 1]) - F.offset)
+          }
+        }
       }
     }
   }
 
-  /// Rows `range` as a weight of their own, sharing this one's memory (which it keeps alive).
-  func rows(_ range: Range<Int>) -> Weight {
-    Weight(dtype: dtype, rows: range.count, cols: cols, data: data + range.lowerBound * dtype.rowBytes(cols), owner: self)
-  }
-
-  /// `weights` (of the same columns) one under the other, as one owned weight: in their type
-  /// when they share one, else as f32.
+  /// `weights` (of the same columns, none quantized) one under the other, as one owned weight:
+  /// in their type when they share one, else as f32.
   static func stacked(_ weights: [Weight]) -> Weight {
     let cols = weights[0].cols, rows = weights.reduce(0) { $0 + $1.rows }
     let parts = weights.allSatisfy({ $0.dtype == weights[0].dtype }) ? weights : weights.map { $0.upcastF32() }
     let dtype = parts[0].dtype
+    precondition(dtype.blockFormat == nil, "stacking quantized weights (their rows are interleaved)")
     return Weight(dtype: dtype, rows: rows, cols: cols) { out in
       var offset = 0
       for w in parts {

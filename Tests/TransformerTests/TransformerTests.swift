@@ -265,12 +265,12 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
           let a = Q16Activations(n: blocks, cols: 32, scratch: scratch)
           a.quantizeReference(x.baseAddress!, blocks: 0..<blocks, offset: offset)
           let q = Array(UnsafeBufferPointer(start: a.q, count: values.count)), d = Array(UnsafeBufferPointer(start: a.d, count: blocks))
-          let c = Array(UnsafeBufferPointer(start: a.corrections, count: offset == 0 ? 0 : blocks * 8))
+          let c = Array(UnsafeBufferPointer(start: a.corrections, count: blocks))
           a.q.update(repeating: 7, count: values.count)
           a.quantize(x.baseAddress!, blocks: 0..<blocks, offset: offset)
           #expect(Array(UnsafeBufferPointer(start: a.q, count: values.count)) == q)
           #expect(Array(UnsafeBufferPointer(start: a.d, count: blocks)).map(\.bitPattern) == d.map(\.bitPattern))
-          #expect(Array(UnsafeBufferPointer(start: a.corrections, count: offset == 0 ? 0 : blocks * 8)) == c)
+          #expect(Array(UnsafeBufferPointer(start: a.corrections, count: blocks)) == c)
         }
         // The definition itself on the hand-made block: halves away from zero.
         let a = Q16Activations(n: 1, cols: 32, scratch: scratch)
@@ -282,7 +282,8 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
   }
 
   /// Quantized products (Q8_0, Q4_0): the SIMD kernels against the reference (which defines
-  /// them: activations quantized to Int16 per block, exact integer block sums), and both against
+  /// them: activations quantized to Int16 per block, exact integer block sums, then one fused
+  /// multiply-add a block in block order), bit for bit, and both against
   /// the exact sums of the dequantized weights and the unquantized activations, within what the
   /// activations' rounding allows: Σ_j |w_j|·dx/2 over each block (plus Float rounding).
   @Test(arguments: [DType.q8_0, .q4_0])
@@ -305,7 +306,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
           #expect(abs(Double(reference[t * rows + r]) - sum) <= bound + 1e-5 * max(1, abs(sum)))
         }
       }
-      #expect(maxAbsDiff(reference, fast) <= 1e-4, "\(dtype) \(rows)×\(cols)")
+      #expect(reference.map(\.bitPattern) == fast.map(\.bitPattern), "\(dtype) \(rows)×\(cols)")
       // dequantize(rows:) reads what value(_:) reads.
       var rowsOut = [Float](repeating: .nan, count: 2 * cols)
       let r0 = rows > 2 ? rows - 2 : 0, r1 = min(rows, r0 + 2)
@@ -379,10 +380,13 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
       let amax = block.map { abs($0) }.max()!
       let d = amax / 127, inverse: Float = d == 0 ? 0 : 1 / d
       let stored = Float16(d)
-      #expect(w.data.loadUnaligned(fromByteOffset: b * 34, as: UInt16.self) == stored.bitPattern)
+      let raw = UnsafeMutableRawPointer.allocate(byteCount: Q8_0.blockBytes, alignment: 2)
+      defer { raw.deallocate() }
+      Q8_0.quantize(block, into: raw)
+      #expect(raw.loadUnaligned(as: UInt16.self) == stored.bitPattern)
       for j in 0..<32 {
         let q = (block[j] * inverse).rounded(.toNearestOrAwayFromZero)
-        let got = w.data.load(fromByteOffset: b * 34 + 2 + j, as: Int8.self)
+        let got = raw.load(fromByteOffset: 2 + j, as: Int8.self)
         #expect(Int(got) == Int(q), "block \(b) weight \(j)")
         #expect(w.value(b * 32 + j) == Float(stored) * Float(got))
         // |w − q·d| ≤ d/2, and d's Float16 rounding moves q·d by at most 127·|d₁₆ − d| (large
@@ -414,22 +418,48 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
       let m = block.max { abs($0) < abs($1) }!
       let d = m / -8, inverse: Float = d == 0 ? 0 : 1 / d
       let stored = Float16(d)
-      #expect(w.data.loadUnaligned(fromByteOffset: b * 18, as: UInt16.self) == stored.bitPattern)
+      let raw = UnsafeMutableRawPointer.allocate(byteCount: Q4_0.blockBytes, alignment: 2)
+      defer { raw.deallocate() }
+      Q4_0.quantize(block, into: raw)
+      #expect(raw.loadUnaligned(as: UInt16.self) == stored.bitPattern)
+      if b == 0 {
+        // The first block by hand: d = 0.125, −1 → 0 (−8·d), 0 → 8, 0.9375 = 7.5·d → 15 (clamped 16).
+        #expect(Float(stored) == 0.125)
+        #expect(raw.load(fromByteOffset: 2, as: UInt8.self) & 0x0F == 0)
+        #expect(raw.load(fromByteOffset: 2, as: UInt8.self) >> 4 == 8)
+        #expect(raw.load(fromByteOffset: 2 + 15, as: UInt8.self) >> 4 == 15)
+      }
       for j in 0..<32 {
         let q = min(15, Int(Int8((block[j] * inverse + 8.5).rounded(.towardZero))))
-        let byte = w.data.load(fromByteOffset: b * 18 + 2 + j % 16, as: UInt8.self)
+        let byte = raw.load(fromByteOffset: 2 + j % 16, as: UInt8.self)
         let got = Int(j < 16 ? byte & 0x0F : byte >> 4)
         #expect(got == q, "block \(b) weight \(j)")
         #expect(w.value(b * 32 + j) == Float(stored) * Float(got - 8))
         #expect(abs(w.value(b * 32 + j) - block[j]) <= abs(d) / 2 + 8 * abs(Float(stored) - d) + abs(m) * 1e-6)
       }
     }
-    // The first block by hand: d = 0.125, −1 → 0 (−8·d), 0 → 8, 0.9375 = 7.5·d → 15 (clamped 16).
-    #expect(Float(Float16(bitPattern: w.data.loadUnaligned(as: UInt16.self))) == 0.125)
-    #expect(w.data.load(fromByteOffset: 2, as: UInt8.self) & 0x0F == 0)
-    #expect(w.data.load(fromByteOffset: 2, as: UInt8.self) >> 4 == 8)
-    #expect(w.data.load(fromByteOffset: 2 + 15, as: UInt8.self) >> 4 == 15)
     #expect(!w.quantizable)
+  }
+
+  /// A quantized weight's rows, interleaved in groups of eight (the last padded), read back as
+  /// each row quantized alone gives them: the values (`value`, `dequantize`) and the products.
+  @Test(arguments: [DType.q8_0, .q4_0])
+  func interleavedRowsReadAsEachRowAlone(dtype: DType) {
+    let rows = 11, cols = 96
+    let (source, values) = weight(.f32, rows: rows, cols: cols, seed: 11)
+    let w = source.quantized(to: dtype)
+    #expect(dtype.bytes(rows: rows, cols: cols) == 16 * dtype.rowBytes(cols))
+    var all = [Float](repeating: .nan, count: rows * cols)
+    all.withUnsafeMutableBufferPointer { w.dequantize(rows: 0..<rows, into: $0.baseAddress!) }
+    let x = inputs(3 * cols)
+    let (_, fast) = products(w, x, n: 3)
+    for r in 0..<rows {
+      let alone = Weight(rows: 1, cols: cols, values: Array(values[(r * cols)..<((r + 1) * cols)])).quantized(to: dtype)
+      #expect((0..<cols).allSatisfy { w.value(r * cols + $0) == alone.value($0) }, "row \(r)")
+      #expect(Array(all[(r * cols)..<((r + 1) * cols)]) == alone.floats(), "row \(r)")
+      let (_, one) = products(alone, x, n: 3)
+      #expect((0..<3).allSatisfy { fast[$0 * rows + r] == one[$0] }, "row \(r)")
+    }
   }
 
   @Test func sixteenBitUpcastIsExact() {
