@@ -5,8 +5,6 @@ import Foundation
 public protocol MatrixKernels: Sendable {
   /// y = x·Wᵀ: `x` is [n × w.cols] row-major, `y` is [n × w.rows].
   func multiply(_ w: Weight, _ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>)
-  /// The weight in the form `multiply` reads best, made once at load (e.g. f32 for BLAS).
-  func prepare(_ w: Weight) -> Weight
   /// Worker threads for the parts of the forward pass outside `multiply` (attention heads).
   var threads: Int { get }
   /// Runs `body(arguments, i)` for every i in 0..<count, possibly in parallel; `work` estimates
@@ -21,8 +19,6 @@ public protocol MatrixKernels: Sendable {
 public typealias ParallelJob = @Sendable (UnsafeRawPointer, Int) -> Void
 
 extension MatrixKernels {
-  public func prepare(_ w: Weight) -> Weight { w }
-
   /// `body(pointer to arguments, i)` for every i in 0..<count, possibly in parallel.
   @inline(__always)
   func parallelFor<Arguments>(_ count: Int, work: Int, _ arguments: Arguments, _ body: @escaping ParallelJob) {

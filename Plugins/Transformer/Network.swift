@@ -48,7 +48,7 @@ enum Architectures {
 
 /// How matrix weights are held in memory (`TransformerOptions.weights`).
 public enum WeightFormat: Sendable {
-  /// As the checkpoint has them (then as `MatrixKernels.prepare` wants them).
+  /// As the checkpoint has them.
   case checkpoint
   /// Q8_0 or Q4_0 where the width allows (`Weight.quantizable`), else as the checkpoint has them.
   case quantized(DType)
@@ -57,12 +57,12 @@ public enum WeightFormat: Sendable {
 }
 
 extension MatrixKernels {
-  /// A matrix weight in `format`, then in the form `multiply` reads best.
+  /// A matrix weight in `format`.
   public func prepare(_ w: Weight, format: WeightFormat) -> Weight {
     switch format {
-    case .checkpoint: prepare(w)
-    case .quantized(let type): prepare(w.quantizable ? w.quantized(to: type) : w)
-    case .f32: prepare(w.upcastF32())
+    case .checkpoint: w
+    case .quantized(let type): w.quantizable ? w.quantized(to: type) : w
+    case .f32: w.upcastF32()
     }
   }
 }

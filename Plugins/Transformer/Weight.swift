@@ -97,11 +97,12 @@ public final class Weight: @unchecked Sendable {
     }
   }
 
-  /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols).
+  /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols): 16-bit weights eight at a
+  /// time, others one value at a time.
   public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     switch dtype {
-    case .q8_0: dequantize(rows: rows, into: out, Q8_0.self)
-    case .q4_0: dequantize(rows: rows, into: out, Q4_0.self)
+    case .f16: convert(rows: rows, into: out, F16Rows(self))
+    case .bf16: convert(rows: rows, into: out, BF16Rows(self))
     default:
       for r in rows {
         for c in 0..<cols { out[(r - rows.lowerBound) * cols + c] = value(r * cols + c) }
@@ -109,22 +110,17 @@ public final class Weight: @unchecked Sendable {
     }
   }
 
-  /// Group-block by group-block, two steps at a time (`BlockFormat.steps`), each weight exactly
-  /// d·q as `value(_:)` gives it.
-  private func dequantize<F: BlockFormat>(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>, _: F.Type) {
-    let blocks = cols / blockSize
-    for g in (range.lowerBound / groupRows)..<((range.upperBound + groupRows - 1) / groupRows) {
-      let first = max(range.lowerBound, g * groupRows), end = min(range.upperBound, (g + 1) * groupRows)
-      for b in 0..<blocks {
-        let gb = F.groupBlock(data, blocks: blocks, g, b), d = F.scales(gb)
-        for m in 0..<8 {
-          let (s0, s1) = F.steps(gb + 16, m)
-          for r in first..<end {
-            let k = r - g * groupRows, o = out + (r - range.lowerBound) * cols + b * blockSize + 4 * m
-            o[0] = d[k] * Float(Int32(s0[2 * k]) - F.offset); o[1] = d[k] * Float(Int32(s0[2 * k + 1]) - F.offset)
-            o[2] = d[k] * Float(Int32(s1[2 * k]) - F.offset); o[3] = d[k] * Float(Int32(s1[2 * k + 1]) - F.offset)
-          }
-        }
+  private func convert<R: RowLoader>(rows: Range<Int>, into out: UnsafeMutablePointer<Float>, _ loader: R) {
+    for r in rows {
+      let row = loader.row(r), o = UnsafeMutableRawPointer(out + (r - rows.lowerBound) * cols)
+      var c = 0
+      while c + 8 <= cols {
+        o.storeBytes(of: R.load(row, c), toByteOffset: c * 4, as: SIMD8<Float>.self)
+        c += 8
+      }
+      while c < cols {
+        o.storeBytes(of: R.scalar(row, c), toByteOffset: c * 4, as: Float.self)
+        c += 1
       }
     }
   }
