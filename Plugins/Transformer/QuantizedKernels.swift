@@ -140,7 +140,7 @@ protocol BlockFormat {
   static func quant(_ q: UnsafeRawPointer, _ j: Int) -> Int32
   /// Writes the block of these 32 weights (scale, then quantized values) at `block`, as
   /// llama.cpp's quantize_row_*_ref does, in Float as it does.
-  static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer)
+  static func quantize(_ values: UnsafePointer<Float>, into block: UnsafeMutableRawPointer)
   /// Weight j of row k of a group-block whose interleaved values are at `q`, as `quant` gives it.
   static func interleavedQuant(_ q: UnsafeRawPointer, _ k: Int, _ j: Int) -> Int32
   /// Stores `quant` (as `quant` gives it) as weight j of row k at `q`.
@@ -245,8 +245,10 @@ enum Q8_0: BlockFormat {
 
   /// d = max|w|/127 stored as Float16, q = round(w/d) (halves away from zero); each weight is
   /// then within d/2 of its value plus d's own rounding (relative 2⁻¹¹).
-  @usableFromInline static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
-    let d = values.reduce(0) { max($0, abs($1)) } / 127
+  @usableFromInline static func quantize(_ values: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+    var amax: Float = 0
+    for j in 0..<blockSize { amax = max(amax, abs(values[j])) }
+    let d = amax / 127
     let inverse: Float = d != 0 ? 1 / d : 0
     block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
     for j in 0..<blockSize {
@@ -302,9 +304,9 @@ enum Q4_0: BlockFormat {
   /// m = the weight of largest magnitude, with its sign (the first of equals), d = m/−8 stored
   /// as Float16, q = min(15, trunc(w/d + 8.5)) − 8 in −8…7; each weight within d/2 of its
   /// value plus d's rounding (m itself exactly −8·d).
-  @usableFromInline static func quantize(_ values: [Float], into block: UnsafeMutableRawPointer) {
+  @usableFromInline static func quantize(_ values: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
     var amax: Float = 0, m: Float = 0
-    for v in values where abs(v) > amax { amax = abs(v); m = v }
+    for j in 0..<blockSize where abs(values[j]) > amax { amax = abs(values[j]); m = values[j] }
     let d = m / -8
     let inverse: Float = d != 0 ? 1 / d : 0
     block.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)

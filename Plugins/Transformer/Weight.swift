@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// A read-only tensor of weights: a pointer into a memory-mapped checkpoint (or an owned buffer)
@@ -70,37 +71,42 @@ public final class Weight: @unchecked Sendable {
   /// This weight in a block-quantized type (Q8_0 or Q4_0), as llama.cpp makes it
   /// (`BlockFormat.quantize`). Requires `quantizable`.
   public func quantized(to type: DType) -> Weight {
-    guard quantizable, let format = type.blockFormat else {
-      preconditionFailure("\(type) needs whole blocks of \(blockSize) columns of an unquantized weight")
+    switch (quantizable, type) {
+    case (true, .q8_0): quantized(Q8_0.self)
+    case (true, .q4_0): quantized(Q4_0.self)
+    default: preconditionFailure("\(type) needs whole blocks of \(blockSize) columns of an unquantized weight")
     }
-    return quantized(format)
   }
 
   /// Each row's blocks as `F.quantize` makes them (zero rows pad the last group), interleaved by
-  /// `F.interleave`.
+  /// `F.interleave`; groups of rows in parallel (this runs at load, over every weight).
   private func quantized<F: BlockFormat>(_: F.Type) -> Weight {
-    Weight(dtype: F.dtype, rows: rows, cols: cols) { out in
-      let blocks = cols / blockSize
-      var values = [Float](repeating: 0, count: blockSize)
-      let group = UnsafeMutableRawPointer.allocate(byteCount: F.groupBlockBytes, alignment: 16)
-      defer { group.deallocate() }
-      for g in 0..<((rows + groupRows - 1) / groupRows) {
-        for b in 0..<blocks {
-          for k in 0..<groupRows {
-            let r = g * groupRows + k
-            for j in 0..<blockSize { values[j] = r < rows ? value(r * cols + b * blockSize + j) : 0 }
-            F.quantize(values, into: group + k * F.blockBytes)
+    Weight(dtype: F.dtype, rows: rows, cols: cols) { buffer in
+      let out = UncheckedSendable(buffer)
+      let blocks = cols / blockSize, groups = (rows + groupRows - 1) / groupRows
+      let chunks = min(groups, ProcessInfo.processInfo.activeProcessorCount * 4)
+      DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        let values = UnsafeMutablePointer<Float>.allocate(capacity: groupRows * cols)
+        let group = UnsafeMutableRawPointer.allocate(byteCount: F.groupBlockBytes, alignment: 16)
+        defer { values.deallocate(); group.deallocate() }
+        for g in (groups * chunk / chunks)..<(groups * (chunk + 1) / chunks) {
+          let first = g * groupRows, count = min(groupRows, rows - first)
+          dequantize(rows: first..<(first + count), into: values)
+          (values + count * cols).initialize(repeating: 0, count: (groupRows - count) * cols)
+          for b in 0..<blocks {
+            for k in 0..<groupRows { F.quantize(values + k * cols + b * blockSize, into: group + k * F.blockBytes) }
+            F.interleave(UnsafeRawPointer(group), into: out.value + (g * blocks + b) * F.groupBlockBytes)
           }
-          F.interleave(UnsafeRawPointer(group), into: out + (g * blocks + b) * F.groupBlockBytes)
         }
       }
     }
   }
 
-  /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols): 16-bit weights eight at a
-  /// time, others one value at a time.
+  /// Rows `rows` as Floats, row-major, into `out` (rows.count × cols): f32 copied, 16-bit weights
+  /// eight at a time, quantized ones one value at a time.
   public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     switch dtype {
+    case .f32: out.update(from: (data + rows.lowerBound * cols * 4).assumingMemoryBound(to: Float.self), count: rows.count * cols)
     case .f16: convert(rows: rows, into: out, F16Rows(self))
     case .bf16: convert(rows: rows, into: out, BF16Rows(self))
     default:
