@@ -8,6 +8,9 @@ import Foundation
 /// AVX-512 with VNNI). The products of every build are the same bits: each (row, token) sum runs
 /// the same operations in the same order, only the blocking differs (`wide`).
 public protocol KernelBuild {
+  /// Whether the build has 32 vector registers: it then takes four weight rows × four tokens at
+  /// once (sixteen accumulators) where a 16-register build takes two rows × four tokens twice.
+  static var wide: Bool { get }
   static func f32(_ arguments: UnsafeRawPointer, _ part: Int)
   static func f16(_ arguments: UnsafeRawPointer, _ part: Int)
   static func bf16(_ arguments: UnsafeRawPointer, _ part: Int)
@@ -15,39 +18,42 @@ public protocol KernelBuild {
   static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int)
 }
 
-/// The generic parts, for a `KernelBuild` to instantiate. `wide`: the build has 32 vector
-/// registers, and takes four weight rows × four tokens at once (sixteen accumulators) where a
-/// 16-register build takes two rows × four tokens twice.
+/// The generic parts, for a `KernelBuild` to instantiate. Every kernel function that holds a
+/// loop is generic over the build too: a specialisation is named by its generic arguments, and
+/// two modules' copies of one name are merged at link time — a loop specialised for concrete
+/// loader types alone, and not inlined, ran the baseline's copy (16 registers, spilling) in the
+/// AVX-512 build.
 public enum KernelParts {
   @inlinable @inline(__always)
-  public static func f32(_ arguments: UnsafeRawPointer, _ part: Int, wide: Bool) {
-    SIMDKernels.multiplyPart(arguments, part, F32Rows.self, wide: wide)
+  public static func f32<B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _ build: B.Type) {
+    SIMDKernels.multiplyPart(arguments, part, F32Rows.self, build)
   }
   @inlinable @inline(__always)
-  public static func f16(_ arguments: UnsafeRawPointer, _ part: Int, wide: Bool) {
-    SIMDKernels.multiplyPart(arguments, part, F16Rows.self, wide: wide)
+  public static func f16<B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _ build: B.Type) {
+    SIMDKernels.multiplyPart(arguments, part, F16Rows.self, build)
   }
   @inlinable @inline(__always)
-  public static func bf16(_ arguments: UnsafeRawPointer, _ part: Int, wide: Bool) {
-    SIMDKernels.multiplyPart(arguments, part, BF16Rows.self, wide: wide)
+  public static func bf16<B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _ build: B.Type) {
+    SIMDKernels.multiplyPart(arguments, part, BF16Rows.self, build)
   }
   @inlinable @inline(__always)
-  public static func q8_0(_ arguments: UnsafeRawPointer, _ part: Int, wide: Bool) {
-    SIMDKernels.quantizedPart(arguments, part, Q8_0.self, wide: wide)
+  public static func q8_0<B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _ build: B.Type) {
+    SIMDKernels.quantizedPart(arguments, part, Q8_0.self, build)
   }
   @inlinable @inline(__always)
-  public static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int, wide: Bool) {
-    SIMDKernels.quantizedPart(arguments, part, Q4_0.self, wide: wide)
+  public static func q4_0<B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _ build: B.Type) {
+    SIMDKernels.quantizedPart(arguments, part, Q4_0.self, build)
   }
 }
 
 /// The baseline build (every x86-64 CPU this plugin runs on has AVX2, FMA and F16C).
 enum AVX2Build: KernelBuild {
-  static func f32(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f32(arguments, part, wide: false) }
-  static func f16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f16(arguments, part, wide: false) }
-  static func bf16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.bf16(arguments, part, wide: false) }
-  static func q8_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q8_0(arguments, part, wide: false) }
-  static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q4_0(arguments, part, wide: false) }
+  static var wide: Bool { false }
+  static func f32(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f32(arguments, part, Self.self) }
+  static func f16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f16(arguments, part, Self.self) }
+  static func bf16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.bf16(arguments, part, Self.self) }
+  static func q8_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q8_0(arguments, part, Self.self) }
+  static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q4_0(arguments, part, Self.self) }
 }
 
 /// A build of the kernels, with the CPU flags (as /proc/cpuinfo names them) it needs. Made in

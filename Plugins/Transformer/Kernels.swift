@@ -146,10 +146,9 @@ public struct SIMDKernels: MatrixKernels {
   /// two, then one. (Two rows × four tokens as the first pass is two streams: a 4-token product
   /// of f32 weights from memory took 2.7× a 1-token one that way, 2.0× this way.) A row's sum
   /// is formed in the same order in every block, so results do not depend on the rows or tokens
-  /// in the call. `wide` (a build with 32 vector registers: `KernelBuild`) takes the four rows ×
-  /// four tokens together (sixteen accumulators) where two rows × four tokens twice would be.
+  /// in the call. A `wide` build (`KernelBuild`) takes the four rows × four tokens together.
   @inlinable @inline(__always)
-  static func multiplyPart<R: RowLoader>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type, wide: Bool) {
+  static func multiplyPart<R: RowLoader, B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _: R.Type, _: B.Type) {
     let a = arguments.assumingMemoryBound(to: Product<R>.self).pointee
     let loader = a.loader, rows = a.rows, cols = a.cols, n = a.n, x = a.x, y = a.y
     let (lo, hi, q) = Self.partRows(part, of: a.parts, rows: rows)
@@ -161,7 +160,7 @@ public struct SIMDKernels: MatrixKernels {
       }
       while t + 4 <= n {
         let xt = x + t * cols, yt = y + t * rows + r
-        if wide {
+        if B.wide {
           Self.block4x4(loader, r, q, cols, xt, cols, yt, rows)
         } else {
           Self.block2x4(loader, r, q, cols, xt, xt + cols, xt + 2 * cols, xt + 3 * cols, yt, rows)

@@ -410,7 +410,7 @@ extension SIMDKernels {
   }
 
   @inlinable @inline(__always)
-  static func quantizedPart<F: BlockFormat>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type, wide: Bool) {
+  static func quantizedPart<F: BlockFormat, B: KernelBuild>(_ arguments: UnsafeRawPointer, _ part: Int, _: F.Type, _: B.Type) {
     let p = arguments.assumingMemoryBound(to: QuantizedProduct.self).pointee
     let rows = p.rows, n = p.n, y = p.y
     let blocks = p.cols / blockSize
@@ -419,13 +419,13 @@ extension SIMDKernels {
       let w = F.groupBlock(p.w, blocks: blocks, g, 0), r = g &* groupRows, count = min(groupRows, rows &- r)
       var t = 0
       while t + 4 <= n {
-        let (s0, s1, s2, s3) = quantizedGroup4(w, blocks, p.a, t, F.self)
+        let (s0, s1, s2, s3) = quantizedGroup4(w, blocks, p.a, t, F.self, B.self)
         storeLanes(s0, y + (t &* rows &+ r), count); storeLanes(s1, y + ((t &+ 1) &* rows &+ r), count)
         storeLanes(s2, y + ((t &+ 2) &* rows &+ r), count); storeLanes(s3, y + ((t &+ 3) &* rows &+ r), count)
         t += 4
       }
       while t < n {
-        storeLanes(quantizedGroup1(w, blocks, p.a, t, F.self), y + (t &* rows &+ r), count)
+        storeLanes(quantizedGroup1(w, blocks, p.a, t, F.self, B.self), y + (t &* rows &+ r), count)
         t += 1
       }
     }
@@ -443,7 +443,7 @@ extension SIMDKernels {
 
   /// A group's eight rows × token t: per block, the exact sums, converted, times dw·dx, added.
   @inlinable @inline(__always)
-  static func quantizedGroup1<F: BlockFormat>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type) -> SIMD8<Float> {
+  static func quantizedGroup1<F: BlockFormat, B: KernelBuild>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type, _: B.Type) -> SIMD8<Float> {
     var acc = SIMD8<Float>()
     for b in 0..<blocks {
       let gb = w + b &* F.groupBlockBytes
@@ -455,7 +455,7 @@ extension SIMDKernels {
 
   /// A group's eight rows × tokens t..<t+4: each step widened once for the four tokens.
   @inlinable @inline(__always)
-  static func quantizedGroup4<F: BlockFormat>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type)
+  static func quantizedGroup4<F: BlockFormat, B: KernelBuild>(_ w: UnsafeRawPointer, _ blocks: Int, _ a: Q16Activations, _ t: Int, _: F.Type, _: B.Type)
     -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     var f0 = SIMD8<Float>(), f1 = SIMD8<Float>(), f2 = SIMD8<Float>(), f3 = SIMD8<Float>()
     for b in 0..<blocks {

@@ -6,9 +6,10 @@ import Transformer
 /// pair sums. Nothing here runs unless `KernelSet.best` finds the CPU flags: this module's code
 /// is only these functions, and the set that names them is made by the baseline module.
 public enum AVX512Build: KernelBuild {
-  public static func f32(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f32(arguments, part, wide: true) }
-  public static func f16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f16(arguments, part, wide: true) }
-  public static func bf16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.bf16(arguments, part, wide: true) }
-  public static func q8_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q8_0(arguments, part, wide: true) }
-  public static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q4_0(arguments, part, wide: true) }
+  public static var wide: Bool { true }
+  public static func f32(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f32(arguments, part, Self.self) }
+  public static func f16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.f16(arguments, part, Self.self) }
+  public static func bf16(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.bf16(arguments, part, Self.self) }
+  public static func q8_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q8_0(arguments, part, Self.self) }
+  public static func q4_0(_ arguments: UnsafeRawPointer, _ part: Int) { KernelParts.q4_0(arguments, part, Self.self) }
 }
