@@ -7,7 +7,7 @@ import Foundation
 /// is built for Haswell: AVX2, FMA, F16C) and `AVX512Build` in TransformerAVX512 (built for
 /// AVX-512 with VNNI). The products of every build are the same bits: each (row, token) sum runs
 /// the same operations in the same order, only the blocking differs (`wide`).
-public protocol KernelBuild {
+public protocol KernelBuild: SendableMetatype {
   /// Whether the build has 32 vector registers: it then takes four weight rows × four tokens at
   /// once (sixteen accumulators) where a 16-register build takes two rows × four tokens twice.
   static var wide: Bool { get }

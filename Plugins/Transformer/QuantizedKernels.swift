@@ -58,7 +58,7 @@ struct Q16Activations {
       let v0 = load(values), v1 = load(values + 8), v2 = load(values + 16), v3 = load(values + 24)
       // vmaxps returns its second operand when either is NaN: NaNs are skipped, as max(_:_:) does.
       @inline(__always) func absMax(_ v: SIMD8<Float>, _ m: SIMD8<Float>) -> SIMD8<Float> {
-        unsafeBitCast(_mm256_max_ps(unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7fff_ffff, to: __m256.self), unsafeBitCast(m, to: __m256.self)), to: SIMD8<Float>.self)
+        _mm256_max_ps(unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7fff_ffff, to: __m256.self), m)
       }
       let m = absMax(v3, absMax(v2, absMax(v1, absMax(v0, SIMD8()))))
       var amax: Float = 0
@@ -96,8 +96,8 @@ struct Q16Activations {
   static func roundClamped(_ v: SIMD8<Float>) -> SIMD8<Int32> {
     var c = v.replacing(with: 32767, where: v .> 32767)
     c = c.replacing(with: -32767, where: c .< -32767)
-    let t = _mm256_cvttps_epi32(unsafeBitCast(c, to: __m256.self))
-    let fraction = c - unsafeBitCast(_mm256_cvtepi32_ps(t), to: SIMD8<Float>.self)
+    let t = _mm256_cvttps_epi32(c)
+    let fraction = c - _mm256_cvtepi32_ps(t)
     var r = unsafeBitCast(t, to: SIMD8<Int32>.self)
     r = r.replacing(with: r &+ 1, where: fraction .>= 0.5)
     r = r.replacing(with: r &- 1, where: fraction .<= -0.5)
@@ -129,7 +129,7 @@ struct Q16Activations {
 /// multiply-add per eight rows, token and block. Made at load (`Weight.quantized(to:)`), never
 /// read from a file.
 @usableFromInline
-protocol BlockFormat {
+protocol BlockFormat: SendableMetatype {
   static var dtype: DType { get }
   /// Bytes of one row's block in llama.cpp's layout (a group-block takes eight times this).
   static var blockBytes: Int { get }
@@ -217,7 +217,7 @@ func pairSums(_ step: SIMD16<Int16>, _ x: UnsafeRawPointer, _ s: Int) -> SIMD8<I
 @inlinable @inline(__always)
 func floats(_ v: SIMD8<Int32>) -> SIMD8<Float> {
   #if arch(x86_64)
-  unsafeBitCast(_mm256_cvtepi32_ps(unsafeBitCast(v, to: __m256i.self)), to: SIMD8<Float>.self)
+  _mm256_cvtepi32_ps(unsafeBitCast(v, to: __m256i.self))
   #else
   SIMD8<Float>(v)
   #endif

@@ -20,8 +20,8 @@ func one(_ data: Data) {
   let split = data.range(of: separator)
   let config = split.map { data[..<$0.lowerBound] } ?? data
   let weights = split.map { data[$0.upperBound...] } ?? Data()
-  FileManager.default.createFile(atPath: directory + "/config.json", contents: config)
-  FileManager.default.createFile(atPath: directory + "/model.safetensors", contents: weights)
+  _ = FileManager.default.createFile(atPath: directory + "/config.json", contents: config)
+  _ = FileManager.default.createFile(atPath: directory + "/model.safetensors", contents: weights)
   do {
     let model = try TransformerModel(path: directory, options: options, kernels: { SIMDKernels(threads: $0) })
     let d = model.description
