@@ -62,7 +62,7 @@ enum Layers {
     let arguments = Attention(q: q, batch: batch, layer: layer, heads: heads, group: group, kvWidth: kvHeads * headDim,
                               headDim: headDim, window: window, scale: scale ?? 1 / Float(headDim).squareRoot(), softcap: softcap, out: out,
                               headsPerPart: headsPerPart)
-    kernels.parallelFor(batch.count * heads / arguments.headsPerPart, work: work * heads * headDim, arguments, attentionPart)
+    kernels.parallelFor(batch.count * heads / headsPerPart, work: work * heads * headDim, arguments, attentionPart)
   }
 
   /// An attention's arguments, for its parallel parts: each takes consecutive heads of one row

@@ -160,13 +160,9 @@ extension BlockFormat {
     w + (g &* blocks &+ b) &* groupBlockBytes
   }
 
-  /// A group-block's eight scales.
+  /// A group-block's eight scales (Float16, as an f16 weight row's first eight: one vcvtph2ps).
   @inlinable @inline(__always)
-  static func scales(_ gb: UnsafeRawPointer) -> SIMD8<Float> {
-    // Lane by lane: compiles to one vcvtph2ps (see F16Rows).
-    let h = unsafeBitCast(gb.loadUnaligned(as: SIMD8<UInt16>.self), to: SIMD8<Float16>.self)
-    return SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]), Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
-  }
+  static func scales(_ gb: UnsafeRawPointer) -> SIMD8<Float> { F16Rows.load(gb, 0) }
 
   /// Row k's scale and weight j's integer in a group-block.
   @inlinable @inline(__always)
@@ -348,16 +344,13 @@ extension ReferenceKernels {
         for r in 0..<w.rows {
           var sum: Float = 0
           for b in 0..<blocks {
-            let gb = F.groupBlock(w.data, blocks: blocks, r / groupRows, b)
+            let gb = F.groupBlock(w.data, blocks: blocks, r / groupRows, b), k = r % groupRows
             let (qx, dx, _) = a.block(t, b)
             var dot = 0
-            var dw: Float = 0
             for j in 0..<blockSize {
-              let (d, q) = F.weight(gb, r % groupRows, j)
-              dw = d
-              dot += Int(q) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
+              dot += Int(F.weight(gb, k, j).q) * Int(qx.loadUnaligned(fromByteOffset: 2 * j, as: Int16.self))
             }
-            sum = sum.addingProduct(dw * dx, Float(dot))
+            sum = sum.addingProduct(F.weight(gb, k, 0).d * dx, Float(dot))
           }
           y[t * w.rows + r] = sum
         }
